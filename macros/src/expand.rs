@@ -1,0 +1,177 @@
+//! Turns the parsed function into the traced one: glue into tracehop's public API, through
+//! `::tracehop::__private`.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::spanned::Spanned;
+use syn::{ItemFn, ReturnType, Type};
+
+use crate::errors::Errors;
+use crate::options::{self, Destination, Options, Role, System};
+use crate::signature::{self, MessageParameter};
+
+pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let options = options::parse(role, attribute, &mut errors);
+    let function: ItemFn = match syn::parse2(item.clone()) {
+        Ok(function) => function,
+        Err(_) => {
+            errors.push(syn::Error::new(
+                proc_macro2::Span::call_site(),
+                format!(
+                    "#[{}] goes on a function (a free function or a method)",
+                    role.attribute()
+                ),
+            ));
+            return with_errors(errors, item);
+        }
+    };
+    let message = signature::message_parameter(role, &function.sig, &mut errors);
+    if !errors.is_empty() {
+        return with_errors(errors, item);
+    }
+    instrument(role, &options, message.as_ref(), function)
+}
+
+/// The errors next to the user's item, unchanged, so one mistake does not bury them under follow-on errors.
+fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
+    let errors = errors.into_compile_errors();
+    quote! { #errors #item }
+}
+
+fn instrument(
+    role: Role,
+    options: &Options,
+    message: Option<&MessageParameter>,
+    function: ItemFn,
+) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = function;
+    let private = quote!(::tracehop::__private);
+    let function_name = sig.ident.to_string();
+
+    let handler_kind = match role {
+        Role::Consumer => quote!(consumer),
+        Role::Producer => quote!(producer),
+    };
+    let system = options
+        .system
+        .as_ref()
+        .map(|(system, literal)| (literal.span(), *system))
+        .or_else(|| message.map(|message| (proc_macro2::Span::call_site(), message.system)));
+    let mut handler = quote! {
+        #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
+    };
+    if let Some((span, system)) = system {
+        let variant = match system {
+            System::Kafka => quote_spanned!(span=> Kafka),
+            System::RabbitMq => quote_spanned!(span=> RabbitMq),
+        };
+        handler.extend(quote!(.system(#private::MessagingSystem::#variant)));
+    }
+    if let Some(Destination::Fixed(destination)) = &options.destination {
+        handler.extend(quote!(.destination(#destination)));
+    }
+    if let Some(group) = &options.group {
+        handler.extend(quote!(.group(#group)));
+    }
+    if let Some(name) = &options.name {
+        handler.extend(quote!(.span_name(#name)));
+    }
+
+    let mut start = match (role, message) {
+        (Role::Consumer, Some(message)) => {
+            let name = &message.name;
+            let borrowed = if message.by_reference {
+                quote!(#name)
+            } else {
+                quote!(&#name)
+            };
+            quote!(#private::MessageSpan::consumer(&__TRACEHOP_HANDLER, #borrowed))
+        }
+        (Role::Consumer, None) => {
+            unreachable!("a consumer without a message parameter was reported as an error")
+        }
+        (Role::Producer, Some(record)) => {
+            let name = &record.name;
+            let writable = if record.by_reference {
+                quote!(#name)
+            } else {
+                quote!(&mut #name)
+            };
+            quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).publishing(#writable))
+        }
+        (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
+    };
+    if let Some(Destination::PerMessage(expression)) = &options.destination {
+        start.extend(quote!(.destination(#private::destination(&(#expression)))));
+    }
+    if !options.attributes.is_empty() {
+        let sink = format_ident!("__tracehop_attributes");
+        let additions = options.attributes.iter().map(|attribute| {
+            let key = &attribute.key;
+            let value = &attribute.value;
+            quote_spanned!(value.span()=> #sink.add(#key, &(#value));)
+        });
+        start.extend(
+            quote!(.attributes(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })),
+        );
+    }
+
+    // A by-value record bound without `mut` is rebound so the span can write into it.
+    let rebind = match (role, message) {
+        (Role::Producer, Some(record)) if !record.writable && !record.by_reference => {
+            let name = &record.name;
+            quote!(let mut #name = #name;)
+        }
+        _ => TokenStream::new(),
+    };
+
+    let output = match &sig.output {
+        ReturnType::Default => Some(quote!(())),
+        ReturnType::Type(_, ty) if mentions_impl_trait(ty) => None,
+        ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
+    };
+    let record = quote!(
+        |__tracehop_output, __tracehop_span| ::tracehop::__record_outcome!(
+            __tracehop_output,
+            __tracehop_span
+        )
+    );
+    let run = if sig.asyncness.is_some() {
+        let body = match &output {
+            Some(output) => quote!({ let __tracehop_output: #output = #block; __tracehop_output }),
+            None => quote!(#block),
+        };
+        quote!(__tracehop_span.instrument_recording(async move #body, #record).await)
+    } else {
+        let annotation = output.as_ref().map(|output| quote!(-> #output));
+        quote!(__tracehop_span.run_recording(move || #annotation #block, #record))
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            static __TRACEHOP_HANDLER: #private::Handler = #handler;
+            #rebind
+            let __tracehop_span = #start.start();
+            #run
+        }
+    }
+}
+
+fn mentions_impl_trait(ty: &Type) -> bool {
+    struct FindImplTrait(bool);
+    impl<'ast> syn::visit::Visit<'ast> for FindImplTrait {
+        fn visit_type_impl_trait(&mut self, _: &'ast syn::TypeImplTrait) {
+            self.0 = true;
+        }
+    }
+    let mut finder = FindImplTrait(false);
+    syn::visit::visit_type(&mut finder, ty);
+    finder.0
+}

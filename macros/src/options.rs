@@ -1,0 +1,246 @@
+//! The options written inside `#[traced_consumer(...)]` and `#[traced_producer(...)]`.
+
+use proc_macro2::TokenStream;
+use syn::ext::IdentExt;
+use syn::parse::{ParseStream, Parser};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
+
+use crate::errors::Errors;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Consumer,
+    Producer,
+}
+
+impl Role {
+    pub(crate) fn attribute(self) -> &'static str {
+        match self {
+            Role::Consumer => "traced_consumer",
+            Role::Producer => "traced_producer",
+        }
+    }
+
+    fn options(self) -> &'static [&'static str] {
+        match self {
+            Role::Consumer => &["system", "destination", "group", "name", "attributes"],
+            Role::Producer => &["system", "destination", "name", "attributes"],
+        }
+    }
+}
+
+/// The brokers tracehop supports, as written in `system = "..."`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum System {
+    Kafka,
+    RabbitMq,
+}
+
+pub(crate) enum Destination {
+    Fixed(LitStr),
+    PerMessage(Expr),
+}
+
+pub(crate) struct UserAttribute {
+    pub(crate) key: LitStr,
+    pub(crate) value: Expr,
+}
+
+#[derive(Default)]
+pub(crate) struct Options {
+    pub(crate) system: Option<(System, LitStr)>,
+    pub(crate) destination: Option<Destination>,
+    pub(crate) group: Option<LitStr>,
+    pub(crate) name: Option<LitStr>,
+    pub(crate) attributes: Vec<UserAttribute>,
+}
+
+/// Parses the attribute's tokens, recording every mistake in `errors` and going on past it.
+pub(crate) fn parse(role: Role, tokens: TokenStream, errors: &mut Errors) -> Options {
+    let mut options = Options::default();
+    let parser = |input: ParseStream<'_>| parse_options(role, input, &mut options, errors);
+    if let Err(error) = parser.parse2(tokens) {
+        errors.push(error);
+    }
+    options
+}
+
+fn parse_options(
+    role: Role,
+    input: ParseStream<'_>,
+    options: &mut Options,
+    errors: &mut Errors,
+) -> syn::Result<()> {
+    let mut seen: Vec<String> = Vec::new();
+    while !input.is_empty() {
+        let key = input.call(Ident::parse_any)?;
+        let name = key.to_string();
+        if seen.contains(&name) {
+            errors.at(&key, format!("`{name}` is given twice; keep one"));
+        }
+        seen.push(name.clone());
+        if name == "attributes" {
+            let content;
+            syn::parenthesized!(content in input);
+            let attributes = parse_user_attributes(&content, errors)?;
+            if role.options().contains(&"attributes") {
+                options.attributes.extend(attributes);
+            }
+        } else {
+            input.parse::<Token![=]>()?;
+            let value: Expr = input.parse()?;
+            match name.as_str() {
+                "system" => options.system = system(&value, errors),
+                "destination" => options.destination = Some(destination(value)),
+                "group" if role == Role::Consumer => {
+                    options.group = string_literal(&value, "group", "the consumer group", errors)
+                }
+                "name" => options.name = string_literal(&value, "name", "the span name", errors),
+                _ => unknown_option(role, &key, errors),
+            }
+        }
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(())
+}
+
+fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
+    let name = key.to_string();
+    let known = role.options();
+    let suggestion = known
+        .iter()
+        .map(|option| (edit_distance(&name, option), option))
+        .filter(|(distance, _)| *distance <= 2)
+        .min();
+    let known_list = known
+        .iter()
+        .map(|option| format!("`{option}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = match suggestion {
+        Some((_, option)) => format!("unknown option `{name}`: did you mean `{option}`?"),
+        None if name == "group" => format!(
+            "`group` is an option of #[traced_consumer] only: a producer belongs to no consumer group; \
+             #[{}] takes {known_list}",
+            role.attribute()
+        ),
+        None => format!("unknown option `{name}`; #[{}] takes {known_list}", role.attribute()),
+    };
+    errors.at(key, message);
+}
+
+fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
+    let literal = string_literal(value, "system", "the broker", errors)?;
+    match literal.value().as_str() {
+        "kafka" => Some((System::Kafka, literal)),
+        "rabbitmq" => Some((System::RabbitMq, literal)),
+        other => {
+            errors.at(&literal, format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""));
+            None
+        }
+    }
+}
+
+fn destination(value: Expr) -> Destination {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(literal),
+            ..
+        }) => Destination::Fixed(literal),
+        expression => Destination::PerMessage(expression),
+    }
+}
+
+fn string_literal(value: &Expr, option: &str, what: &str, errors: &mut Errors) -> Option<LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(literal),
+            ..
+        }) => Some(literal.clone()),
+        other => {
+            errors.at(other, format!("`{option}` takes a string literal naming {what}, for example `{option} = \"orders\"`"));
+            None
+        }
+    }
+}
+
+/// `key = expr, ...` where a key is a dotted name (`app.order.id`) or a string literal (`"app.order-id"`).
+fn parse_user_attributes(
+    input: ParseStream<'_>,
+    errors: &mut Errors,
+) -> syn::Result<Vec<UserAttribute>> {
+    let mut attributes: Vec<UserAttribute> = Vec::new();
+    while !input.is_empty() {
+        let key = if input.peek(LitStr) {
+            input.parse::<LitStr>()?
+        } else {
+            let first = input.call(Ident::parse_any)?;
+            let mut dotted = first.to_string();
+            let mut span = first.span();
+            while input.peek(Token![.]) {
+                input.parse::<Token![.]>()?;
+                let segment = input.call(Ident::parse_any)?;
+                dotted.push('.');
+                dotted.push_str(&segment.to_string());
+                span = span.join(segment.span()).unwrap_or(span);
+            }
+            LitStr::new(&dotted, span)
+        };
+        input.parse::<Token![=]>()?;
+        let value: Expr = input.parse()?;
+        if let Err(problem) = check_attribute_key(&key.value()) {
+            errors.at(
+                &key,
+                format!("`{}` is not a valid attribute name: {problem}", key.value()),
+            );
+        } else if attributes
+            .iter()
+            .any(|attribute| attribute.key.value() == key.value())
+        {
+            errors.at(
+                &key,
+                format!("attribute `{}` is given twice; keep one", key.value()),
+            );
+        }
+        attributes.push(UserAttribute { key, value });
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(attributes)
+}
+
+/// OpenTelemetry attribute names: dot-separated lower-case segments of letters, digits and `_`.
+fn check_attribute_key(key: &str) -> Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("it is empty");
+    }
+    for segment in key.split('.') {
+        if segment.is_empty() {
+            return Err("a dot-separated segment is empty");
+        }
+        if !segment
+            .bytes()
+            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
+        {
+            return Err("use lower-case letters, digits and `_`, in dot-separated segments (`app.order.id`)");
+        }
+    }
+    Ok(())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}

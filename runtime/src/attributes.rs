@@ -1,0 +1,180 @@
+//! Span attributes: the semantic-convention ones a message contributes and the user's own.
+
+use std::borrow::Cow;
+
+use opentelemetry::{Key, KeyValue, StringValue, Value};
+
+/// The attributes of one recorded span, collected before they are set on it in one call.
+///
+/// Brokers fill it in [`MessageFacts::record_attributes`](crate::MessageFacts::record_attributes); the
+/// `attributes(...)` option of the macros fills it with the user's own through [`SpanAttributes::add`].
+/// It exists only for spans that are sampled, so nothing here is computed for the others.
+#[derive(Debug, Default)]
+pub struct SpanAttributes {
+    entries: Vec<KeyValue>,
+}
+
+impl SpanAttributes {
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Adds one attribute. Values that have nothing to record ([`None`]) add nothing.
+    ///
+    /// ```
+    /// let mut attributes = tracehop::SpanAttributes::default();
+    /// attributes.add("app.order.id", 42_u64);
+    /// attributes.add("app.coupon", None::<&str>);
+    /// assert_eq!(attributes.len(), 1);
+    /// ```
+    pub fn add(&mut self, key: &'static str, value: impl AttributeValue) {
+        if let Some(value) = value.into_attribute_value() {
+            self.entries
+                .push(KeyValue::new(Key::from_static_str(key), value));
+        }
+    }
+
+    /// Adds an attribute whose value is already an OpenTelemetry [`Value`].
+    pub fn push(&mut self, key: &'static str, value: Value) {
+        self.entries
+            .push(KeyValue::new(Key::from_static_str(key), value));
+    }
+
+    /// How many attributes were added.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no attribute was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub(crate) fn into_inner(self) -> Vec<KeyValue> {
+        self.entries
+    }
+}
+
+/// A value the `attributes(key = expr)` option of the macros, or [`SpanAttributes::add`], can record.
+///
+/// Implemented for the integers (unsigned ones above `i64::MAX` are recorded as strings, so no value is
+/// changed), floats, `bool`, strings, OpenTelemetry's [`Value`], references to any of these and [`Option`] of
+/// any of these (`None` records nothing).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be recorded as a span attribute",
+    note = "use an integer, float, bool or string expression (for example `key = value.to_string()`), or an `Option` of one"
+)]
+pub trait AttributeValue {
+    /// The OpenTelemetry value, or `None` when there is nothing to record.
+    fn into_attribute_value(self) -> Option<Value>;
+}
+
+macro_rules! signed_attribute_values {
+    ($($int:ty),*) => {$(
+        impl AttributeValue for $int {
+            fn into_attribute_value(self) -> Option<Value> {
+                Some(Value::I64(i64::from(self)))
+            }
+        }
+    )*};
+}
+signed_attribute_values!(i8, i16, i32, i64, u8, u16, u32);
+
+macro_rules! wide_attribute_values {
+    ($($int:ty),*) => {$(
+        impl AttributeValue for $int {
+            fn into_attribute_value(self) -> Option<Value> {
+                Some(match i64::try_from(self) {
+                    Ok(value) => Value::I64(value),
+                    Err(_) => Value::String(self.to_string().into()),
+                })
+            }
+        }
+    )*};
+}
+wide_attribute_values!(u64, usize, isize, i128, u128);
+
+impl AttributeValue for f64 {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::F64(self))
+    }
+}
+
+impl AttributeValue for f32 {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::F64(f64::from(self)))
+    }
+}
+
+impl AttributeValue for bool {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::Bool(self))
+    }
+}
+
+impl AttributeValue for &str {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::String(StringValue::from(self.to_owned())))
+    }
+}
+
+impl AttributeValue for String {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::String(StringValue::from(self)))
+    }
+}
+
+impl AttributeValue for Cow<'static, str> {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(Value::String(StringValue::from(self)))
+    }
+}
+
+impl AttributeValue for Value {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(self)
+    }
+}
+
+impl<T: AttributeValue> AttributeValue for Option<T> {
+    fn into_attribute_value(self) -> Option<Value> {
+        self.and_then(AttributeValue::into_attribute_value)
+    }
+}
+
+impl<T: Clone + AttributeValue> AttributeValue for &T {
+    fn into_attribute_value(self) -> Option<Value> {
+        self.clone().into_attribute_value()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value_of(value: impl AttributeValue) -> Option<Value> {
+        value.into_attribute_value()
+    }
+
+    #[test]
+    fn integers_keep_their_value() {
+        assert_eq!(value_of(7_u8), Some(Value::I64(7)));
+        assert_eq!(value_of(-7_i32), Some(Value::I64(-7)));
+        assert_eq!(
+            value_of(u64::MAX),
+            Some(Value::String(u64::MAX.to_string().into()))
+        );
+        assert_eq!(value_of(&42_u64), Some(Value::I64(42)));
+    }
+
+    #[test]
+    fn strings_options_and_references() {
+        let id = String::from("ord-1");
+        assert_eq!(value_of(&id), Some(Value::String("ord-1".into())));
+        assert_eq!(value_of(id.as_str()), Some(Value::String("ord-1".into())));
+        assert_eq!(value_of(None::<String>), None);
+        assert_eq!(value_of(Some(true)), Some(Value::Bool(true)));
+    }
+}

@@ -1,0 +1,350 @@
+//! Message headers as OpenTelemetry carriers: one mechanism for every broker.
+//!
+//! A broker takes part by implementing two small traits: [`ConsumedMessage`] (read headers, describe the
+//! message) for what it delivers and [`PublishedMessage`] (write headers, describe the message) for what it
+//! sends. Extraction, strict validation, injection and the spans are written once, on top of them.
+
+use std::cell::Cell;
+
+use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{global, Context};
+
+use crate::attributes::SpanAttributes;
+use crate::traceparent::{validate_traceparent, validate_tracestate_size};
+use crate::MessagingSystem;
+
+/// Header carrying the W3C trace parent.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+/// Header carrying the W3C trace state.
+pub const TRACESTATE_HEADER: &str = "tracestate";
+
+/// What a message says about itself on its span, whichever way it travels.
+pub trait MessageFacts {
+    /// The broker the message travels through.
+    fn system(&self) -> MessagingSystem;
+
+    /// The destination the message was sent to (a Kafka topic, an AMQP exchange), when the message knows it.
+    fn destination(&self) -> Option<&str>;
+
+    /// Adds the broker-specific semantic-convention attributes of this message (partition, offset, key, body
+    /// size, ids). Called only for spans that are recorded, so it may allocate.
+    fn record_attributes(&self, attributes: &mut SpanAttributes);
+}
+
+/// A message tracehop can read the trace context from.
+///
+/// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`). To trace another broker,
+/// implement this trait and [`MessageFacts`] for its message type; nothing else changes.
+///
+/// ```
+/// use tracehop::{ConsumedMessage, MessageFacts, MessagingSystem, SpanAttributes};
+///
+/// struct Frame { topic: String, headers: Vec<(String, Vec<u8>)> }
+///
+/// impl MessageFacts for Frame {
+///     fn system(&self) -> MessagingSystem { MessagingSystem::Other("frames") }
+///     fn destination(&self) -> Option<&str> { Some(&self.topic) }
+///     fn record_attributes(&self, _attributes: &mut SpanAttributes) {}
+/// }
+///
+/// impl ConsumedMessage for Frame {
+///     fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+///         self.headers.iter().map(|(key, value)| (key.as_str(), value.as_slice()))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a message tracehop can read the trace context from",
+    label = "tracehop cannot read headers from this type",
+    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`), by value or by reference; for another type, implement `tracehop::ConsumedMessage`"
+)]
+pub trait ConsumedMessage: MessageFacts {
+    /// Every header of the message in the order it arrived, as raw bytes. A header with no value (Kafka allows
+    /// null values) yields an empty slice.
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_;
+}
+
+/// A message about to be published, whose headers tracehop writes the trace context into.
+///
+/// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an outgoing message tracehop can write the trace context into",
+    note = "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`); for another type, implement `tracehop::PublishedMessage`"
+)]
+pub trait PublishedMessage: MessageFacts {
+    /// Adds one header to the outgoing message.
+    fn set_header(&mut self, key: &str, value: &str);
+}
+
+impl<M: MessageFacts + ?Sized> MessageFacts for &M {
+    fn system(&self) -> MessagingSystem {
+        (**self).system()
+    }
+    fn destination(&self) -> Option<&str> {
+        (**self).destination()
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        (**self).record_attributes(attributes)
+    }
+}
+
+impl<M: ConsumedMessage + ?Sized> ConsumedMessage for &M {
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        (**self).headers()
+    }
+}
+
+impl<M: MessageFacts + ?Sized> MessageFacts for &mut M {
+    fn system(&self) -> MessagingSystem {
+        (**self).system()
+    }
+    fn destination(&self) -> Option<&str> {
+        (**self).destination()
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        (**self).record_attributes(attributes)
+    }
+}
+
+impl<M: PublishedMessage + ?Sized> PublishedMessage for &mut M {
+    fn set_header(&mut self, key: &str, value: &str) {
+        (**self).set_header(key, value)
+    }
+}
+
+/// Why an incoming message's trace context was not continued. Recorded on the span as
+/// `tracehop.context.rejected` (see [`ContextRejection::as_str`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ContextRejection {
+    /// The message has no `traceparent` header and the installed propagator found no other context.
+    Missing,
+    /// More than one `traceparent` header: tracehop cannot tell which one is the producer's, so it continues
+    /// neither.
+    DuplicateTraceparent,
+    /// The `traceparent` bytes are not UTF-8.
+    NotUtf8,
+    /// The `traceparent` is too short, or its fields are not where the specification puts them.
+    WrongLength,
+    /// A `traceparent` field holds a character that is not hexadecimal.
+    InvalidHex,
+    /// A `traceparent` field holds upper-case hexadecimal, which the specification forbids.
+    UppercaseHex,
+    /// Version `ff`, which the specification declares invalid.
+    InvalidVersion,
+    /// Bytes after the last field of a version-`00` `traceparent`.
+    TrailingData,
+    /// A trace id of all zeros.
+    ZeroTraceId,
+    /// A parent span id of all zeros.
+    ZeroSpanId,
+    /// A `tracestate` longer than [`MAX_TRACESTATE_LEN`](crate::MAX_TRACESTATE_LEN) bytes or with more than
+    /// [`MAX_TRACESTATE_MEMBERS`](crate::MAX_TRACESTATE_MEMBERS) members.
+    OversizedTracestate,
+    /// The `tracestate` bytes are not UTF-8.
+    TracestateNotUtf8,
+    /// The `traceparent` passed tracehop's checks but the installed propagator produced no valid context
+    /// (for example because no W3C propagator is installed; see [`install_propagator`](crate::install_propagator)).
+    PropagatorRejected,
+}
+
+impl ContextRejection {
+    /// The stable, low-cardinality code recorded on the span.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::DuplicateTraceparent => "duplicate_traceparent",
+            Self::NotUtf8 => "traceparent_not_utf8",
+            Self::WrongLength => "traceparent_wrong_length",
+            Self::InvalidHex => "traceparent_invalid_hex",
+            Self::UppercaseHex => "traceparent_uppercase_hex",
+            Self::InvalidVersion => "traceparent_invalid_version",
+            Self::TrailingData => "traceparent_trailing_data",
+            Self::ZeroTraceId => "traceparent_zero_trace_id",
+            Self::ZeroSpanId => "traceparent_zero_span_id",
+            Self::OversizedTracestate => "tracestate_oversized",
+            Self::TracestateNotUtf8 => "tracestate_not_utf8",
+            Self::PropagatorRejected => "propagator_rejected",
+        }
+    }
+}
+
+impl std::fmt::Display for ContextRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The trace context an incoming message carried, after validation.
+#[derive(Clone, Debug)]
+pub enum IncomingContext {
+    /// A valid producer context (with the baggage, when a baggage propagator is installed): the consumer span
+    /// continues its trace.
+    Continued(Context),
+    /// No usable context: the consumer span starts a new trace and records why.
+    NewRoot(ContextRejection),
+}
+
+/// Reads the trace context of `message` with the globally installed propagator, after checking the W3C
+/// headers strictly.
+///
+/// Rules, in order: several `traceparent` headers are rejected as ambiguous
+/// ([`ContextRejection::DuplicateTraceparent`]); a `traceparent` must be UTF-8 and pass
+/// [`validate_traceparent`]; a `tracestate` must be UTF-8 and pass
+/// [`validate_tracestate_size`]. A message without `traceparent` is still offered to the propagator, so a
+/// user-installed non-W3C propagator (B3, Jaeger) keeps working. Never panics and never logs above `debug`.
+pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingContext {
+    let carrier = HeaderExtractor(message);
+    if let Err(rejection) = check_w3c_headers(message) {
+        tracing::debug!(
+            reason = rejection.as_str(),
+            "tracehop: incoming trace context not continued"
+        );
+        return IncomingContext::NewRoot(rejection);
+    }
+    let context = global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if context.span().span_context().is_valid() {
+        IncomingContext::Continued(context)
+    } else {
+        let has_traceparent = message.headers().any(|(key, _)| key == TRACEPARENT_HEADER);
+        let rejection = if has_traceparent {
+            ContextRejection::PropagatorRejected
+        } else {
+            ContextRejection::Missing
+        };
+        tracing::debug!(
+            reason = rejection.as_str(),
+            "tracehop: incoming trace context not continued"
+        );
+        IncomingContext::NewRoot(rejection)
+    }
+}
+
+fn check_w3c_headers<M: ConsumedMessage + ?Sized>(message: &M) -> Result<(), ContextRejection> {
+    let mut traceparent = None;
+    let mut tracestate = None;
+    for (key, value) in message.headers() {
+        if key == TRACEPARENT_HEADER {
+            if traceparent.is_some() {
+                return Err(ContextRejection::DuplicateTraceparent);
+            }
+            traceparent = Some(value);
+        } else if key == TRACESTATE_HEADER && tracestate.is_none() {
+            tracestate = Some(value);
+        }
+    }
+    if let Some(traceparent) = traceparent {
+        let traceparent =
+            std::str::from_utf8(traceparent).map_err(|_| ContextRejection::NotUtf8)?;
+        validate_traceparent(traceparent)?;
+        if let Some(tracestate) = tracestate {
+            let tracestate =
+                std::str::from_utf8(tracestate).map_err(|_| ContextRejection::TracestateNotUtf8)?;
+            validate_tracestate_size(tracestate)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads a message's headers for an OpenTelemetry propagator: the first header of a key, when it is UTF-8.
+pub struct HeaderExtractor<'a, M: ?Sized>(pub &'a M);
+
+impl<M: ConsumedMessage + ?Sized> Extractor for HeaderExtractor<'_, M> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let (_, value) = self.0.headers().find(|(header, _)| *header == key)?;
+        std::str::from_utf8(value).ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.headers().map(|(key, _)| key).collect()
+    }
+}
+
+/// Writes an OpenTelemetry propagator's fields into an outgoing message's headers.
+pub struct HeaderInjector<'a, M: ?Sized> {
+    message: &'a mut M,
+    written: u32,
+}
+
+impl<'a, M: PublishedMessage + ?Sized> HeaderInjector<'a, M> {
+    /// An injector writing into `message`.
+    pub fn new(message: &'a mut M) -> Self {
+        Self {
+            message,
+            written: 0,
+        }
+    }
+}
+
+impl<M: PublishedMessage + ?Sized> Injector for HeaderInjector<'_, M> {
+    fn set(&mut self, key: &str, value: String) {
+        self.message.set_header(key, &value);
+        self.written += 1;
+    }
+}
+
+thread_local! {
+    /// How many injections happened on this thread since the innermost producer scope was entered. Scopes save
+    /// and restore it around each run or poll, so an inner producer's injections are not counted for the outer
+    /// one and no lock or allocation is needed.
+    static INJECTIONS_IN_SCOPE: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Writes the trace context of `context` into `message`'s headers with the globally installed propagator.
+///
+/// Producer spans started by `#[traced_producer]` or [`MessageSpan::producer`](crate::MessageSpan::producer)
+/// notice this call when it happens while they are current; one that ends with no injection is reported.
+pub fn inject_context<M: PublishedMessage + ?Sized>(context: &Context, message: &mut M) {
+    if propagate(context, message) {
+        INJECTIONS_IN_SCOPE.with(|count| count.set(count.get().saturating_add(1)));
+    }
+}
+
+/// Writes `context` into `message` without counting it for the current producer scope; true when the
+/// propagator wrote at least one header.
+pub(crate) fn propagate<M: PublishedMessage + ?Sized>(context: &Context, message: &mut M) -> bool {
+    let mut injector = HeaderInjector {
+        message,
+        written: 0,
+    };
+    global::get_text_map_propagator(|propagator| propagator.inject_context(context, &mut injector));
+    injector.written > 0
+}
+
+/// Writes the current trace context into `message`'s headers; see [`inject_context`].
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] {
+/// use rdkafka::producer::FutureRecord;
+///
+/// let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").payload("{}");
+/// tracehop::inject_current_context(&mut record);
+/// # }
+/// ```
+pub fn inject_current_context<M: PublishedMessage + ?Sized>(message: &mut M) {
+    inject_context(&Context::current(), message)
+}
+
+/// Counts the injections made while one producer scope is entered (one `run`, or one poll of an instrumented
+/// future) into `total`; see [`INJECTIONS_IN_SCOPE`]. Restores the outer scope's count on drop, panics included.
+pub(crate) struct InjectionScope<'a> {
+    outer: u32,
+    total: &'a Cell<u32>,
+}
+
+impl<'a> InjectionScope<'a> {
+    pub(crate) fn enter(total: &'a Cell<u32>) -> Self {
+        Self {
+            outer: INJECTIONS_IN_SCOPE.with(|count| count.replace(0)),
+            total,
+        }
+    }
+}
+
+impl Drop for InjectionScope<'_> {
+    fn drop(&mut self) {
+        let inner = INJECTIONS_IN_SCOPE.with(|count| count.replace(self.outer));
+        self.total.set(self.total.get().saturating_add(inner));
+    }
+}

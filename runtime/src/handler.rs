@@ -1,0 +1,155 @@
+//! The static description of one traced handler.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The broker a message travels through: the `messaging.system` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessagingSystem {
+    /// Apache Kafka (and Kafka-protocol brokers).
+    Kafka,
+    /// RabbitMQ.
+    RabbitMq,
+    /// Another broker, named as the semantic conventions name it.
+    Other(&'static str),
+}
+
+impl MessagingSystem {
+    /// The `messaging.system` value from the OpenTelemetry semantic conventions.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::RabbitMq => "rabbitmq",
+            Self::Other(name) => name,
+        }
+    }
+}
+
+/// Which side of the broker a handler is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Handles delivered messages: a CONSUMER span, operation type `process`.
+    Consumer,
+    /// Publishes messages: a PRODUCER span, operation type `send`.
+    Producer,
+}
+
+impl Role {
+    /// `messaging.operation.type` and `messaging.operation.name` (the conventions use the same word for Kafka
+    /// and RabbitMQ), and the first word of the span name.
+    pub const fn operation(self) -> &'static str {
+        match self {
+            Self::Consumer => "process",
+            Self::Producer => "send",
+        }
+    }
+}
+
+/// Everything about a traced handler that is the same for every message: built once, in a `static`, so the
+/// per-message path builds none of it.
+///
+/// `#[traced_consumer]` and `#[traced_producer]` emit one per function. Without the macros, declare it
+/// yourself and pass it to [`MessageSpan`](crate::MessageSpan):
+///
+/// ```
+/// use tracehop::{Handler, MessagingSystem};
+///
+/// static ON_ORDER: Handler = Handler::consumer("inventory::on_order")
+///     .system(MessagingSystem::Kafka)
+///     .group("inventory-service");
+/// static PUBLISH_ORDER: Handler = Handler::producer("orders::publish").destination("orders");
+/// ```
+#[derive(Debug)]
+pub struct Handler {
+    function: &'static str,
+    role: Role,
+    system: Option<MessagingSystem>,
+    destination: Option<&'static str>,
+    group: Option<&'static str>,
+    span_name: Option<&'static str>,
+    reported_missing_injection: AtomicBool,
+}
+
+impl Handler {
+    /// A handler of delivered messages; `function` is its path, recorded as `code.function.name`.
+    pub const fn consumer(function: &'static str) -> Self {
+        Self::new(function, Role::Consumer)
+    }
+
+    /// A publish function; `function` is its path, recorded as `code.function.name`.
+    pub const fn producer(function: &'static str) -> Self {
+        Self::new(function, Role::Producer)
+    }
+
+    const fn new(function: &'static str, role: Role) -> Self {
+        Self {
+            function,
+            role,
+            system: None,
+            destination: None,
+            group: None,
+            span_name: None,
+            reported_missing_injection: AtomicBool::new(false),
+        }
+    }
+
+    /// The broker, for spans whose message does not say it (a producer that builds its record in the body).
+    /// A message's own system wins over this one.
+    pub const fn system(mut self, system: MessagingSystem) -> Self {
+        self.system = Some(system);
+        self
+    }
+
+    /// A fixed destination (topic, exchange). Without it a consumer's destination is the message's own and a
+    /// producer's is its record's.
+    pub const fn destination(mut self, destination: &'static str) -> Self {
+        self.destination = Some(destination);
+        self
+    }
+
+    /// The consumer group: `messaging.consumer.group.name`.
+    pub const fn group(mut self, group: &'static str) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// A span name to use instead of the conventions' `{operation} {destination}`.
+    pub const fn span_name(mut self, span_name: &'static str) -> Self {
+        self.span_name = Some(span_name);
+        self
+    }
+
+    /// The handler's path, as given to [`Handler::consumer`] or [`Handler::producer`].
+    pub const fn function(&self) -> &'static str {
+        self.function
+    }
+
+    /// Consumer or producer.
+    pub const fn role(&self) -> Role {
+        self.role
+    }
+
+    pub(crate) const fn configured_system(&self) -> Option<MessagingSystem> {
+        self.system
+    }
+
+    pub(crate) const fn configured_destination(&self) -> Option<&'static str> {
+        self.destination
+    }
+
+    pub(crate) const fn configured_group(&self) -> Option<&'static str> {
+        self.group
+    }
+
+    pub(crate) const fn configured_span_name(&self) -> Option<&'static str> {
+        self.span_name
+    }
+
+    /// True the first time it is called for this handler, false after: a missing injection is logged once per
+    /// function, not once per message.
+    pub(crate) fn first_missing_injection(&self) -> bool {
+        !self
+            .reported_missing_injection
+            .swap(true, Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,201 @@
+//! Kafka through rdkafka: reading the trace context from consumed messages and writing it into records.
+//!
+//! Consumed messages ([`BorrowedMessage`], [`OwnedMessage`]) implement [`ConsumedMessage`]; records
+//! ([`FutureRecord`], [`BaseRecord`]) implement [`PublishedMessage`]. Their spans carry `messaging.system =
+//! kafka`, the topic as `messaging.destination.name`, `messaging.destination.partition.id`,
+//! `messaging.kafka.offset`, `messaging.kafka.message.key` (when the key is UTF-8, as the conventions ask),
+//! `messaging.kafka.message.tombstone` for a message with no payload and `messaging.message.body.size`.
+//! Kafka has no message id, so `messaging.message.id` is not set.
+
+use opentelemetry::Context;
+use opentelemetry_semantic_conventions::attribute as semconv;
+use rdkafka::message::{
+    BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes,
+};
+use rdkafka::producer::{BaseRecord, FutureRecord};
+use rdkafka::util::IntoOpaque;
+
+use crate::attributes::SpanAttributes;
+use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
+use crate::handler::MessagingSystem;
+
+fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
+    attributes.add(
+        semconv::MESSAGING_DESTINATION_PARTITION_ID,
+        message.partition().to_string(),
+    );
+    attributes.add(semconv::MESSAGING_KAFKA_OFFSET, message.offset());
+    record_key_and_payload(message.key(), message.payload(), attributes);
+}
+
+fn record_key_and_payload(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    attributes: &mut SpanAttributes,
+) {
+    if let Some(key) = key.and_then(|key| std::str::from_utf8(key).ok()) {
+        attributes.add(semconv::MESSAGING_KAFKA_MESSAGE_KEY, key);
+    }
+    match payload {
+        Some(payload) => attributes.add(semconv::MESSAGING_MESSAGE_BODY_SIZE, payload.len()),
+        None => attributes.add(semconv::MESSAGING_KAFKA_MESSAGE_TOMBSTONE, true),
+    }
+}
+
+fn headers_of<H: Headers>(headers: Option<&H>) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    headers
+        .into_iter()
+        .flat_map(|headers| headers.iter())
+        .map(|header| (header.key, header.value.unwrap_or(&[])))
+}
+
+impl MessageFacts for BorrowedMessage<'_> {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Kafka
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(self.topic())
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        record_consumed(self, attributes)
+    }
+}
+
+impl ConsumedMessage for BorrowedMessage<'_> {
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        headers_of(Message::headers(self))
+    }
+}
+
+impl MessageFacts for OwnedMessage {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Kafka
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(self.topic())
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        record_consumed(self, attributes)
+    }
+}
+
+impl ConsumedMessage for OwnedMessage {
+    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        headers_of(Message::headers(self))
+    }
+}
+
+/// Adds one header, keeping the ones the record already has.
+fn add_header(headers: &mut Option<OwnedHeaders>, key: &str, value: &str) {
+    let existing = headers
+        .take()
+        .unwrap_or_else(|| OwnedHeaders::new_with_capacity(2));
+    *headers = Some(existing.insert(Header {
+        key,
+        value: Some(value),
+    }));
+}
+
+fn record_outgoing(
+    partition: Option<i32>,
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    attributes: &mut SpanAttributes,
+) {
+    if let Some(partition) = partition {
+        attributes.add(
+            semconv::MESSAGING_DESTINATION_PARTITION_ID,
+            partition.to_string(),
+        );
+    }
+    record_key_and_payload(key, payload, attributes);
+}
+
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> MessageFacts for FutureRecord<'_, K, P> {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Kafka
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(self.topic)
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        record_outgoing(
+            self.partition,
+            self.key.map(ToBytes::to_bytes),
+            self.payload.map(ToBytes::to_bytes),
+            attributes,
+        )
+    }
+}
+
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> PublishedMessage for FutureRecord<'_, K, P> {
+    fn set_header(&mut self, key: &str, value: &str) {
+        add_header(&mut self.headers, key, value)
+    }
+}
+
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> MessageFacts
+    for BaseRecord<'_, K, P, D>
+{
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Kafka
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(self.topic)
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        record_outgoing(
+            self.partition,
+            self.key.map(ToBytes::to_bytes),
+            self.payload.map(ToBytes::to_bytes),
+            attributes,
+        )
+    }
+}
+
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> PublishedMessage
+    for BaseRecord<'_, K, P, D>
+{
+    fn set_header(&mut self, key: &str, value: &str) {
+        add_header(&mut self.headers, key, value)
+    }
+}
+
+/// Kafka headers to publish while no record exists yet, collecting what a propagator writes.
+struct HeaderList(Option<OwnedHeaders>);
+
+impl MessageFacts for HeaderList {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Kafka
+    }
+    fn destination(&self) -> Option<&str> {
+        None
+    }
+    fn record_attributes(&self, _attributes: &mut SpanAttributes) {}
+}
+
+impl PublishedMessage for HeaderList {
+    fn set_header(&mut self, key: &str, value: &str) {
+        add_header(&mut self.0, key, value)
+    }
+}
+
+/// New Kafka headers carrying the current trace context, for a record the body of a `#[traced_producer]`
+/// builds itself.
+///
+/// ```no_run
+/// use rdkafka::producer::FutureRecord;
+///
+/// let record: FutureRecord<'_, str, str> =
+///     FutureRecord::to("orders").payload("{}").headers(tracehop::kafka::trace_headers());
+/// ```
+pub fn trace_headers() -> OwnedHeaders {
+    with_trace_context(OwnedHeaders::new_with_capacity(2))
+}
+
+/// `headers` with the current trace context added; see [`trace_headers`].
+pub fn with_trace_context(headers: OwnedHeaders) -> OwnedHeaders {
+    let mut list = HeaderList(Some(headers));
+    inject_context(&Context::current(), &mut list);
+    list.0.unwrap_or_else(OwnedHeaders::new)
+}

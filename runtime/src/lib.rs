@@ -1,0 +1,102 @@
+//! # tracehop
+//!
+//! One OpenTelemetry trace across message brokers. Put `#[traced_producer]` on the function that publishes and
+//! `#[traced_consumer]` on the handler that receives: the trace context rides in the message headers (W3C
+//! `traceparent`, `tracestate` and, with its propagator installed, `baggage`), the producer gets a PRODUCER
+//! span, the handler a CONSUMER span that continues the producer's trace (parent and link), both with the
+//! OpenTelemetry messaging semantic-convention attributes (schema
+//! [`1.42.0`](opentelemetry_semantic_conventions::SCHEMA_URL)).
+//!
+//! ```no_run
+//! # #[cfg(feature = "kafka")] mod example {
+//! use rdkafka::message::BorrowedMessage;
+//! use rdkafka::producer::{FutureProducer, FutureRecord};
+//! use std::time::Duration;
+//!
+//! #[tracehop::traced_producer]
+//! async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) {
+//!     // `record` already carries the producer span's context in its headers
+//!     let _ = producer.send(record, Duration::from_secs(5)).await;
+//! }
+//!
+//! #[tracehop::traced_consumer(group = "inventory-service")]
+//! async fn on_order(message: &BorrowedMessage<'_>) -> Result<(), std::io::Error> {
+//!     // runs inside a CONSUMER span, a child of the producer's span
+//!     Ok(())
+//! }
+//! # }
+//! ```
+//!
+//! ## What the macros do
+//! They expand to calls of this crate's public API, which code that cannot use an attribute calls directly:
+//! [`MessageSpan::consumer`] extracts the context ([`extract_context`]) and starts the CONSUMER span,
+//! [`MessageSpan::producer`] starts the PRODUCER span and writes its context into the record
+//! ([`SpanStart::publishing`]) or lets the body do it ([`inject_current_context`], [`kafka::trace_headers`]),
+//! [`MessageSpan::run`] and [`MessageSpan::instrument`] run the body with the span current and record its
+//! outcome ([`HandlerOutcome`]).
+//!
+//! ## Missing or malformed context
+//! Is not an error: the handler runs under a new root trace whose span records why in
+//! `tracehop.context.rejected` (see [`ContextRejection`]). Nothing panics and nothing is logged per message above
+//! `debug`.
+//!
+//! ## Set-up
+//! tracehop uses OpenTelemetry's global tracer provider and global propagator. Install a propagator once
+//! ([`install_propagator`] installs the W3C ones) and a tracer provider, before the first message.
+//!
+//! ## Attribute options
+//! Both macros take `system = "kafka"`, `destination = "topic"` or `destination = expr`, `name = "span
+//! name"` and `attributes(app.key = expr, ...)`; `#[traced_consumer]` also takes `group = "consumer-group"`.
+//!
+//! ## Cargo features
+//! - `kafka`: rdkafka's messages and records.
+//! - `rabbitmq`: lapin's deliveries (in progress).
+//! - `otlp`: [`otlp::install`], export over OTLP/HTTP.
+#![warn(missing_docs)]
+
+mod attributes;
+mod carrier;
+mod handler;
+mod outcome;
+mod setup;
+mod span;
+mod traceparent;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
+pub use attributes::{AttributeValue, SpanAttributes};
+pub use carrier::{
+    extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection,
+    HeaderExtractor, HeaderInjector, IncomingContext, MessageFacts, PublishedMessage,
+    TRACEPARENT_HEADER, TRACESTATE_HEADER,
+};
+pub use handler::{Handler, MessagingSystem, Role};
+pub use outcome::HandlerOutcome;
+pub use setup::install_propagator;
+pub use span::{
+    Instrumented, MessageSpan, SpanStart, CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT,
+    CONTEXT_REJECTED_ATTRIBUTE,
+};
+pub use tracehop_macros::{traced_consumer, traced_producer};
+pub use traceparent::{
+    validate_traceparent, validate_tracestate_size, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
+};
+
+/// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a
+/// re-export of the public API above, reached through one absolute path so a user's imports never change what
+/// an expansion means.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::outcome::select as outcome;
+    pub use crate::{Handler, MessageSpan, MessagingSystem, SpanAttributes};
+    pub use core::{concat, module_path, stringify};
+
+    /// Keeps the destination expression's type flexible (`&str`, `String`, `&String`, ...).
+    #[inline]
+    pub fn destination<T: AsRef<str> + ?Sized>(destination: &T) -> &str {
+        destination.as_ref()
+    }
+}

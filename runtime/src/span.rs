@@ -1,0 +1,407 @@
+//! The span of one handled or published message: how it starts, what it records and how it ends.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context as TaskContext, Poll};
+
+use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{global, Context, InstrumentationScope, KeyValue};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::attributes::SpanAttributes;
+use crate::carrier::{
+    extract_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts,
+    PublishedMessage,
+};
+use crate::handler::{Handler, Role};
+use crate::outcome::HandlerOutcome;
+
+/// Attribute naming why an incoming context was not continued; its values are
+/// [`ContextRejection::as_str`](crate::ContextRejection::as_str).
+pub const CONTEXT_REJECTED_ATTRIBUTE: &str = "tracehop.context.rejected";
+
+/// Attribute set to `false` on a producer span during which no trace context was written into any message.
+pub const CONTEXT_INJECTED_ATTRIBUTE: &str = "tracehop.context.injected";
+
+/// Event added to a producer span during which no trace context was written into any message.
+pub const CONTEXT_NOT_INJECTED_EVENT: &str = "tracehop.context.not_injected";
+
+fn instrumentation_scope() -> InstrumentationScope {
+    static SCOPE: OnceLock<InstrumentationScope> = OnceLock::new();
+    SCOPE
+        .get_or_init(|| {
+            InstrumentationScope::builder("tracehop")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_schema_url(opentelemetry_semantic_conventions::SCHEMA_URL)
+                .build()
+        })
+        .clone()
+}
+
+enum Parent {
+    Incoming(IncomingContext),
+    Current,
+}
+
+/// Everything a [`MessageSpan`] starts from; made by [`MessageSpan::consumer`] or [`MessageSpan::producer`],
+/// refined with its methods and turned into a span by [`SpanStart::start`].
+#[must_use = "a span is started only by `SpanStart::start`"]
+pub struct SpanStart<'a> {
+    handler: &'static Handler,
+    parent: Parent,
+    message: Option<&'a dyn MessageFacts>,
+    outgoing: Option<&'a mut dyn PublishedMessage>,
+    destination: Option<&'a str>,
+    user_attributes: Option<&'a mut dyn FnMut(&mut SpanAttributes)>,
+}
+
+impl<'a> SpanStart<'a> {
+    /// The destination, computed per message, for handlers whose destination is neither fixed nor the message's
+    /// own (`destination = expr` in the macros).
+    pub fn destination(mut self, destination: &'a str) -> Self {
+        self.destination = Some(destination);
+        self
+    }
+
+    /// The record this producer span publishes: its facts become the span's attributes and the span's context
+    /// is written into its headers as the span starts, so the publish cannot lose it.
+    pub fn publishing<M: PublishedMessage>(mut self, record: &'a mut M) -> Self {
+        self.outgoing = Some(record);
+        self
+    }
+
+    /// The user's own attributes, computed only when the span is recorded.
+    pub fn attributes(mut self, add: &'a mut dyn FnMut(&mut SpanAttributes)) -> Self {
+        self.user_attributes = Some(add);
+        self
+    }
+
+    /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
+    /// attribute.
+    pub fn start(self) -> MessageSpan {
+        let SpanStart {
+            handler,
+            parent,
+            message,
+            mut outgoing,
+            destination,
+            user_attributes,
+        } = self;
+        let role = handler.role();
+        let (parent_context, rejection) = match parent {
+            Parent::Incoming(IncomingContext::Continued(context)) => (context, None),
+            Parent::Incoming(IncomingContext::NewRoot(rejection)) => {
+                (Context::new(), Some(rejection))
+            }
+            Parent::Current => (Context::current(), None),
+        };
+        let tracer = global::tracer_with_scope(instrumentation_scope());
+        let kind = match role {
+            Role::Consumer => SpanKind::Consumer,
+            Role::Producer => SpanKind::Producer,
+        };
+        let initial_name = handler.configured_span_name().unwrap_or(role.operation());
+        let mut span = tracer
+            .span_builder(initial_name)
+            .with_kind(kind)
+            .start_with_context(&tracer, &parent_context);
+
+        if span.is_recording() {
+            let facts: Option<&dyn MessageFacts> = match (&outgoing, message) {
+                (Some(record), _) => Some(&**record),
+                (None, message) => message,
+            };
+            let system = facts
+                .map(|facts| facts.system())
+                .or(handler.configured_system());
+            let destination = destination
+                .or(handler.configured_destination())
+                .or_else(|| facts.and_then(|facts| facts.destination()));
+            if handler.configured_span_name().is_none() {
+                if let Some(destination) = destination {
+                    span.update_name(format!("{} {destination}", role.operation()));
+                }
+            }
+            if role == Role::Consumer && rejection.is_none() {
+                let producer = parent_context.span().span_context().clone();
+                span.add_link(producer, Vec::new());
+            }
+            let mut attributes = SpanAttributes::with_capacity(16);
+            if let Some(system) = system {
+                attributes.add(semconv::MESSAGING_SYSTEM, system.as_str());
+            }
+            attributes.add(semconv::MESSAGING_OPERATION_TYPE, role.operation());
+            attributes.add(semconv::MESSAGING_OPERATION_NAME, role.operation());
+            attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+            attributes.add(
+                semconv::MESSAGING_CONSUMER_GROUP_NAME,
+                handler.configured_group(),
+            );
+            attributes.add(semconv::CODE_FUNCTION_NAME, handler.function());
+            if let Some(facts) = facts {
+                facts.record_attributes(&mut attributes);
+            }
+            if let Some(rejection) = rejection {
+                attributes.add(CONTEXT_REJECTED_ATTRIBUTE, rejection.as_str());
+            }
+            if let Some(add) = user_attributes {
+                add(&mut attributes);
+            }
+            span.set_attributes(attributes.into_inner());
+        }
+
+        let context = parent_context.with_span(span);
+        let injections = Cell::new(0);
+        if let Some(record) = outgoing.as_deref_mut() {
+            if propagate(&context, record) {
+                injections.set(1);
+            }
+        }
+        MessageSpan {
+            context,
+            handler,
+            injections,
+            ended: false,
+        }
+    }
+}
+
+/// The span of one handled or published message, current while the handler runs and ended when it is dropped.
+///
+/// This is what `#[traced_consumer]` and `#[traced_producer]` expand to; code that cannot use the attributes
+/// gets the same behaviour from it directly:
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] {
+/// use rdkafka::message::BorrowedMessage;
+/// use tracehop::{Handler, MessageSpan};
+///
+/// static ON_ORDER: Handler = Handler::consumer("inventory::on_order").group("inventory-service");
+///
+/// fn on_order(message: &BorrowedMessage<'_>) -> Result<(), std::io::Error> {
+///     MessageSpan::consumer(&ON_ORDER, message).start().run(|| {
+///         // handle the message; spans started here are children of the consumer span
+///         Ok(())
+///     })
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct MessageSpan {
+    context: Context,
+    handler: &'static Handler,
+    injections: Cell<u32>,
+    ended: bool,
+}
+
+impl MessageSpan {
+    /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
+    /// it (parent and link) or, when missing or malformed, start a new trace that records why.
+    pub fn consumer<'a, M: ConsumedMessage>(
+        handler: &'static Handler,
+        message: &'a M,
+    ) -> SpanStart<'a> {
+        SpanStart {
+            handler,
+            parent: Parent::Incoming(extract_context(message)),
+            message: Some(message),
+            outgoing: None,
+            destination: None,
+            user_attributes: None,
+        }
+    }
+
+    /// Prepares the PRODUCER span of a publish, a child of the current context.
+    ///
+    /// Either hand it the record with [`SpanStart::publishing`], or write the context into the records the
+    /// body builds with [`inject_current_context`](crate::inject_current_context) (or the broker helpers that
+    /// call it). A producer span that ends with no injection records `tracehop.context.injected = false` and
+    /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
+    pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
+        SpanStart {
+            handler,
+            parent: Parent::Current,
+            message: None,
+            outgoing: None,
+            destination: None,
+            user_attributes: None,
+        }
+    }
+
+    /// The context holding this span (and, for a continued consumer, the producer's baggage).
+    pub fn context(&self) -> &Context {
+        &self.context
+    }
+
+    /// Runs `body` with this span's context current, records its outcome ([`HandlerOutcome`]) and ends the
+    /// span. A panic in `body` is recorded as an error and goes on unwinding.
+    pub fn run<R: HandlerOutcome>(self, body: impl FnOnce() -> R) -> R {
+        self.run_recording(body, |result, span| result.record(span))
+    }
+
+    /// [`MessageSpan::run`] with the outcome recorded by `record` instead of [`HandlerOutcome`], for return
+    /// types that do not implement it.
+    pub fn run_recording<R>(
+        mut self,
+        body: impl FnOnce() -> R,
+        record: impl FnOnce(&R, &MessageSpan),
+    ) -> R {
+        let result = {
+            let _attached = self.context.clone().attach();
+            let _injections = self.injection_scope();
+            catch_unwind(AssertUnwindSafe(body))
+        };
+        match result {
+            Ok(value) => {
+                record(&value, &self);
+                self.end();
+                value
+            }
+            Err(panic) => {
+                self.record_panic(&*panic);
+                self.end();
+                resume_unwind(panic)
+            }
+        }
+    }
+
+    /// Wraps `future` so this span's context is current on every poll; when it completes, its output is
+    /// recorded ([`HandlerOutcome`]) and the span ends. A panic while polling is recorded and goes on unwinding.
+    pub fn instrument<F>(self, future: F) -> Instrumented<F, fn(&F::Output, &MessageSpan)>
+    where
+        F: Future,
+        F::Output: HandlerOutcome,
+    {
+        self.instrument_recording(future, |output, span| output.record(span))
+    }
+
+    /// [`MessageSpan::instrument`] with the outcome recorded by `record` instead of [`HandlerOutcome`].
+    pub fn instrument_recording<F, Rec>(self, future: F, record: Rec) -> Instrumented<F, Rec>
+    where
+        F: Future,
+        Rec: FnOnce(&F::Output, &MessageSpan),
+    {
+        Instrumented {
+            future,
+            span: Some(self),
+            record: Some(record),
+        }
+    }
+
+    /// Marks the span as failed: status Error with `message`, `error.type = error_type`, and an `exception`
+    /// event. Nothing is formatted when the span is not recorded.
+    pub fn record_error(&self, error_type: &'static str, message: &dyn Display) {
+        let span = self.context.span();
+        if !span.is_recording() {
+            return;
+        }
+        let message = message.to_string();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        span.add_event(
+            "exception",
+            vec![
+                KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
+                KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+            ],
+        );
+        span.set_status(Status::error(message));
+    }
+
+    fn record_panic(&self, panic: &(dyn Any + Send)) {
+        let message = panic
+            .downcast_ref::<&'static str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("the handler panicked");
+        self.record_error("panic", &format_args!("panicked: {message}"));
+    }
+
+    fn injection_scope(&self) -> Option<InjectionScope<'_>> {
+        (self.handler.role() == Role::Producer).then(|| InjectionScope::enter(&self.injections))
+    }
+
+    fn end(&mut self) {
+        if self.ended {
+            return;
+        }
+        self.ended = true;
+        let span = self.context.span();
+        if self.handler.role() == Role::Producer && self.injections.get() == 0 {
+            if self.handler.first_missing_injection() {
+                tracing::warn!(
+                    handler = self.handler.function(),
+                    "tracehop: a producer span ended without writing its trace context into any message; \
+                     pass the record to the function, or call tracehop::inject_current_context (or \
+                     tracehop::kafka::trace_headers) on the headers you publish"
+                );
+            }
+            if span.is_recording() {
+                span.set_attribute(KeyValue::new(CONTEXT_INJECTED_ATTRIBUTE, false));
+                span.add_event(CONTEXT_NOT_INJECTED_EVENT, Vec::new());
+            }
+        }
+        span.end();
+    }
+}
+
+impl Drop for MessageSpan {
+    /// Ends the span on every exit: a future dropped before it completed, or a panic that unwound past a span
+    /// not run through [`MessageSpan::run`].
+    fn drop(&mut self) {
+        if !self.ended && std::thread::panicking() {
+            self.record_error("panic", &"the handler panicked");
+        }
+        self.end();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future running under a [`MessageSpan`]; made by [`MessageSpan::instrument`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Instrumented<F, Rec> {
+        #[pin]
+        future: F,
+        span: Option<MessageSpan>,
+        record: Option<Rec>,
+    }
+}
+
+impl<F, Rec> Future for Instrumented<F, Rec>
+where
+    F: Future,
+    Rec: FnOnce(&F::Output, &MessageSpan),
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let Some(span) = this.span.as_mut() else {
+            return this.future.poll(cx);
+        };
+        let polled = {
+            let _attached = span.context.clone().attach();
+            let _injections = span.injection_scope();
+            catch_unwind(AssertUnwindSafe(|| this.future.poll(cx)))
+        };
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => {
+                if let Some(record) = this.record.take() {
+                    record(&output, span);
+                }
+                drop(this.span.take());
+                Poll::Ready(output)
+            }
+            Err(panic) => {
+                span.record_panic(&*panic);
+                drop(this.span.take());
+                resume_unwind(panic)
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Helpers shared by tracehop's integration tests: the embedded Kafka broker (librdkafka's mock cluster, the
+//! real Kafka protocol over loopback), span capture with the SDK's in-memory exporter, and log capture.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanId, TraceId};
+use opentelemetry::{global, KeyValue, Value};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+
+/// The in-memory exporter behind the global tracer provider of this test process, installed once with the W3C
+/// propagators. Spans are exported as they end (simple processor), so a test reads them right after.
+pub fn spans() -> &'static InMemorySpanExporter {
+    static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
+    EXPORTER.get_or_init(|| {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        global::set_tracer_provider(provider);
+        tracehop::install_propagator();
+        exporter
+    })
+}
+
+/// Every finished span so far whose `messaging.destination.name` is `destination`.
+pub fn spans_to(destination: &str) -> Vec<SpanData> {
+    finished()
+        .into_iter()
+        .filter(|span| {
+            attribute(span, "messaging.destination.name")
+                == Some(Value::from(destination.to_owned()))
+        })
+        .collect()
+}
+
+/// Every finished span of `trace_id`.
+pub fn spans_of_trace(trace_id: TraceId) -> Vec<SpanData> {
+    finished()
+        .into_iter()
+        .filter(|span| span.span_context.trace_id() == trace_id)
+        .collect()
+}
+
+/// Every finished span so far.
+pub fn finished() -> Vec<SpanData> {
+    spans()
+        .get_finished_spans()
+        .expect("the in-memory exporter is not shut down")
+}
+
+/// The value of attribute `key` on `span`.
+pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
+    span.attributes
+        .iter()
+        .find(|attribute| attribute.key.as_str() == key)
+        .map(|attribute| attribute.value.clone())
+}
+
+/// The attributes of `span`, sorted by key, as `(key, value)` pairs for exact comparison.
+pub fn attributes(span: &SpanData) -> Vec<(String, Value)> {
+    let mut pairs: Vec<(String, Value)> = span
+        .attributes
+        .iter()
+        .map(|KeyValue { key, value, .. }| (key.to_string(), value.clone()))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+}
+
+/// Sorted `(key, value)` pairs, for comparing with [`attributes`].
+pub fn expected(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
+    let mut pairs: Vec<(String, Value)> = pairs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.clone()))
+        .collect();
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    pairs
+}
+
+/// A topic name no other test of this process uses.
+pub fn unique_topic(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// librdkafka's mock cluster: a Kafka-protocol broker on loopback, in this process.
+pub struct Broker {
+    cluster: MockCluster<'static, DefaultProducerContext>,
+}
+
+impl Broker {
+    /// Starts a one-broker cluster.
+    pub fn start() -> Self {
+        Self {
+            cluster: MockCluster::new(1).expect("librdkafka's mock cluster starts"),
+        }
+    }
+
+    /// The `bootstrap.servers` of the cluster.
+    pub fn bootstrap_servers(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        self.cluster
+            .create_topic(topic, partitions, 1)
+            .expect("the mock cluster creates the topic");
+    }
+
+    /// A producer connected to the cluster.
+    pub fn producer(&self) -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("message.timeout.ms", "10000")
+            .create()
+            .expect("a producer for the mock cluster")
+    }
+
+    /// A consumer in `group`, subscribed to `topic`, reading from the earliest offset.
+    pub fn consumer(&self, group: &str, topic: &str) -> StreamConsumer {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", self.bootstrap_servers())
+            .set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("session.timeout.ms", "6000")
+            .create()
+            .expect("a consumer for the mock cluster");
+        consumer.subscribe(&[topic]).expect("subscribe");
+        consumer
+    }
+
+    /// Sends one message with exactly `headers`, bypassing tracehop: how a foreign or broken producer publishes.
+    pub async fn send_raw(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) {
+        let mut owned = OwnedHeaders::new();
+        for (key, value) in headers {
+            owned = owned.insert(Header {
+                key,
+                value: Some(*value),
+            });
+        }
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .headers(owned);
+        self.producer()
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("the mock cluster accepts the message");
+    }
+}
+
+/// Receives the next message of `consumer` as an `OwnedMessage`, failing the test after 30 seconds.
+pub async fn receive(consumer: &StreamConsumer) -> OwnedMessage {
+    tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a message within 30 seconds")
+        .expect("no Kafka error")
+        .detach()
+}
+
+/// The producer span's ids, as a consumer should see them as parent.
+pub fn ids(span: &SpanData) -> (TraceId, SpanId) {
+    (span.span_context.trace_id(), span.span_context.span_id())
+}
+
+/// Log events captured while a closure runs: `(level, message)`.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+
+impl CapturedLogs {
+    /// The captured events at `level` or more severe.
+    pub fn at_least(&self, level: tracing::Level) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(event, _)| *event <= level)
+            .map(|(_, message)| message.clone())
+            .collect()
+    }
+}
+
+struct Capture(CapturedLogs);
+
+impl tracing::Subscriber for Capture {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        (self.0)
+            .0
+            .lock()
+            .unwrap()
+            .push((*event.metadata().level(), message.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// Runs `body` on this thread with every `tracing` event captured.
+pub fn capture_logs<R>(body: impl FnOnce() -> R) -> (R, CapturedLogs) {
+    let logs = CapturedLogs::default();
+    let result = tracing::subscriber::with_default(Capture(logs.clone()), body);
+    (result, logs)
+}
