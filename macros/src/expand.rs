@@ -72,6 +72,8 @@ fn instrument(
             System::RabbitMq => quote_spanned!(span=> RabbitMq),
         };
         handler.extend(quote!(.system(#private::MessagingSystem::#variant)));
+    } else if role == Role::Producer {
+        handler.extend(quote!(.system(#private::sole_system())));
     }
     if let Some(Destination::Fixed(destination)) = &options.destination {
         handler.extend(quote!(.destination(#destination)));
@@ -143,11 +145,13 @@ fn instrument(
         )
     );
     let run = if sig.asyncness.is_some() {
-        let body = match &output {
-            Some(output) => quote!({ let __tracehop_output: #output = #block; __tracehop_output }),
-            None => quote!(#block),
+        // Naming the output type where the async block is made lets `?` and `return` in the body infer as they
+        // do in the user's `async fn`.
+        let future = match &output {
+            Some(output) => quote!(#private::returning::<#output, _>(async move #block)),
+            None => quote!(async move #block),
         };
-        quote!(__tracehop_span.instrument_recording(async move #body, #record).await)
+        quote!(__tracehop_span.instrument_recording(#future, #record).await)
     } else {
         let annotation = output.as_ref().map(|output| quote!(-> #output));
         quote!(__tracehop_span.run_recording(move || #annotation #block, #record))

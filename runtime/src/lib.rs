@@ -94,6 +94,29 @@ pub mod __private {
     pub use crate::{Handler, MessageSpan, MessagingSystem, SpanAttributes};
     pub use core::{concat, module_path, stringify};
 
+    /// The broker of a producer whose signature does not say it (no record parameter, no `system = ...`): the
+    /// one broker feature enabled. With none or several, evaluating the handler's `static` fails to compile
+    /// with a message saying to write `system = ...`.
+    pub const fn sole_system() -> MessagingSystem {
+        if cfg!(all(feature = "kafka", not(feature = "rabbitmq"))) {
+            MessagingSystem::Kafka
+        } else if cfg!(all(feature = "rabbitmq", not(feature = "kafka"))) {
+            MessagingSystem::RabbitMq
+        } else {
+            panic!(
+                "tracehop cannot tell which broker this #[traced_producer] publishes to: its signature has no \
+                 record parameter and more than one (or no) broker feature of tracehop is enabled; write \
+                 `system = \"kafka\"` or `system = \"rabbitmq\"` in the attribute"
+            )
+        }
+    }
+
+    /// Fixes the output type of the async block holding a handler's body to the handler's return type.
+    #[inline]
+    pub fn returning<R, F: core::future::Future<Output = R>>(future: F) -> F {
+        future
+    }
+
     /// Keeps the destination expression's type flexible (`&str`, `String`, `&String`, ...).
     #[inline]
     pub fn destination<T: AsRef<str> + ?Sized>(destination: &T) -> &str {
