@@ -305,7 +305,7 @@ async fn two_consumer_groups_give_two_children_of_one_producer_span() {
     );
 }
 
-#[tracehop::traced_producer(destination = topic, name = "publish shipment", attributes(app.shipment.id = shipment_id))]
+#[tracehop::traced_producer(system = "kafka", destination = topic, name = "publish shipment", attributes(app.shipment.id = shipment_id))]
 async fn publish_shipment(producer: &FutureProducer, topic: &str, shipment_id: u64) {
     let payload = format!("{{\"shipment\":{shipment_id}}}");
     let record: FutureRecord<'_, str, str> = FutureRecord::to(topic)

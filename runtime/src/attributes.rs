@@ -159,6 +159,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrows_for_generic_args)] // the impl for references is under test
     fn integers_keep_their_value() {
         assert_eq!(value_of(7_u8), Some(Value::I64(7)));
         assert_eq!(value_of(-7_i32), Some(Value::I64(-7)));

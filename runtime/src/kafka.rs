@@ -197,5 +197,5 @@ pub fn trace_headers() -> OwnedHeaders {
 pub fn with_trace_context(headers: OwnedHeaders) -> OwnedHeaders {
     let mut list = HeaderList(Some(headers));
     inject_context(&Context::current(), &mut list);
-    list.0.unwrap_or_else(OwnedHeaders::new)
+    list.0.unwrap_or_default()
 }

@@ -88,7 +88,7 @@ impl<'a> SpanStart<'a> {
             handler,
             parent,
             message,
-            mut outgoing,
+            outgoing,
             destination,
             user_attributes,
         } = self;
@@ -157,7 +157,7 @@ impl<'a> SpanStart<'a> {
 
         let context = parent_context.with_span(span);
         let injections = Cell::new(0);
-        if let Some(record) = outgoing.as_deref_mut() {
+        if let Some(record) = outgoing {
             if propagate(&context, record) {
                 injections.set(1);
             }
