@@ -25,10 +25,7 @@ async fn publish_order_created(
     order_id: &str,
     record: FutureRecord<'_, str, str>,
 ) -> Result<(), Box<dyn Error>> {
-    producer
-        .send(record, Duration::from_secs(5))
-        .await
-        .map_err(|(error, _)| error)?;
+    producer.send(record, Duration::from_secs(5)).await.map_err(|(error, _)| error)?;
     Ok(())
 }
 
@@ -45,17 +42,13 @@ async fn reserve_inventory(message: &BorrowedMessage<'_>) -> Result<(), Box<dyn 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn Error>> {
     let exporter = InMemorySpanExporter::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exporter.clone())
-        .build();
+    let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
 
     let broker = MockCluster::new(1)?;
     broker.create_topic(TOPIC, 1, 1)?;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap_servers())
-        .create()?;
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap_servers()).create()?;
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap_servers())
         .set("group.id", "inventory-service")
@@ -64,12 +57,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     consumer.subscribe(&[TOPIC])?;
 
     let order = r#"{"id":"ord-1001","items":2}"#;
-    publish_order_created(
-        &producer,
-        "ord-1001",
-        FutureRecord::to(TOPIC).key("ord-1001").payload(order),
-    )
-    .await?;
+    publish_order_created(&producer, "ord-1001", FutureRecord::to(TOPIC).key("ord-1001").payload(order)).await?;
     let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await??;
     reserve_inventory(&message).await?;
 
@@ -80,22 +68,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
 
 /// Prints each trace as an indented tree: kind, name, duration and the attributes tracehop recorded.
 fn print_traces(spans: &[SpanData]) {
-    let mut traces: Vec<TraceId> = spans
-        .iter()
-        .map(|span| span.span_context.trace_id())
-        .collect();
+    let mut traces: Vec<TraceId> = spans.iter().map(|span| span.span_context.trace_id()).collect();
     traces.dedup();
     for trace_id in traces {
         println!("\ntrace {trace_id}");
-        let in_trace: Vec<&SpanData> = spans
+        let in_trace: Vec<&SpanData> = spans.iter().filter(|span| span.span_context.trace_id() == trace_id).collect();
+        let roots = in_trace
             .iter()
-            .filter(|span| span.span_context.trace_id() == trace_id)
-            .collect();
-        let roots = in_trace.iter().filter(|span| {
-            !in_trace
-                .iter()
-                .any(|parent| parent.span_context.span_id() == span.parent_span_id)
-        });
+            .filter(|span| !in_trace.iter().any(|parent| parent.span_context.span_id() == span.parent_span_id));
         for root in roots {
             print_span(root, &in_trace, 1);
         }
@@ -103,10 +83,7 @@ fn print_traces(spans: &[SpanData]) {
 }
 
 fn print_span(span: &SpanData, in_trace: &[&SpanData], depth: usize) {
-    let duration = span
-        .end_time
-        .duration_since(span.start_time)
-        .unwrap_or_default();
+    let duration = span.end_time.duration_since(span.start_time).unwrap_or_default();
     let parent = if span.parent_span_id == SpanId::INVALID {
         "root".to_owned()
     } else {
@@ -122,24 +99,11 @@ fn print_span(span: &SpanData, in_trace: &[&SpanData], depth: usize) {
         indent = depth * 2
     );
     for attribute in &span.attributes {
-        println!(
-            "{:indent$}{} = {}",
-            "",
-            attribute.key,
-            attribute.value,
-            indent = depth * 2 + 4
-        );
+        println!("{:indent$}{} = {}", "", attribute.key, attribute.value, indent = depth * 2 + 4);
     }
-    let mut children: Vec<&&SpanData> = in_trace
-        .iter()
-        .filter(|child| child.parent_span_id == span.span_context.span_id())
-        .collect();
-    children.sort_by_key(|child| {
-        child
-            .start_time
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-    });
+    let mut children: Vec<&&SpanData> =
+        in_trace.iter().filter(|child| child.parent_span_id == span.span_context.span_id()).collect();
+    children.sort_by_key(|child| child.start_time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
     for child in children {
         print_span(child, in_trace, depth + 1);
     }

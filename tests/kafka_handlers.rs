@@ -22,63 +22,29 @@ impl std::fmt::Display for OrderError {
 
 #[tracehop::traced_producer]
 async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) {
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
 }
 
-async fn published_message(
-    broker: &Broker,
-    topic: &str,
-    group: &str,
-    payload: &str,
-) -> OwnedMessage {
+async fn published_message(broker: &Broker, topic: &str, group: &str, payload: &str) -> OwnedMessage {
     broker.create_topic(topic, 1);
     let consumer = broker.consumer(group, topic);
-    publish(
-        &broker.producer(),
-        FutureRecord::to(topic).key("k").payload(payload),
-    )
-    .await;
+    publish(&broker.producer(), FutureRecord::to(topic).key("k").payload(payload)).await;
     receive(&consumer).await
 }
 
-fn producer_and_consumer(
-    topic: &str,
-) -> (
-    opentelemetry_sdk::trace::SpanData,
-    opentelemetry_sdk::trace::SpanData,
-) {
+fn producer_and_consumer(topic: &str) -> (opentelemetry_sdk::trace::SpanData, opentelemetry_sdk::trace::SpanData) {
     let spans = spans_to(topic);
-    let producer = spans
-        .iter()
-        .find(|span| span.span_kind == SpanKind::Producer)
-        .expect("a producer span")
-        .clone();
-    let consumer = spans
-        .iter()
-        .find(|span| span.span_kind == SpanKind::Consumer)
-        .expect("a consumer span")
-        .clone();
+    let producer = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("a producer span").clone();
+    let consumer = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("a consumer span").clone();
     assert_eq!(spans.len(), 2, "{spans:#?}");
     (producer, consumer)
 }
 
-fn assert_child_of(
-    consumer: &opentelemetry_sdk::trace::SpanData,
-    producer: &opentelemetry_sdk::trace::SpanData,
-) {
-    assert_eq!(
-        consumer.span_context.trace_id(),
-        producer.span_context.trace_id()
-    );
+fn assert_child_of(consumer: &opentelemetry_sdk::trace::SpanData, producer: &opentelemetry_sdk::trace::SpanData) {
+    assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
     assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
     assert_eq!(consumer.links.links.len(), 1);
-    assert_eq!(
-        consumer.links.links[0].span_context.span_id(),
-        producer.span_context.span_id()
-    );
+    assert_eq!(consumer.links.links[0].span_context.span_id(), producer.span_context.span_id());
 }
 
 #[tracehop::traced_consumer(group = "billing")]
@@ -94,26 +60,16 @@ async fn sync_handler_on_a_borrowed_message_runs_in_a_child_span() {
     let topic = suite::unique_topic("sync");
     broker.create_topic(&topic, 1);
     let consumer = broker.consumer("billing", &topic);
-    publish(
-        &broker.producer(),
-        FutureRecord::to(&topic).key("k").payload("p"),
-    )
-    .await;
-    let message = tokio::time::timeout(
-        Duration::from_secs(30),
-        rdkafka::consumer::StreamConsumer::recv(&consumer),
-    )
-    .await
-    .expect("a message")
-    .expect("no Kafka error");
+    publish(&broker.producer(), FutureRecord::to(&topic).key("k").payload("p")).await;
+    let message = tokio::time::timeout(Duration::from_secs(30), rdkafka::consumer::StreamConsumer::recv(&consumer))
+        .await
+        .expect("a message")
+        .expect("no Kafka error");
     assert_eq!(bill_sync(&message), Ok(message.offset()));
 
     let (producer, consumer_span) = producer_and_consumer(&topic);
     assert_child_of(&consumer_span, &producer);
-    assert_eq!(
-        attribute(&consumer_span, "messaging.consumer.group.name"),
-        Some(Value::from("billing"))
-    );
+    assert_eq!(attribute(&consumer_span, "messaging.consumer.group.name"), Some(Value::from("billing")));
     let child = suite::spans_of_trace(producer.span_context.trace_id())
         .into_iter()
         .find(|span| span.name == "charge card")
@@ -141,25 +97,13 @@ async fn method_handler_err_marks_the_span_failed_and_returns_the_error() {
     let message = published_message(&broker, &topic, "warehouse", "order").await;
     let warehouse = Warehouse { name: "north" };
 
-    assert_eq!(
-        warehouse.on_order(message).await,
-        Err(OrderError("out of stock"))
-    );
+    assert_eq!(warehouse.on_order(message).await, Err(OrderError("out of stock")));
 
     let (producer, consumer) = producer_and_consumer(&topic);
     assert_child_of(&consumer, &producer);
-    assert_eq!(
-        consumer.status,
-        Status::error("order rejected: out of stock")
-    );
-    assert_eq!(
-        attribute(&consumer, "error.type"),
-        Some(Value::from("kafka_handlers::OrderError"))
-    );
-    assert_eq!(
-        attribute(&consumer, "app.warehouse"),
-        Some(Value::from("north"))
-    );
+    assert_eq!(consumer.status, Status::error("order rejected: out of stock"));
+    assert_eq!(attribute(&consumer, "error.type"), Some(Value::from("kafka_handlers::OrderError")));
+    assert_eq!(attribute(&consumer, "app.warehouse"), Some(Value::from("north")));
     assert_eq!(consumer.events.events.len(), 1);
     let exception = &consumer.events.events[0];
     assert_eq!(exception.name, "exception");
@@ -191,14 +135,8 @@ async fn panicking_handler_still_exports_a_failed_span_and_keeps_unwinding() {
 
     let (producer, consumer) = producer_and_consumer(&topic);
     assert_child_of(&consumer, &producer);
-    assert_eq!(
-        consumer.status,
-        Status::error(format!("panicked: {expected}"))
-    );
-    assert_eq!(
-        attribute(&consumer, "error.type"),
-        Some(Value::from("panic"))
-    );
+    assert_eq!(consumer.status, Status::error(format!("panicked: {expected}")));
+    assert_eq!(attribute(&consumer, "error.type"), Some(Value::from("panic")));
 }
 
 #[tracehop::traced_consumer(group = "audit")]
@@ -220,13 +158,8 @@ async fn panicking_async_handler_still_exports_a_failed_span() {
 
     let (producer, consumer) = producer_and_consumer(&topic);
     assert_child_of(&consumer, &producer);
-    let Status::Error { description } = &consumer.status else {
-        panic!("status {:?}", consumer.status)
-    };
-    assert!(
-        description.starts_with("panicked: async corrupt order at offset"),
-        "{description}"
-    );
+    let Status::Error { description } = &consumer.status else { panic!("status {:?}", consumer.status) };
+    assert!(description.starts_with("panicked: async corrupt order at offset"), "{description}");
 }
 
 trait Decode {
@@ -254,10 +187,7 @@ async fn generic_handler_is_traced_and_returns_its_value() {
     let topic = suite::unique_topic("generic");
     let message = published_message(&broker, &topic, "generic", "hello").await;
 
-    assert_eq!(
-        decode_with::<String>(&message).await,
-        Some("hello".to_owned())
-    );
+    assert_eq!(decode_with::<String>(&message).await, Some("hello".to_owned()));
 
     let (producer, consumer) = producer_and_consumer(&topic);
     assert_child_of(&consumer, &producer);
@@ -272,11 +202,7 @@ async fn two_consumer_groups_give_two_children_of_one_producer_span() {
     broker.create_topic(&topic, 1);
     let inventory = broker.consumer("inventory", &topic);
     let payment = broker.consumer("payment", &topic);
-    publish(
-        &broker.producer(),
-        FutureRecord::to(&topic).key("order-1").payload("{}"),
-    )
-    .await;
+    publish(&broker.producer(), FutureRecord::to(&topic).key("order-1").payload("{}")).await;
 
     #[tracehop::traced_consumer(group = "inventory")]
     async fn on_inventory(_message: &OwnedMessage) {}
@@ -288,10 +214,7 @@ async fn two_consumer_groups_give_two_children_of_one_producer_span() {
 
     let spans = spans_to(&topic);
     assert_eq!(spans.len(), 3, "{spans:#?}");
-    let producer = spans
-        .iter()
-        .find(|span| span.span_kind == SpanKind::Producer)
-        .expect("a producer span");
+    let producer = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("a producer span");
     let mut groups: Vec<Value> = spans
         .iter()
         .filter(|span| span.span_kind == SpanKind::Consumer)
@@ -299,22 +222,15 @@ async fn two_consumer_groups_give_two_children_of_one_producer_span() {
         .map(|consumer| attribute(consumer, "messaging.consumer.group.name").expect("a group"))
         .collect();
     groups.sort_by_key(|group| group.to_string());
-    assert_eq!(
-        groups,
-        vec![Value::from("inventory"), Value::from("payment")]
-    );
+    assert_eq!(groups, vec![Value::from("inventory"), Value::from("payment")]);
 }
 
 #[tracehop::traced_producer(system = "kafka", destination = topic, name = "publish shipment", attributes(app.shipment.id = shipment_id))]
 async fn publish_shipment(producer: &FutureProducer, topic: &str, shipment_id: u64) {
     let payload = format!("{{\"shipment\":{shipment_id}}}");
-    let record: FutureRecord<'_, str, str> = FutureRecord::to(topic)
-        .payload(payload.as_str())
-        .headers(tracehop::kafka::trace_headers());
-    producer
-        .send(record, Duration::from_secs(10))
-        .await
-        .expect("the mock cluster accepts the message");
+    let record: FutureRecord<'_, str, str> =
+        FutureRecord::to(topic).payload(payload.as_str()).headers(tracehop::kafka::trace_headers());
+    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,22 +250,10 @@ async fn producer_building_its_record_in_the_body_propagates_with_trace_headers(
     assert_child_of(&consumer, &producer);
     assert_eq!(producer.name, "publish shipment");
     assert_eq!(consumer.name, "ship order");
-    assert_eq!(
-        attribute(&producer, "app.shipment.id"),
-        Some(Value::I64(99))
-    );
-    assert_eq!(
-        attribute(&producer, "messaging.destination.name"),
-        Some(Value::from(topic.clone()))
-    );
-    assert_eq!(
-        attribute(&producer, "messaging.system"),
-        Some(Value::from("kafka"))
-    );
-    assert_eq!(
-        attribute(&producer, tracehop::CONTEXT_INJECTED_ATTRIBUTE),
-        None
-    );
+    assert_eq!(attribute(&producer, "app.shipment.id"), Some(Value::I64(99)));
+    assert_eq!(attribute(&producer, "messaging.destination.name"), Some(Value::from(topic.clone())));
+    assert_eq!(attribute(&producer, "messaging.system"), Some(Value::from("kafka")));
+    assert_eq!(attribute(&producer, tracehop::CONTEXT_INJECTED_ATTRIBUTE), None);
 }
 
 #[tracehop::traced_producer(system = "kafka", destination = "forgotten")]
@@ -378,29 +282,13 @@ fn producer_that_injects_nothing_is_reported_on_the_span_and_warned_once() {
     for span in &spans {
         assert_eq!(span.name, "send forgotten");
         assert_eq!(span.span_kind, SpanKind::Producer);
-        assert_eq!(
-            attribute(span, tracehop::CONTEXT_INJECTED_ATTRIBUTE),
-            Some(Value::Bool(false))
-        );
-        let events: Vec<&str> = span
-            .events
-            .events
-            .iter()
-            .map(|event| event.name.as_ref())
-            .collect();
+        assert_eq!(attribute(span, tracehop::CONTEXT_INJECTED_ATTRIBUTE), Some(Value::Bool(false)));
+        let events: Vec<&str> = span.events.events.iter().map(|event| event.name.as_ref()).collect();
         assert_eq!(events, vec![tracehop::CONTEXT_NOT_INJECTED_EVENT]);
     }
     let warnings = logs.at_least(tracing::Level::WARN);
-    assert_eq!(
-        warnings.len(),
-        1,
-        "one warning per function, not per message: {warnings:?}"
-    );
-    assert!(
-        warnings[0].contains("without writing its trace context"),
-        "{}",
-        warnings[0]
-    );
+    assert_eq!(warnings.len(), 1, "one warning per function, not per message: {warnings:?}");
+    assert!(warnings[0].contains("without writing its trace context"), "{}", warnings[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -412,38 +300,21 @@ async fn baggage_and_the_callers_trace_reach_the_consumer() {
     let consumer = broker.consumer("baggage", &topic);
 
     let caller = global::tracer("checkout").start("checkout");
-    let caller_ids = (
-        caller.span_context().trace_id(),
-        caller.span_context().span_id(),
-    );
-    let context =
-        Context::current_with_span(caller).with_baggage(vec![KeyValue::new("tenant", "acme")]);
+    let caller_ids = (caller.span_context().trace_id(), caller.span_context().span_id());
+    let context = Context::current_with_span(caller).with_baggage(vec![KeyValue::new("tenant", "acme")]);
     {
         let _attached = context.clone().attach();
-        publish(
-            &broker.producer(),
-            FutureRecord::to(&topic).key("k").payload("p"),
-        )
-        .await;
+        publish(&broker.producer(), FutureRecord::to(&topic).key("k").payload("p")).await;
     }
     context.span().end();
 
     #[tracehop::traced_consumer(group = "baggage")]
     async fn tenant_of(_message: &OwnedMessage) -> Option<String> {
-        Context::current()
-            .baggage()
-            .get("tenant")
-            .map(|value| value.to_string())
+        Context::current().baggage().get("tenant").map(|value| value.to_string())
     }
-    assert_eq!(
-        tenant_of(&receive(&consumer).await).await,
-        Some("acme".to_owned())
-    );
+    assert_eq!(tenant_of(&receive(&consumer).await).await, Some("acme".to_owned()));
 
     let (producer, consumer) = producer_and_consumer(&topic);
-    assert_eq!(
-        (producer.span_context.trace_id(), producer.parent_span_id),
-        caller_ids
-    );
+    assert_eq!((producer.span_context.trace_id(), producer.parent_span_id), caller_ids);
     assert_child_of(&consumer, &producer);
 }

@@ -28,8 +28,6 @@ impl Errors {
     }
 
     pub(crate) fn into_compile_errors(self) -> TokenStream {
-        self.collected
-            .map(|error| error.to_compile_error())
-            .unwrap_or_default()
+        self.collected.map(|error| error.to_compile_error()).unwrap_or_default()
     }
 }

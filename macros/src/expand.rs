@@ -18,10 +18,7 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
         Err(_) => {
             errors.push(syn::Error::new(
                 proc_macro2::Span::call_site(),
-                format!(
-                    "#[{}] goes on a function (a free function or a method)",
-                    role.attribute()
-                ),
+                format!("#[{}] goes on a function (a free function or a method)", role.attribute()),
             ));
             return with_errors(errors, item);
         }
@@ -39,18 +36,8 @@ fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
     quote! { #errors #item }
 }
 
-fn instrument(
-    role: Role,
-    options: &Options,
-    message: Option<&MessageParameter>,
-    function: ItemFn,
-) -> TokenStream {
-    let ItemFn {
-        attrs,
-        vis,
-        sig,
-        block,
-    } = function;
+fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>, function: ItemFn) -> TokenStream {
+    let ItemFn { attrs, vis, sig, block } = function;
     let private = quote!(::tracehop::__private);
     let function_name = sig.ident.to_string();
 
@@ -88,11 +75,7 @@ fn instrument(
     let mut start = match (role, message) {
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
-            let borrowed = if message.by_reference {
-                quote!(#name)
-            } else {
-                quote!(&#name)
-            };
+            let borrowed = if message.by_reference { quote!(#name) } else { quote!(&#name) };
             quote!(#private::MessageSpan::consumer(&__TRACEHOP_HANDLER, #borrowed))
         }
         (Role::Consumer, None) => {
@@ -100,11 +83,7 @@ fn instrument(
         }
         (Role::Producer, Some(record)) => {
             let name = &record.name;
-            let writable = if record.by_reference {
-                quote!(#name)
-            } else {
-                quote!(&mut #name)
-            };
+            let writable = if record.by_reference { quote!(#name) } else { quote!(&mut #name) };
             quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).publishing(#writable))
         }
         (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
@@ -119,9 +98,7 @@ fn instrument(
             let value = &attribute.value;
             quote_spanned!(value.span()=> #sink.add(#key, &(#value));)
         });
-        start.extend(
-            quote!(.attributes(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })),
-        );
+        start.extend(quote!(.attributes(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })));
     }
 
     // A by-value record bound without `mut` is rebound so the span can write into it.
@@ -138,12 +115,8 @@ fn instrument(
         ReturnType::Type(_, ty) if mentions_impl_trait(ty) => None,
         ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
     };
-    let record = quote!(
-        |__tracehop_output, __tracehop_span| ::tracehop::__record_outcome!(
-            __tracehop_output,
-            __tracehop_span
-        )
-    );
+    let record =
+        quote!(|__tracehop_output, __tracehop_span| ::tracehop::__record_outcome!(__tracehop_output, __tracehop_span));
     let run = if sig.asyncness.is_some() {
         // Naming the output type where the async block is made lets `?` and `return` in the body infer as they
         // do in the user's `async fn`.

@@ -65,12 +65,7 @@ pub(crate) fn parse(role: Role, tokens: TokenStream, errors: &mut Errors) -> Opt
     options
 }
 
-fn parse_options(
-    role: Role,
-    input: ParseStream<'_>,
-    options: &mut Options,
-    errors: &mut Errors,
-) -> syn::Result<()> {
+fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, errors: &mut Errors) -> syn::Result<()> {
     let mut seen: Vec<String> = Vec::new();
     while !input.is_empty() {
         let key = input.call(Ident::parse_any)?;
@@ -109,16 +104,9 @@ fn parse_options(
 fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
     let name = key.to_string();
     let known = role.options();
-    let suggestion = known
-        .iter()
-        .map(|option| (edit_distance(&name, option), option))
-        .filter(|(distance, _)| *distance <= 2)
-        .min();
-    let known_list = known
-        .iter()
-        .map(|option| format!("`{option}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let suggestion =
+        known.iter().map(|option| (edit_distance(&name, option), option)).filter(|(distance, _)| *distance <= 2).min();
+    let known_list = known.iter().map(|option| format!("`{option}`")).collect::<Vec<_>>().join(", ");
     let message = match suggestion {
         Some((_, option)) => format!("unknown option `{name}`: did you mean `{option}`?"),
         None if name == "group" => format!(
@@ -137,7 +125,10 @@ fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
         "kafka" => Some((System::Kafka, literal)),
         "rabbitmq" => Some((System::RabbitMq, literal)),
         other => {
-            errors.at(&literal, format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""));
+            errors.at(
+                &literal,
+                format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""),
+            );
             None
         }
     }
@@ -145,32 +136,26 @@ fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
 
 fn destination(value: Expr) -> Destination {
     match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(literal),
-            ..
-        }) => Destination::Fixed(literal),
+        Expr::Lit(ExprLit { lit: Lit::Str(literal), .. }) => Destination::Fixed(literal),
         expression => Destination::PerMessage(expression),
     }
 }
 
 fn string_literal(value: &Expr, option: &str, what: &str, errors: &mut Errors) -> Option<LitStr> {
     match value {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(literal),
-            ..
-        }) => Some(literal.clone()),
+        Expr::Lit(ExprLit { lit: Lit::Str(literal), .. }) => Some(literal.clone()),
         other => {
-            errors.at(other, format!("`{option}` takes a string literal naming {what}, for example `{option} = \"orders\"`"));
+            errors.at(
+                other,
+                format!("`{option}` takes a string literal naming {what}, for example `{option} = \"orders\"`"),
+            );
             None
         }
     }
 }
 
 /// `key = expr, ...` where a key is a dotted name (`app.order.id`) or a string literal (`"app.order-id"`).
-fn parse_user_attributes(
-    input: ParseStream<'_>,
-    errors: &mut Errors,
-) -> syn::Result<Vec<UserAttribute>> {
+fn parse_user_attributes(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Vec<UserAttribute>> {
     let mut attributes: Vec<UserAttribute> = Vec::new();
     while !input.is_empty() {
         let key = if input.peek(LitStr) {
@@ -191,18 +176,9 @@ fn parse_user_attributes(
         input.parse::<Token![=]>()?;
         let value: Expr = input.parse()?;
         if let Err(problem) = check_attribute_key(&key.value()) {
-            errors.at(
-                &key,
-                format!("`{}` is not a valid attribute name: {problem}", key.value()),
-            );
-        } else if attributes
-            .iter()
-            .any(|attribute| attribute.key.value() == key.value())
-        {
-            errors.at(
-                &key,
-                format!("attribute `{}` is given twice; keep one", key.value()),
-            );
+            errors.at(&key, format!("`{}` is not a valid attribute name: {problem}", key.value()));
+        } else if attributes.iter().any(|attribute| attribute.key.value() == key.value()) {
+            errors.at(&key, format!("attribute `{}` is given twice; keep one", key.value()));
         }
         attributes.push(UserAttribute { key, value });
         if !input.is_empty() {
@@ -221,10 +197,7 @@ fn check_attribute_key(key: &str) -> Result<(), &'static str> {
         if segment.is_empty() {
             return Err("a dot-separated segment is empty");
         }
-        if !segment
-            .bytes()
-            .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_')
-        {
+        if !segment.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'_') {
             return Err("use lower-case letters, digits and `_`, in dot-separated segments (`app.order.id`)");
         }
     }

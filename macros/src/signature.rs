@@ -7,20 +7,13 @@ use crate::errors::Errors;
 use crate::options::{Role, System};
 
 /// Message types a consumer can read, by the last segment of their path, with their broker.
-const CONSUMED: &[(&str, System)] = &[
-    ("BorrowedMessage", System::Kafka),
-    ("OwnedMessage", System::Kafka),
-    ("Delivery", System::RabbitMq),
-];
+const CONSUMED: &[(&str, System)] =
+    &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka), ("Delivery", System::RabbitMq)];
 
 /// Record types a producer can write the context into.
-const PUBLISHED: &[(&str, System)] = &[
-    ("FutureRecord", System::Kafka),
-    ("BaseRecord", System::Kafka),
-];
+const PUBLISHED: &[(&str, System)] = &[("FutureRecord", System::Kafka), ("BaseRecord", System::Kafka)];
 
-const CONSUMED_LIST: &str =
-    "rdkafka's `BorrowedMessage` or `OwnedMessage` (by value or by reference)";
+const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage` (by value or by reference)";
 
 /// The parameter holding the message (consumer) or record (producer).
 pub(crate) struct MessageParameter {
@@ -32,11 +25,7 @@ pub(crate) struct MessageParameter {
     pub(crate) by_reference: bool,
 }
 
-pub(crate) fn message_parameter(
-    role: Role,
-    signature: &Signature,
-    errors: &mut Errors,
-) -> Option<MessageParameter> {
+pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut Errors) -> Option<MessageParameter> {
     let known = match role {
         Role::Consumer => CONSUMED,
         Role::Producer => PUBLISHED,
@@ -49,18 +38,8 @@ pub(crate) fn message_parameter(
         let Some((system, by_reference, mutable_reference)) = recognise(ty, known) else {
             continue;
         };
-        let Pat::Ident(PatIdent {
-            ident,
-            mutability,
-            by_ref: None,
-            subpat: None,
-            ..
-        }) = &**pat
-        else {
-            errors.at(
-                pat,
-                "bind the message to a plain name (like `message`) so tracehop can read it",
-            );
+        let Pat::Ident(PatIdent { ident, mutability, by_ref: None, subpat: None, .. }) = &**pat else {
+            errors.at(pat, "bind the message to a plain name (like `message`) so tracehop can read it");
             continue;
         };
         if found.is_some() {
@@ -79,10 +58,8 @@ pub(crate) fn message_parameter(
         });
     }
     if found.is_none() && role == Role::Consumer {
-        errors.at(
-            &signature.ident,
-            format!("#[traced_consumer] needs a parameter holding the message: {CONSUMED_LIST}"),
-        );
+        errors
+            .at(&signature.ident, format!("#[traced_consumer] needs a parameter holding the message: {CONSUMED_LIST}"));
     }
     found
 }
@@ -90,16 +67,14 @@ pub(crate) fn message_parameter(
 /// The broker of `ty` when it is one of `known`, whether it is a reference, and whether a mutable one.
 fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<(System, bool, bool)> {
     match ty {
-        Type::Reference(reference) => recognise(&reference.elem, known)
-            .map(|(system, _, _)| (system, true, reference.mutability.is_some())),
+        Type::Reference(reference) => {
+            recognise(&reference.elem, known).map(|(system, _, _)| (system, true, reference.mutability.is_some()))
+        }
         Type::Paren(inner) => recognise(&inner.elem, known),
         Type::Group(inner) => recognise(&inner.elem, known),
         Type::Path(path) if path.qself.is_none() => {
             let last = path.path.segments.last()?;
-            known
-                .iter()
-                .find(|(name, _)| last.ident == name)
-                .map(|(_, system)| (*system, false, false))
+            known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| (*system, false, false))
         }
         _ => None,
     }

@@ -16,9 +16,7 @@ pub struct SpanAttributes {
 
 impl SpanAttributes {
     pub(crate) fn with_capacity(capacity: usize) -> Self {
-        Self {
-            entries: Vec::with_capacity(capacity),
-        }
+        Self { entries: Vec::with_capacity(capacity) }
     }
 
     /// Adds one attribute. Values that have nothing to record ([`None`]) add nothing.
@@ -31,15 +29,13 @@ impl SpanAttributes {
     /// ```
     pub fn add(&mut self, key: &'static str, value: impl AttributeValue) {
         if let Some(value) = value.into_attribute_value() {
-            self.entries
-                .push(KeyValue::new(Key::from_static_str(key), value));
+            self.entries.push(KeyValue::new(Key::from_static_str(key), value));
         }
     }
 
     /// Adds an attribute whose value is already an OpenTelemetry [`Value`].
     pub fn push(&mut self, key: &'static str, value: Value) {
-        self.entries
-            .push(KeyValue::new(Key::from_static_str(key), value));
+        self.entries.push(KeyValue::new(Key::from_static_str(key), value));
     }
 
     /// How many attributes were added.
@@ -163,10 +159,7 @@ mod tests {
     fn integers_keep_their_value() {
         assert_eq!(value_of(7_u8), Some(Value::I64(7)));
         assert_eq!(value_of(-7_i32), Some(Value::I64(-7)));
-        assert_eq!(
-            value_of(u64::MAX),
-            Some(Value::String(u64::MAX.to_string().into()))
-        );
+        assert_eq!(value_of(u64::MAX), Some(Value::String(u64::MAX.to_string().into())));
         assert_eq!(value_of(&42_u64), Some(Value::I64(42)));
     }
 

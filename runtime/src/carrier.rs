@@ -197,10 +197,7 @@ pub enum IncomingContext {
 pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingContext {
     let carrier = HeaderExtractor(message);
     if let Err(rejection) = check_w3c_headers(message) {
-        tracing::debug!(
-            reason = rejection.as_str(),
-            "tracehop: incoming trace context not continued"
-        );
+        tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
         return IncomingContext::NewRoot(rejection);
     }
     let context = global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
@@ -208,15 +205,8 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
         IncomingContext::Continued(context)
     } else {
         let has_traceparent = message.headers().any(|(key, _)| key == TRACEPARENT_HEADER);
-        let rejection = if has_traceparent {
-            ContextRejection::PropagatorRejected
-        } else {
-            ContextRejection::Missing
-        };
-        tracing::debug!(
-            reason = rejection.as_str(),
-            "tracehop: incoming trace context not continued"
-        );
+        let rejection = if has_traceparent { ContextRejection::PropagatorRejected } else { ContextRejection::Missing };
+        tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
         IncomingContext::NewRoot(rejection)
     }
 }
@@ -235,12 +225,10 @@ fn check_w3c_headers<M: ConsumedMessage + ?Sized>(message: &M) -> Result<(), Con
         }
     }
     if let Some(traceparent) = traceparent {
-        let traceparent =
-            std::str::from_utf8(traceparent).map_err(|_| ContextRejection::NotUtf8)?;
+        let traceparent = std::str::from_utf8(traceparent).map_err(|_| ContextRejection::NotUtf8)?;
         validate_traceparent(traceparent)?;
         if let Some(tracestate) = tracestate {
-            let tracestate =
-                std::str::from_utf8(tracestate).map_err(|_| ContextRejection::TracestateNotUtf8)?;
+            let tracestate = std::str::from_utf8(tracestate).map_err(|_| ContextRejection::TracestateNotUtf8)?;
             validate_tracestate_size(tracestate)?;
         }
     }
@@ -270,10 +258,7 @@ pub struct HeaderInjector<'a, M: ?Sized> {
 impl<'a, M: PublishedMessage + ?Sized> HeaderInjector<'a, M> {
     /// An injector writing into `message`.
     pub fn new(message: &'a mut M) -> Self {
-        Self {
-            message,
-            written: 0,
-        }
+        Self { message, written: 0 }
     }
 }
 
@@ -304,10 +289,7 @@ pub fn inject_context<M: PublishedMessage + ?Sized>(context: &Context, message: 
 /// Writes `context` into `message` without counting it for the current producer scope; true when the
 /// propagator wrote at least one header.
 pub(crate) fn propagate<M: PublishedMessage + ?Sized>(context: &Context, message: &mut M) -> bool {
-    let mut injector = HeaderInjector {
-        message,
-        written: 0,
-    };
+    let mut injector = HeaderInjector { message, written: 0 };
     global::get_text_map_propagator(|propagator| propagator.inject_context(context, &mut injector));
     injector.written > 0
 }
@@ -335,10 +317,7 @@ pub(crate) struct InjectionScope<'a> {
 
 impl<'a> InjectionScope<'a> {
     pub(crate) fn enter(total: &'a Cell<u32>) -> Self {
-        Self {
-            outer: INJECTIONS_IN_SCOPE.with(|count| count.replace(0)),
-            total,
-        }
+        Self { outer: INJECTIONS_IN_SCOPE.with(|count| count.replace(0)), total }
     }
 }
 

@@ -148,8 +148,7 @@ impl Handler {
     /// True the first time it is called for this handler, false after: a missing injection is logged once per
     /// function, not once per message.
     pub(crate) fn first_missing_injection(&self) -> bool {
-        !self
-            .reported_missing_injection
-            .swap(true, Ordering::Relaxed)
+        !self.reported_missing_injection.load(Ordering::Relaxed)
+            && !self.reported_missing_injection.swap(true, Ordering::Relaxed)
     }
 }

@@ -9,9 +9,7 @@
 
 use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
-use rdkafka::message::{
-    BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes,
-};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes};
 use rdkafka::producer::{BaseRecord, FutureRecord};
 use rdkafka::util::IntoOpaque;
 
@@ -20,19 +18,12 @@ use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMes
 use crate::handler::MessagingSystem;
 
 fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
-    attributes.add(
-        semconv::MESSAGING_DESTINATION_PARTITION_ID,
-        message.partition().to_string(),
-    );
+    attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, message.partition().to_string());
     attributes.add(semconv::MESSAGING_KAFKA_OFFSET, message.offset());
     record_key_and_payload(message.key(), message.payload(), attributes);
 }
 
-fn record_key_and_payload(
-    key: Option<&[u8]>,
-    payload: Option<&[u8]>,
-    attributes: &mut SpanAttributes,
-) {
+fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes: &mut SpanAttributes) {
     if let Some(key) = key.and_then(|key| std::str::from_utf8(key).ok()) {
         attributes.add(semconv::MESSAGING_KAFKA_MESSAGE_KEY, key);
     }
@@ -43,10 +34,7 @@ fn record_key_and_payload(
 }
 
 fn headers_of<H: Headers>(headers: Option<&H>) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-    headers
-        .into_iter()
-        .flat_map(|headers| headers.iter())
-        .map(|header| (header.key, header.value.unwrap_or(&[])))
+    headers.into_iter().flat_map(|headers| headers.iter()).map(|header| (header.key, header.value.unwrap_or(&[])))
 }
 
 impl MessageFacts for BorrowedMessage<'_> {
@@ -85,15 +73,22 @@ impl ConsumedMessage for OwnedMessage {
     }
 }
 
-/// Adds one header, keeping the ones the record already has.
-fn add_header(headers: &mut Option<OwnedHeaders>, key: &str, value: &str) {
-    let existing = headers
-        .take()
-        .unwrap_or_else(|| OwnedHeaders::new_with_capacity(2));
-    *headers = Some(existing.insert(Header {
-        key,
-        value: Some(value),
-    }));
+/// Sets one header, keeping the record's other headers. A header of the same key is replaced, not repeated: a
+/// record built from a consumed message's headers must not carry the old `traceparent` beside the new one,
+/// which consumers reject as ambiguous.
+fn set_header(headers: &mut Option<OwnedHeaders>, key: &str, value: &str) {
+    let existing = match headers.take() {
+        None => OwnedHeaders::new_with_capacity(2),
+        Some(existing) if existing.iter().any(|header| header.key == key) => {
+            let mut kept = OwnedHeaders::new_with_capacity(existing.count());
+            for header in existing.iter().filter(|header| header.key != key) {
+                kept = kept.insert(header);
+            }
+            kept
+        }
+        Some(existing) => existing,
+    };
+    *headers = Some(existing.insert(Header { key, value: Some(value) }));
 }
 
 fn record_outgoing(
@@ -103,10 +98,7 @@ fn record_outgoing(
     attributes: &mut SpanAttributes,
 ) {
     if let Some(partition) = partition {
-        attributes.add(
-            semconv::MESSAGING_DESTINATION_PARTITION_ID,
-            partition.to_string(),
-        );
+        attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, partition.to_string());
     }
     record_key_and_payload(key, payload, attributes);
 }
@@ -130,13 +122,11 @@ impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> MessageFacts for FutureRecord<'_,
 
 impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> PublishedMessage for FutureRecord<'_, K, P> {
     fn set_header(&mut self, key: &str, value: &str) {
-        add_header(&mut self.headers, key, value)
+        set_header(&mut self.headers, key, value)
     }
 }
 
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> MessageFacts
-    for BaseRecord<'_, K, P, D>
-{
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> MessageFacts for BaseRecord<'_, K, P, D> {
     fn system(&self) -> MessagingSystem {
         MessagingSystem::Kafka
     }
@@ -153,11 +143,9 @@ impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> MessageFacts
     }
 }
 
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> PublishedMessage
-    for BaseRecord<'_, K, P, D>
-{
+impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> PublishedMessage for BaseRecord<'_, K, P, D> {
     fn set_header(&mut self, key: &str, value: &str) {
-        add_header(&mut self.headers, key, value)
+        set_header(&mut self.headers, key, value)
     }
 }
 
@@ -176,7 +164,7 @@ impl MessageFacts for HeaderList {
 
 impl PublishedMessage for HeaderList {
     fn set_header(&mut self, key: &str, value: &str) {
-        add_header(&mut self.0, key, value)
+        set_header(&mut self.0, key, value)
     }
 }
 
@@ -198,4 +186,35 @@ pub fn with_trace_context(headers: OwnedHeaders) -> OwnedHeaders {
     let mut list = HeaderList(Some(headers));
     inject_context(&Context::current(), &mut list);
     list.0.unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(headers: &OwnedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
+        headers.iter().map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec))).collect()
+    }
+
+    #[test]
+    fn setting_a_header_replaces_the_same_key_and_keeps_the_others() {
+        let mut headers = Some(
+            OwnedHeaders::new()
+                .insert(Header { key: "traceparent", value: Some("stale") })
+                .insert(Header { key: "tenant", value: Some("acme") })
+                .insert(Header { key: "traceparent", value: Some("staler") }),
+        );
+        set_header(&mut headers, "traceparent", "fresh");
+        assert_eq!(
+            pairs(headers.as_ref().unwrap()),
+            vec![("tenant".to_owned(), Some(b"acme".to_vec())), ("traceparent".to_owned(), Some(b"fresh".to_vec()))]
+        );
+    }
+
+    #[test]
+    fn setting_a_header_on_a_record_without_headers_creates_them() {
+        let mut headers = None;
+        set_header(&mut headers, "traceparent", "fresh");
+        assert_eq!(pairs(headers.as_ref().unwrap()), vec![("traceparent".to_owned(), Some(b"fresh".to_vec()))]);
+    }
 }

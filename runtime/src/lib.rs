@@ -69,9 +69,8 @@ pub mod otlp;
 
 pub use attributes::{AttributeValue, SpanAttributes};
 pub use carrier::{
-    extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection,
-    HeaderExtractor, HeaderInjector, IncomingContext, MessageFacts, PublishedMessage,
-    TRACEPARENT_HEADER, TRACESTATE_HEADER,
+    extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection, HeaderExtractor,
+    HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 pub use handler::{Handler, MessagingSystem, Role};
 pub use outcome::HandlerOutcome;
@@ -81,9 +80,7 @@ pub use span::{
     CONTEXT_REJECTED_ATTRIBUTE,
 };
 pub use tracehop_macros::{traced_consumer, traced_producer};
-pub use traceparent::{
-    validate_traceparent, validate_tracestate_size, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
-};
+pub use traceparent::{validate_traceparent, validate_tracestate_size, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS};
 
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a
 /// re-export of the public API above, reached through one absolute path so a user's imports never change what

@@ -15,10 +15,7 @@ pub fn install(
     service_name: &'static str,
     endpoint: &str,
 ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    let exporter = SpanExporter::builder()
-        .with_http()
-        .with_endpoint(endpoint)
-        .build()?;
+    let exporter = SpanExporter::builder().with_http().with_endpoint(endpoint).build()?;
     let provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name).build())
         .with_batch_exporter(exporter)

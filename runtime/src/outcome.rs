@@ -86,9 +86,7 @@ pub mod select {
     macro_rules! __record_outcome {
         ($value:expr, $span:expr) => {{
             #[allow(unused_imports)]
-            use $crate::__private::outcome::{
-                RecordAnyResult as _, RecordKnownOutcome as _, RecordNothing as _,
-            };
+            use $crate::__private::outcome::{RecordAnyResult as _, RecordKnownOutcome as _, RecordNothing as _};
             (&&&$crate::__private::outcome::Outcome($value)).record_outcome($span)
         }};
     }

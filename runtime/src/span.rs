@@ -15,8 +15,7 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
 use crate::carrier::{
-    extract_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts,
-    PublishedMessage,
+    extract_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts, PublishedMessage,
 };
 use crate::handler::{Handler, Role};
 use crate::outcome::HandlerOutcome;
@@ -84,20 +83,11 @@ impl<'a> SpanStart<'a> {
     /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
     /// attribute.
     pub fn start(self) -> MessageSpan {
-        let SpanStart {
-            handler,
-            parent,
-            message,
-            outgoing,
-            destination,
-            user_attributes,
-        } = self;
+        let SpanStart { handler, parent, message, outgoing, destination, user_attributes } = self;
         let role = handler.role();
         let (parent_context, rejection) = match parent {
             Parent::Incoming(IncomingContext::Continued(context)) => (context, None),
-            Parent::Incoming(IncomingContext::NewRoot(rejection)) => {
-                (Context::new(), Some(rejection))
-            }
+            Parent::Incoming(IncomingContext::NewRoot(rejection)) => (Context::new(), Some(rejection)),
             Parent::Current => (Context::current(), None),
         };
         let tracer = global::tracer_with_scope(instrumentation_scope());
@@ -106,19 +96,14 @@ impl<'a> SpanStart<'a> {
             Role::Producer => SpanKind::Producer,
         };
         let initial_name = handler.configured_span_name().unwrap_or(role.operation());
-        let mut span = tracer
-            .span_builder(initial_name)
-            .with_kind(kind)
-            .start_with_context(&tracer, &parent_context);
+        let mut span = tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent_context);
 
         if span.is_recording() {
             let facts: Option<&dyn MessageFacts> = match (&outgoing, message) {
                 (Some(record), _) => Some(&**record),
                 (None, message) => message,
             };
-            let system = facts
-                .map(|facts| facts.system())
-                .or(handler.configured_system());
+            let system = facts.map(|facts| facts.system()).or(handler.configured_system());
             let destination = destination
                 .or(handler.configured_destination())
                 .or_else(|| facts.and_then(|facts| facts.destination()));
@@ -138,10 +123,7 @@ impl<'a> SpanStart<'a> {
             attributes.add(semconv::MESSAGING_OPERATION_TYPE, role.operation());
             attributes.add(semconv::MESSAGING_OPERATION_NAME, role.operation());
             attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
-            attributes.add(
-                semconv::MESSAGING_CONSUMER_GROUP_NAME,
-                handler.configured_group(),
-            );
+            attributes.add(semconv::MESSAGING_CONSUMER_GROUP_NAME, handler.configured_group());
             attributes.add(semconv::CODE_FUNCTION_NAME, handler.function());
             if let Some(facts) = facts {
                 facts.record_attributes(&mut attributes);
@@ -162,12 +144,7 @@ impl<'a> SpanStart<'a> {
                 injections.set(1);
             }
         }
-        MessageSpan {
-            context,
-            handler,
-            injections,
-            ended: false,
-        }
+        MessageSpan { context, handler, injections, ended: false }
     }
 }
 
@@ -202,10 +179,7 @@ pub struct MessageSpan {
 impl MessageSpan {
     /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
     /// it (parent and link) or, when missing or malformed, start a new trace that records why.
-    pub fn consumer<'a, M: ConsumedMessage>(
-        handler: &'static Handler,
-        message: &'a M,
-    ) -> SpanStart<'a> {
+    pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
         SpanStart {
             handler,
             parent: Parent::Incoming(extract_context(message)),
@@ -246,11 +220,7 @@ impl MessageSpan {
 
     /// [`MessageSpan::run`] with the outcome recorded by `record` instead of [`HandlerOutcome`], for return
     /// types that do not implement it.
-    pub fn run_recording<R>(
-        mut self,
-        body: impl FnOnce() -> R,
-        record: impl FnOnce(&R, &MessageSpan),
-    ) -> R {
+    pub fn run_recording<R>(mut self, body: impl FnOnce() -> R, record: impl FnOnce(&R, &MessageSpan)) -> R {
         let result = {
             let _attached = self.context.clone().attach();
             let _injections = self.injection_scope();
@@ -286,11 +256,7 @@ impl MessageSpan {
         F: Future,
         Rec: FnOnce(&F::Output, &MessageSpan),
     {
-        Instrumented {
-            future,
-            span: Some(self),
-            record: Some(record),
-        }
+        Instrumented { future, span: Some(self), record: Some(record) }
     }
 
     /// Marks the span as failed: status Error with `message`, `error.type = error_type`, and an `exception`

@@ -78,10 +78,7 @@ pub fn validate_traceparent(value: &str) -> Result<(), ContextRejection> {
 /// assert_eq!(validate_tracestate_size(&"a=b,".repeat(200)), Err(ContextRejection::OversizedTracestate));
 /// ```
 pub fn validate_tracestate_size(value: &str) -> Result<(), ContextRejection> {
-    let members = value
-        .split(',')
-        .filter(|member| !member.trim().is_empty())
-        .count();
+    let members = value.split(',').filter(|member| !member.trim().is_empty()).count();
     if value.len() > MAX_TRACESTATE_LEN || members > MAX_TRACESTATE_MEMBERS {
         return Err(ContextRejection::OversizedTracestate);
     }
@@ -101,8 +98,7 @@ mod tests {
 
     #[test]
     fn accepts_a_future_version_with_extra_fields() {
-        let future =
-            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+        let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
         assert_eq!(validate_traceparent(future), Ok(()));
     }
 
@@ -110,50 +106,17 @@ mod tests {
     fn rejects_each_broken_rule_with_its_own_reason() {
         let cases = [
             ("", ContextRejection::WrongLength),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
-                ContextRejection::WrongLength,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01",
-                ContextRejection::WrongLength,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01",
-                ContextRejection::InvalidHex,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01",
-                ContextRejection::UppercaseHex,
-            ),
-            (
-                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ContextRejection::InvalidVersion,
-            ),
-            (
-                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-                ContextRejection::ZeroTraceId,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-                ContextRejection::ZeroSpanId,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00",
-                ContextRejection::TrailingData,
-            ),
-            (
-                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ",
-                ContextRejection::TrailingData,
-            ),
-            (
-                "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x",
-                ContextRejection::TrailingData,
-            ),
-            (
-                " 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-                ContextRejection::WrongLength,
-            ),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", ContextRejection::WrongLength),
+            ("00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", ContextRejection::WrongLength),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01", ContextRejection::InvalidHex),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", ContextRejection::UppercaseHex),
+            ("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::InvalidVersion),
+            ("00-00000000000000000000000000000000-00f067aa0ba902b7-01", ContextRejection::ZeroTraceId),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ContextRejection::ZeroSpanId),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00", ContextRejection::TrailingData),
+            ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ", ContextRejection::TrailingData),
+            ("cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", ContextRejection::TrailingData),
+            (" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::WrongLength),
         ];
         for (header, reason) in cases {
             assert_eq!(validate_traceparent(header), Err(reason), "{header:?}");
@@ -163,15 +126,9 @@ mod tests {
     #[test]
     fn multi_byte_characters_do_not_panic() {
         let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é";
-        assert_eq!(
-            validate_traceparent(header),
-            Err(ContextRejection::InvalidHex)
-        );
+        assert_eq!(validate_traceparent(header), Err(ContextRejection::InvalidHex));
         let header = "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(
-            validate_traceparent(header),
-            Err(ContextRejection::WrongLength)
-        );
+        assert_eq!(validate_traceparent(header), Err(ContextRejection::WrongLength));
     }
 
     #[test]
@@ -179,14 +136,8 @@ mod tests {
         let thirty_two = vec!["k=v"; 32].join(",");
         assert_eq!(validate_tracestate_size(&thirty_two), Ok(()));
         let thirty_three = vec!["k=v"; 33].join(",");
-        assert_eq!(
-            validate_tracestate_size(&thirty_three),
-            Err(ContextRejection::OversizedTracestate)
-        );
+        assert_eq!(validate_tracestate_size(&thirty_three), Err(ContextRejection::OversizedTracestate));
         let long = format!("k={}", "v".repeat(MAX_TRACESTATE_LEN));
-        assert_eq!(
-            validate_tracestate_size(&long),
-            Err(ContextRejection::OversizedTracestate)
-        );
+        assert_eq!(validate_tracestate_size(&long), Err(ContextRejection::OversizedTracestate));
     }
 }

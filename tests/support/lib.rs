@@ -20,9 +20,7 @@ pub fn spans() -> &'static InMemorySpanExporter {
     static EXPORTER: OnceLock<InMemorySpanExporter> = OnceLock::new();
     EXPORTER.get_or_init(|| {
         let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder()
-            .with_simple_exporter(exporter.clone())
-            .build();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
         global::set_tracer_provider(provider);
         tracehop::install_propagator();
         exporter
@@ -33,53 +31,36 @@ pub fn spans() -> &'static InMemorySpanExporter {
 pub fn spans_to(destination: &str) -> Vec<SpanData> {
     finished()
         .into_iter()
-        .filter(|span| {
-            attribute(span, "messaging.destination.name")
-                == Some(Value::from(destination.to_owned()))
-        })
+        .filter(|span| attribute(span, "messaging.destination.name") == Some(Value::from(destination.to_owned())))
         .collect()
 }
 
 /// Every finished span of `trace_id`.
 pub fn spans_of_trace(trace_id: TraceId) -> Vec<SpanData> {
-    finished()
-        .into_iter()
-        .filter(|span| span.span_context.trace_id() == trace_id)
-        .collect()
+    finished().into_iter().filter(|span| span.span_context.trace_id() == trace_id).collect()
 }
 
 /// Every finished span so far.
 pub fn finished() -> Vec<SpanData> {
-    spans()
-        .get_finished_spans()
-        .expect("the in-memory exporter is not shut down")
+    spans().get_finished_spans().expect("the in-memory exporter is not shut down")
 }
 
 /// The value of attribute `key` on `span`.
 pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
-    span.attributes
-        .iter()
-        .find(|attribute| attribute.key.as_str() == key)
-        .map(|attribute| attribute.value.clone())
+    span.attributes.iter().find(|attribute| attribute.key.as_str() == key).map(|attribute| attribute.value.clone())
 }
 
 /// The attributes of `span`, sorted by key, as `(key, value)` pairs for exact comparison.
 pub fn attributes(span: &SpanData) -> Vec<(String, Value)> {
-    let mut pairs: Vec<(String, Value)> = span
-        .attributes
-        .iter()
-        .map(|KeyValue { key, value, .. }| (key.to_string(), value.clone()))
-        .collect();
+    let mut pairs: Vec<(String, Value)> =
+        span.attributes.iter().map(|KeyValue { key, value, .. }| (key.to_string(), value.clone())).collect();
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
 }
 
 /// Sorted `(key, value)` pairs, for comparing with [`attributes`].
 pub fn expected(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
-    let mut pairs: Vec<(String, Value)> = pairs
-        .iter()
-        .map(|(key, value)| (key.to_string(), value.clone()))
-        .collect();
+    let mut pairs: Vec<(String, Value)> = pairs.iter().map(|(key, value)| (key.to_string(), value.clone())).collect();
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
 }
@@ -98,9 +79,7 @@ pub struct Broker {
 impl Broker {
     /// Starts a one-broker cluster.
     pub fn start() -> Self {
-        Self {
-            cluster: MockCluster::new(1).expect("librdkafka's mock cluster starts"),
-        }
+        Self { cluster: MockCluster::new(1).expect("librdkafka's mock cluster starts") }
     }
 
     /// The `bootstrap.servers` of the cluster.
@@ -110,9 +89,7 @@ impl Broker {
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        self.cluster
-            .create_topic(topic, partitions, 1)
-            .expect("the mock cluster creates the topic");
+        self.cluster.create_topic(topic, partitions, 1).expect("the mock cluster creates the topic");
     }
 
     /// A producer connected to the cluster.
@@ -139,28 +116,13 @@ impl Broker {
     }
 
     /// Sends one message with exactly `headers`, bypassing tracehop: how a foreign or broken producer publishes.
-    pub async fn send_raw(
-        &self,
-        topic: &str,
-        key: &str,
-        payload: &[u8],
-        headers: &[(&str, &[u8])],
-    ) {
+    pub async fn send_raw(&self, topic: &str, key: &str, payload: &[u8], headers: &[(&str, &[u8])]) {
         let mut owned = OwnedHeaders::new();
         for (key, value) in headers {
-            owned = owned.insert(Header {
-                key,
-                value: Some(*value),
-            });
+            owned = owned.insert(Header { key, value: Some(*value) });
         }
-        let record = FutureRecord::to(topic)
-            .key(key)
-            .payload(payload)
-            .headers(owned);
-        self.producer()
-            .send(record, Duration::from_secs(10))
-            .await
-            .expect("the mock cluster accepts the message");
+        let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
+        self.producer().send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
     }
 }
 
@@ -185,13 +147,7 @@ pub struct CapturedLogs(Arc<Mutex<Vec<(tracing::Level, String)>>>);
 impl CapturedLogs {
     /// The captured events at `level` or more severe.
     pub fn at_least(&self, level: tracing::Level) -> Vec<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(event, _)| *event <= level)
-            .map(|(_, message)| message.clone())
-            .collect()
+        self.0.lock().unwrap().iter().filter(|(event, _)| *event <= level).map(|(_, message)| message.clone()).collect()
     }
 }
 
@@ -217,11 +173,7 @@ impl tracing::Subscriber for Capture {
         }
         let mut message = Message(String::new());
         event.record(&mut message);
-        (self.0)
-            .0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), message.0));
+        (self.0).0.lock().unwrap().push((*event.metadata().level(), message.0));
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}

@@ -1,0 +1,89 @@
+//! The runtime API without the macros gives the same spans: what a user who cannot put an attribute on a
+//! function calls, and what the expansions call.
+
+use std::time::Duration;
+
+use opentelemetry::trace::{SpanId, SpanKind, Status};
+use opentelemetry::Value;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::producer::FutureRecord;
+use suite::{attribute, receive, spans_to, Broker};
+use tracehop::{Handler, IncomingContext, MessageSpan, MessagingSystem};
+
+static PUBLISH: Handler = Handler::producer("runtime_api::publish");
+static HANDLE: Handler = Handler::consumer("runtime_api::handle").group("no-macros").system(MessagingSystem::Kafka);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_span_without_macros_continues_the_trace() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("no-macros");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("no-macros", &topic);
+    let producer = broker.producer();
+
+    let mut record: FutureRecord<'_, str, str> = FutureRecord::to(&topic).key("k-1").payload("hello");
+    let span = MessageSpan::producer(&PUBLISH).publishing(&mut record).start();
+    let delivery = span
+        .instrument(async { producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error) })
+        .await
+        .expect("delivered");
+
+    let message: OwnedMessage = receive(&consumer).await;
+    assert!(matches!(tracehop::extract_context(&message), IncomingContext::Continued(_)));
+    let length = MessageSpan::consumer(&HANDLE, &message)
+        .attributes(&mut |attributes| attributes.add("app.handled_by", "hand"))
+        .start()
+        .run(|| Ok::<_, std::io::Error>(message.payload().map_or(0, <[u8]>::len)))
+        .expect("handled");
+    assert_eq!(length, 5);
+
+    let spans = spans_to(&topic);
+    assert_eq!(spans.len(), 2);
+    let producer_span = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("producer span");
+    let consumer_span = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("consumer span");
+    assert_eq!(producer_span.name, format!("send {topic}"));
+    assert_eq!(consumer_span.name, format!("process {topic}"));
+    assert_eq!(consumer_span.span_context.trace_id(), producer_span.span_context.trace_id());
+    assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
+    assert_eq!(consumer_span.links.links[0].span_context.span_id(), producer_span.span_context.span_id());
+    assert_eq!(attribute(consumer_span, "messaging.kafka.offset"), Some(Value::I64(delivery.offset)));
+    assert_eq!(attribute(consumer_span, "messaging.consumer.group.name"), Some(Value::from("no-macros")));
+    assert_eq!(attribute(consumer_span, "app.handled_by"), Some(Value::from("hand")));
+    assert_eq!(attribute(consumer_span, "code.function.name"), Some(Value::from("runtime_api::handle")));
+    assert_eq!(consumer_span.status, Status::Unset);
+}
+
+#[tracehop::traced_producer]
+async fn forward(producer: &rdkafka::producer::FutureProducer, record: FutureRecord<'_, str, str>) {
+    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_old_headers_replaces_the_stale_traceparent() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("forward");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("forward", &topic);
+    let stale = "00-11111111111111111111111111111111-2222222222222222-01";
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "traceparent", value: Some(stale) })
+        .insert(Header { key: "tenant", value: Some("acme") });
+    forward(&broker.producer(), FutureRecord::to(&topic).payload("again").headers(headers)).await;
+
+    let message = receive(&consumer).await;
+    let headers = message.headers().expect("headers");
+    let traceparents: Vec<&[u8]> =
+        headers.iter().filter(|header| header.key == "traceparent").filter_map(|header| header.value).collect();
+    assert_eq!(traceparents.len(), 1, "exactly one traceparent reaches the consumer");
+    assert_ne!(traceparents[0], stale.as_bytes());
+    assert!(headers.iter().any(|header| header.key == "tenant" && header.value == Some(b"acme".as_slice())));
+
+    MessageSpan::consumer(&HANDLE, &message).start().run(|| ());
+    let spans = spans_to(&topic);
+    let producer_span = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("producer span");
+    let consumer_span = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("consumer span");
+    assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
+    assert_ne!(consumer_span.parent_span_id, SpanId::from_hex("2222222222222222").unwrap());
+}
