@@ -116,7 +116,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
     };
     let record =
-        quote!(|__tracehop_output, __tracehop_span| ::tracehop::__record_outcome!(__tracehop_output, __tracehop_span));
+        quote!(|__tracehop_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span));
     let run = if sig.asyncness.is_some() {
         // Naming the output type where the async block is made lets `?` and `return` in the body infer as they
         // do in the user's `async fn`.

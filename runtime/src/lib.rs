@@ -87,6 +87,7 @@ pub use traceparent::{validate_traceparent, validate_tracestate_size, MAX_TRACES
 /// an expansion means.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::__record_outcome as record_outcome;
     pub use crate::outcome::select as outcome;
     pub use crate::{Handler, MessageSpan, MessagingSystem, SpanAttributes};
     pub use core::{concat, module_path, stringify};

@@ -1,0 +1,6 @@
+#[tracehop::traced_consumer]
+pub struct OrderHandler {
+    pub group: String,
+}
+
+fn main() {}
