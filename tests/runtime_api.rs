@@ -23,7 +23,8 @@ async fn message_span_without_macros_continues_the_trace() {
     let producer = broker.producer();
 
     let mut record: FutureRecord<'_, str, str> = FutureRecord::to(&topic).key("k-1").payload("hello");
-    let span = MessageSpan::producer(&PUBLISH).publishing(&mut record).start();
+    let span = MessageSpan::producer(&PUBLISH).describing(&record).start();
+    span.inject(&mut record);
     let delivery = span
         .instrument(async { producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error) })
         .await

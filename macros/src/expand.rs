@@ -4,7 +4,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
-use syn::{ItemFn, ReturnType, Type};
+use syn::{Item, ItemFn, ReturnType, Type};
 
 use crate::errors::Errors;
 use crate::options::{self, Destination, Options, Role, System};
@@ -16,18 +16,62 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
     let function: ItemFn = match syn::parse2(item.clone()) {
         Ok(function) => function,
         Err(_) => {
-            errors.push(syn::Error::new(
-                proc_macro2::Span::call_site(),
-                format!("#[{}] goes on a function (a free function or a method)", role.attribute()),
-            ));
+            not_a_function(role, &item, &mut errors);
             return with_errors(errors, item);
         }
     };
+    signature::check_traceable(role, &function.sig, &mut errors);
     let message = signature::message_parameter(role, &function.sig, &mut errors);
+    if let (Some((system, literal)), Some(message)) = (&options.system, &message) {
+        if *system != message.system {
+            errors.at(
+                literal,
+                format!(
+                    "`system = \"{}\"` contradicts the {} parameter's type, which is a {} type; remove `system` (tracehop takes it from the type)",
+                    literal.value(),
+                    match role {
+                        Role::Consumer => "message",
+                        Role::Producer => "record",
+                    },
+                    message.system.name(),
+                ),
+            );
+            errors.at(&message.ty, format!("this is a {} type", message.system.name()));
+        }
+    }
     if !errors.is_empty() {
         return with_errors(errors, item);
     }
     instrument(role, &options, message.as_ref(), function)
+}
+
+/// Names what the attribute was put on instead of a function, at that item's own tokens.
+fn not_a_function(role: Role, item: &TokenStream, errors: &mut Errors) {
+    let found = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Struct(item)) => Some(("a struct", item.struct_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Enum(item)) => Some(("an enum", item.enum_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Impl(item)) => {
+            Some(("an impl block", item.impl_token.to_token_stream(), item.self_ty.to_token_stream()))
+        }
+        Ok(Item::Const(item)) => Some(("a const", item.const_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Static(item)) => Some(("a static", item.static_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Trait(item)) => Some(("a trait", item.trait_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Mod(item)) => Some(("a module", item.mod_token.to_token_stream(), item.ident.to_token_stream())),
+        Ok(Item::Type(item)) => Some(("a type alias", item.type_token.to_token_stream(), item.ident.to_token_stream())),
+        _ => None,
+    };
+    let advice = match role {
+        Role::Consumer => "put it on the function that handles each message",
+        Role::Producer => "put it on the function that publishes",
+    };
+    match found {
+        Some((kind, keyword, name)) => errors
+            .at(quote!(#keyword #name), format!("#[{}] goes on a function, not on {kind}: {advice}", role.attribute())),
+        None => errors.push(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            format!("#[{}] goes on a function (a free function or a method): {advice}", role.attribute()),
+        )),
+    }
 }
 
 /// The errors next to the user's item, unchanged, so one mistake does not bury them under follow-on errors.
@@ -83,13 +127,14 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         }
         (Role::Producer, Some(record)) => {
             let name = &record.name;
-            let writable = if record.by_reference { quote!(#name) } else { quote!(&mut #name) };
-            quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).publishing(#writable))
+            let described = if record.by_reference { quote!(&*#name) } else { quote!(&#name) };
+            quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).describing(#described))
         }
         (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
     };
     if let Some(Destination::PerMessage(expression)) = &options.destination {
-        start.extend(quote!(.destination(#private::destination(&(#expression)))));
+        let destination = quote_spanned!(expression.span()=> #private::destination(&(#expression)));
+        start.extend(quote!(.destination(#destination)));
     }
     if !options.attributes.is_empty() {
         let sink = format_ident!("__tracehop_attributes");
@@ -102,12 +147,15 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     }
 
     // A by-value record bound without `mut` is rebound so the span can write into it.
-    let rebind = match (role, message) {
-        (Role::Producer, Some(record)) if !record.writable && !record.by_reference => {
+    let (rebind, inject) = match (role, message) {
+        (Role::Producer, Some(record)) => {
             let name = &record.name;
-            quote!(let mut #name = #name;)
+            let rebind =
+                if record.writable || record.by_reference { None } else { Some(quote!(let mut #name = #name;)) };
+            let writable = if record.by_reference { quote!(&mut *#name) } else { quote!(&mut #name) };
+            (rebind, Some(quote!(__tracehop_span.inject(#writable);)))
         }
-        _ => TokenStream::new(),
+        _ => (None, None),
     };
 
     let output = match &sig.output {
@@ -136,6 +184,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             static __TRACEHOP_HANDLER: #private::Handler = #handler;
             #rebind
             let __tracehop_span = #start.start();
+            #inject
             #run
         }
     }

@@ -1,6 +1,7 @@
 //! The options written inside `#[traced_consumer(...)]` and `#[traced_producer(...)]`.
 
 use proc_macro2::TokenStream;
+use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
@@ -36,6 +37,15 @@ pub(crate) enum System {
     RabbitMq,
 }
 
+impl System {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            System::Kafka => "Kafka",
+            System::RabbitMq => "RabbitMQ",
+        }
+    }
+}
+
 pub(crate) enum Destination {
     Fixed(LitStr),
     PerMessage(Expr),
@@ -44,6 +54,17 @@ pub(crate) enum Destination {
 pub(crate) struct UserAttribute {
     pub(crate) key: LitStr,
     pub(crate) value: Expr,
+}
+
+/// What each option takes, for the messages that say how to write it.
+fn example(option: &str) -> &'static str {
+    match option {
+        "system" => "system = \"kafka\"",
+        "destination" => "destination = \"orders\"",
+        "group" => "group = \"inventory-service\"",
+        "name" => "name = \"reserve stock\"",
+        _ => "attributes(app.order.id = order.id)",
+    }
 }
 
 #[derive(Default)]
@@ -75,6 +96,11 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
         }
         seen.push(name.clone());
         if name == "attributes" {
+            if !input.peek(syn::token::Paren) {
+                return Err(
+                    input.error(format!("`attributes` takes a list in parentheses: `{}`", example("attributes")))
+                );
+            }
             let content;
             syn::parenthesized!(content in input);
             let attributes = parse_user_attributes(&content, errors)?;
@@ -82,15 +108,21 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
                 options.attributes.extend(attributes);
             }
         } else {
+            if !input.peek(Token![=]) {
+                let hint = if role.options().contains(&name.as_str()) {
+                    format!("`{name}` needs a value: `{}`", example(&name))
+                } else {
+                    format!("expected `=` after `{name}`")
+                };
+                return Err(syn::Error::new(key.span(), hint));
+            }
             input.parse::<Token![=]>()?;
             let value: Expr = input.parse()?;
             match name.as_str() {
                 "system" => options.system = system(&value, errors),
                 "destination" => options.destination = Some(destination(value)),
-                "group" if role == Role::Consumer => {
-                    options.group = string_literal(&value, "group", "the consumer group", errors)
-                }
-                "name" => options.name = string_literal(&value, "name", "the span name", errors),
+                "group" if role == Role::Consumer => options.group = string_literal(&value, "group", errors),
+                "name" => options.name = string_literal(&value, "name", errors),
                 _ => unknown_option(role, &key, errors),
             }
         }
@@ -120,7 +152,7 @@ fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
 }
 
 fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
-    let literal = string_literal(value, "system", "the broker", errors)?;
+    let literal = string_literal(value, "system", errors)?;
     match literal.value().as_str() {
         "kafka" => Some((System::Kafka, literal)),
         "rabbitmq" => Some((System::RabbitMq, literal)),
@@ -141,44 +173,54 @@ fn destination(value: Expr) -> Destination {
     }
 }
 
-fn string_literal(value: &Expr, option: &str, what: &str, errors: &mut Errors) -> Option<LitStr> {
+fn string_literal(value: &Expr, option: &str, errors: &mut Errors) -> Option<LitStr> {
     match value {
         Expr::Lit(ExprLit { lit: Lit::Str(literal), .. }) => Some(literal.clone()),
         other => {
-            errors.at(
-                other,
-                format!("`{option}` takes a string literal naming {what}, for example `{option} = \"orders\"`"),
-            );
+            errors.at(other, format!("`{option}` takes a string literal, for example `{}`", example(option)));
             None
         }
     }
 }
 
-/// `key = expr, ...` where a key is a dotted name (`app.order.id`) or a string literal (`"app.order-id"`).
+/// `key = expr, ...` where a key is a dotted name (`app.order.id`) or a string literal, for keys whose segments
+/// are not Rust identifiers (`"app.2fa.enabled"`).
 fn parse_user_attributes(input: ParseStream<'_>, errors: &mut Errors) -> syn::Result<Vec<UserAttribute>> {
     let mut attributes: Vec<UserAttribute> = Vec::new();
     while !input.is_empty() {
+        // The key's tokens, so an error underlines all of `app.order.id`.
+        let mut key_tokens = TokenStream::new();
         let key = if input.peek(LitStr) {
-            input.parse::<LitStr>()?
+            let literal = input.parse::<LitStr>()?;
+            key_tokens.extend(literal.to_token_stream());
+            literal
         } else {
             let first = input.call(Ident::parse_any)?;
-            let mut dotted = first.to_string();
-            let mut span = first.span();
+            let mut dotted = first.unraw().to_string();
+            key_tokens.extend(first.to_token_stream());
             while input.peek(Token![.]) {
-                input.parse::<Token![.]>()?;
+                let dot = input.parse::<Token![.]>()?;
                 let segment = input.call(Ident::parse_any)?;
                 dotted.push('.');
-                dotted.push_str(&segment.to_string());
-                span = span.join(segment.span()).unwrap_or(span);
+                dotted.push_str(&segment.unraw().to_string());
+                key_tokens.extend(dot.to_token_stream());
+                key_tokens.extend(segment.to_token_stream());
             }
-            LitStr::new(&dotted, span)
+            LitStr::new(&dotted, first.span())
         };
+        if !input.peek(Token![=]) {
+            return Err(input.error(format!(
+                "expected `=` and a value after attribute `{}`, as in `{}`",
+                key.value(),
+                example("attributes")
+            )));
+        }
         input.parse::<Token![=]>()?;
         let value: Expr = input.parse()?;
         if let Err(problem) = check_attribute_key(&key.value()) {
-            errors.at(&key, format!("`{}` is not a valid attribute name: {problem}", key.value()));
+            errors.at(&key_tokens, format!("`{}` is not a valid attribute name: {problem}", key.value()));
         } else if attributes.iter().any(|attribute| attribute.key.value() == key.value()) {
-            errors.at(&key, format!("attribute `{}` is given twice; keep one", key.value()));
+            errors.at(&key_tokens, format!("attribute `{}` is given twice; keep one", key.value()));
         }
         attributes.push(UserAttribute { key, value });
         if !input.is_empty() {

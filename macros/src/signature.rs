@@ -1,5 +1,5 @@
 //! What the macros need to know about the annotated function: which parameter is the message (consumer) or
-//! the record (producer).
+//! the record (producer), and whether the function can be traced at all.
 
 use syn::{FnArg, Ident, Pat, PatIdent, PatType, Signature, Type};
 
@@ -7,8 +7,7 @@ use crate::errors::Errors;
 use crate::options::{Role, System};
 
 /// Message types a consumer can read, by the last segment of their path, with their broker.
-const CONSUMED: &[(&str, System)] =
-    &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka), ("Delivery", System::RabbitMq)];
+const CONSUMED: &[(&str, System)] = &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka)];
 
 /// Record types a producer can write the context into.
 const PUBLISHED: &[(&str, System)] = &[("FutureRecord", System::Kafka), ("BaseRecord", System::Kafka)];
@@ -19,10 +18,34 @@ const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage` (by v
 pub(crate) struct MessageParameter {
     pub(crate) name: Ident,
     pub(crate) system: System,
-    /// The binding is `mut`, or the type is `&mut`, so the expansion need not rebind it to write into it.
+    /// The type names its broker here; errors about `system` point at it.
+    pub(crate) ty: Type,
+    /// The binding is `mut` or the type is `&mut`: the expansion need not rebind it to write into it.
     pub(crate) writable: bool,
     /// The type is a reference: pass the binding itself, not a reference to it.
     pub(crate) by_reference: bool,
+}
+
+/// Rejects functions whose body cannot run inside a span.
+pub(crate) fn check_traceable(role: Role, signature: &Signature, errors: &mut Errors) {
+    if let Some(constness) = &signature.constness {
+        errors.at(
+            constness,
+            format!(
+                "#[{}] cannot go on a `const fn`: its span starts and ends at run time; remove `const`",
+                role.attribute()
+            ),
+        );
+    }
+    if let Some(abi) = &signature.abi {
+        errors.at(
+            abi,
+            format!(
+                "#[{}] cannot go on an `extern` function: a panic recorded on its span would unwind across the foreign boundary; trace a Rust function it calls instead",
+                role.attribute()
+            ),
+        );
+    }
 }
 
 pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut Errors) -> Option<MessageParameter> {
@@ -30,51 +53,74 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
         Role::Consumer => CONSUMED,
         Role::Producer => PUBLISHED,
     };
+    let (noun, verb) = match role {
+        Role::Consumer => ("message", "read the trace context from it"),
+        Role::Producer => ("record", "write the trace context into it"),
+    };
     let mut found: Option<MessageParameter> = None;
+    let mut rejected = false;
     for argument in &signature.inputs {
-        let FnArg::Typed(PatType { pat, ty, .. }) = argument else {
-            continue;
-        };
-        let Some((system, by_reference, mutable_reference)) = recognise(ty, known) else {
-            continue;
-        };
-        let Pat::Ident(PatIdent { ident, mutability, by_ref: None, subpat: None, .. }) = &**pat else {
-            errors.at(pat, "bind the message to a plain name (like `message`) so tracehop can read it");
-            continue;
-        };
-        if found.is_some() {
+        let FnArg::Typed(PatType { pat, ty, .. }) = argument else { continue };
+        let Some(shape) = recognise(ty, known) else { continue };
+        if found.is_some() || rejected {
             let what = match role {
-                Role::Consumer => "a second message parameter: a handler takes one message",
-                Role::Producer => "a second record parameter: a traced producer publishes one record it receives; build further records in the body with `tracehop::kafka::trace_headers()`",
+                Role::Consumer => "a second message parameter: a handler takes one message".to_owned(),
+                Role::Producer => "a second record parameter: tracehop writes the context into one record it receives; build further records in the body with `tracehop::kafka::trace_headers()`".to_owned(),
             };
             errors.at(argument, what);
             continue;
         }
+        let Pat::Ident(PatIdent { ident, mutability, by_ref: None, subpat: None, .. }) = &**pat else {
+            errors.at(pat, format!("bind the {noun} to a plain name (like `{noun}`) so tracehop can {verb}"));
+            rejected = true;
+            continue;
+        };
+        if role == Role::Producer && shape.by_reference && !shape.mutable_reference {
+            errors.at(
+                ty,
+                "tracehop writes the trace context into the record's headers: take the record by value or as `&mut`",
+            );
+            rejected = true;
+            continue;
+        }
         found = Some(MessageParameter {
             name: ident.clone(),
-            system,
-            writable: mutability.is_some() || mutable_reference,
-            by_reference,
+            system: shape.system,
+            ty: (**ty).clone(),
+            writable: mutability.is_some() || shape.mutable_reference,
+            by_reference: shape.by_reference,
         });
     }
-    if found.is_none() && role == Role::Consumer {
+    if found.is_none() && !rejected && role == Role::Consumer {
         errors
             .at(&signature.ident, format!("#[traced_consumer] needs a parameter holding the message: {CONSUMED_LIST}"));
     }
     found
 }
 
-/// The broker of `ty` when it is one of `known`, whether it is a reference, and whether a mutable one.
-fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<(System, bool, bool)> {
+struct Shape {
+    system: System,
+    by_reference: bool,
+    mutable_reference: bool,
+}
+
+/// The broker of `ty` when it is one of `known`, and how it is passed.
+fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
     match ty {
-        Type::Reference(reference) => {
-            recognise(&reference.elem, known).map(|(system, _, _)| (system, true, reference.mutability.is_some()))
-        }
+        Type::Reference(reference) => recognise(&reference.elem, known).map(|shape| Shape {
+            by_reference: true,
+            mutable_reference: reference.mutability.is_some(),
+            ..shape
+        }),
         Type::Paren(inner) => recognise(&inner.elem, known),
         Type::Group(inner) => recognise(&inner.elem, known),
         Type::Path(path) if path.qself.is_none() => {
             let last = path.path.segments.last()?;
-            known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| (*system, false, false))
+            known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| Shape {
+                system: *system,
+                by_reference: false,
+                mutable_reference: false,
+            })
         }
         _ => None,
     }

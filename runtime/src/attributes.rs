@@ -56,11 +56,11 @@ impl SpanAttributes {
 /// A value the `attributes(key = expr)` option of the macros, or [`SpanAttributes::add`], can record.
 ///
 /// Implemented for the integers (unsigned ones above `i64::MAX` are recorded as strings, so no value is
-/// changed), floats, `bool`, strings, OpenTelemetry's [`Value`], references to any of these and [`Option`] of
-/// any of these (`None` records nothing).
+/// changed), floats, `bool`, strings, OpenTelemetry's [`Value`], [`Option`] of any of these (`None` records
+/// nothing) and references to any of these.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be recorded as a span attribute",
-    note = "use an integer, float, bool or string expression (for example `key = value.to_string()`), or an `Option` of one"
+    note = "record an integer, float, bool or string expression, or an `Option` of one; for a type that implements `Display`, write `key = value.to_string()`"
 )]
 pub trait AttributeValue {
     /// The OpenTelemetry value, or `None` when there is nothing to record.
@@ -140,9 +140,86 @@ impl<T: AttributeValue> AttributeValue for Option<T> {
     }
 }
 
-impl<T: Clone + AttributeValue> AttributeValue for &T {
+macro_rules! copied_attribute_values {
+    ($($value:ty),*) => {$(
+        impl AttributeValue for &$value {
+            fn into_attribute_value(self) -> Option<Value> {
+                (*self).into_attribute_value()
+            }
+        }
+    )*};
+}
+copied_attribute_values!(i8, i16, i32, i64, u8, u16, u32, u64, usize, isize, i128, u128, f32, f64, bool);
+
+impl AttributeValue for &String {
+    fn into_attribute_value(self) -> Option<Value> {
+        self.as_str().into_attribute_value()
+    }
+}
+
+impl AttributeValue for &Cow<'static, str> {
     fn into_attribute_value(self) -> Option<Value> {
         self.clone().into_attribute_value()
+    }
+}
+
+impl AttributeValue for &Value {
+    fn into_attribute_value(self) -> Option<Value> {
+        Some(self.clone())
+    }
+}
+
+impl<'a, T> AttributeValue for &'a Option<T>
+where
+    &'a T: AttributeValue,
+{
+    fn into_attribute_value(self) -> Option<Value> {
+        self.as_ref().and_then(AttributeValue::into_attribute_value)
+    }
+}
+
+/// A reference to a reference records what the inner reference records (`&&str`, `&&String`, ...).
+impl<'a, T: ?Sized> AttributeValue for &&'a T
+where
+    &'a T: AttributeValue,
+{
+    fn into_attribute_value(self) -> Option<Value> {
+        (*self).into_attribute_value()
+    }
+}
+
+/// A value a `destination = expr` option can name a destination with: a string or a reference to one.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot name a destination",
+    label = "expected a string naming a topic or exchange",
+    note = "`destination = ...` takes a string literal or an expression of type `&str`, `String` or `Cow<str>`"
+)]
+pub trait DestinationName {
+    /// The destination's name.
+    fn destination_name(&self) -> &str;
+}
+
+impl DestinationName for str {
+    fn destination_name(&self) -> &str {
+        self
+    }
+}
+
+impl DestinationName for String {
+    fn destination_name(&self) -> &str {
+        self
+    }
+}
+
+impl DestinationName for Cow<'_, str> {
+    fn destination_name(&self) -> &str {
+        self
+    }
+}
+
+impl<T: DestinationName + ?Sized> DestinationName for &T {
+    fn destination_name(&self) -> &str {
+        (**self).destination_name()
     }
 }
 

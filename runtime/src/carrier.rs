@@ -73,7 +73,8 @@ pub trait ConsumedMessage: MessageFacts {
     note = "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`); for another type, implement `tracehop::PublishedMessage`"
 )]
 pub trait PublishedMessage: MessageFacts {
-    /// Adds one header to the outgoing message.
+    /// Sets one header of the outgoing message, replacing any header of the same key: a record built from a
+    /// consumed message's headers must not carry the old `traceparent` beside the new one.
     fn set_header(&mut self, key: &str, value: &str);
 }
 

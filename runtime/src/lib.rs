@@ -30,8 +30,8 @@
 //! ## What the macros do
 //! They expand to calls of this crate's public API, which code that cannot use an attribute calls directly:
 //! [`MessageSpan::consumer`] extracts the context ([`extract_context`]) and starts the CONSUMER span,
-//! [`MessageSpan::producer`] starts the PRODUCER span and writes its context into the record
-//! ([`SpanStart::publishing`]) or lets the body do it ([`inject_current_context`], [`kafka::trace_headers`]),
+//! [`MessageSpan::producer`] starts the PRODUCER span, [`MessageSpan::inject`] writes its context into the
+//! record (or the body does, with [`inject_current_context`] or `kafka::trace_headers`),
 //! [`MessageSpan::run`] and [`MessageSpan::instrument`] run the body with the span current and record its
 //! outcome ([`HandlerOutcome`]).
 //!
@@ -67,7 +67,7 @@ pub mod kafka;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 
-pub use attributes::{AttributeValue, SpanAttributes};
+pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection, HeaderExtractor,
     HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, TRACEPARENT_HEADER, TRACESTATE_HEADER,
@@ -115,9 +115,9 @@ pub mod __private {
         future
     }
 
-    /// Keeps the destination expression's type flexible (`&str`, `String`, `&String`, ...).
+    /// The destination named by a `destination = expr` option.
     #[inline]
-    pub fn destination<T: AsRef<str> + ?Sized>(destination: &T) -> &str {
-        destination.as_ref()
+    pub fn destination<T: crate::DestinationName + ?Sized>(destination: &T) -> &str {
+        destination.destination_name()
     }
 }

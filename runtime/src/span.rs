@@ -54,7 +54,6 @@ pub struct SpanStart<'a> {
     handler: &'static Handler,
     parent: Parent,
     message: Option<&'a dyn MessageFacts>,
-    outgoing: Option<&'a mut dyn PublishedMessage>,
     destination: Option<&'a str>,
     user_attributes: Option<&'a mut dyn FnMut(&mut SpanAttributes)>,
 }
@@ -67,10 +66,10 @@ impl<'a> SpanStart<'a> {
         self
     }
 
-    /// The record this producer span publishes: its facts become the span's attributes and the span's context
-    /// is written into its headers as the span starts, so the publish cannot lose it.
-    pub fn publishing<M: PublishedMessage>(mut self, record: &'a mut M) -> Self {
-        self.outgoing = Some(record);
+    /// The record this producer span publishes: its facts (topic, partition, key, body size) become the span's
+    /// attributes. Write the span's context into it with [`MessageSpan::inject`] once the span has started.
+    pub fn describing<M: MessageFacts>(mut self, record: &'a M) -> Self {
+        self.message = Some(record);
         self
     }
 
@@ -83,7 +82,7 @@ impl<'a> SpanStart<'a> {
     /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
     /// attribute.
     pub fn start(self) -> MessageSpan {
-        let SpanStart { handler, parent, message, outgoing, destination, user_attributes } = self;
+        let SpanStart { handler, parent, message, destination, user_attributes } = self;
         let role = handler.role();
         let (parent_context, rejection) = match parent {
             Parent::Incoming(IncomingContext::Continued(context)) => (context, None),
@@ -99,10 +98,7 @@ impl<'a> SpanStart<'a> {
         let mut span = tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent_context);
 
         if span.is_recording() {
-            let facts: Option<&dyn MessageFacts> = match (&outgoing, message) {
-                (Some(record), _) => Some(&**record),
-                (None, message) => message,
-            };
+            let facts = message;
             let system = facts.map(|facts| facts.system()).or(handler.configured_system());
             let destination = destination
                 .or(handler.configured_destination())
@@ -137,14 +133,7 @@ impl<'a> SpanStart<'a> {
             span.set_attributes(attributes.into_inner());
         }
 
-        let context = parent_context.with_span(span);
-        let injections = Cell::new(0);
-        if let Some(record) = outgoing {
-            if propagate(&context, record) {
-                injections.set(1);
-            }
-        }
-        MessageSpan { context, handler, injections, ended: false }
+        MessageSpan { context: parent_context.with_span(span), handler, injections: Cell::new(0), ended: false }
     }
 }
 
@@ -184,7 +173,6 @@ impl MessageSpan {
             handler,
             parent: Parent::Incoming(extract_context(message)),
             message: Some(message),
-            outgoing: None,
             destination: None,
             user_attributes: None,
         }
@@ -192,24 +180,40 @@ impl MessageSpan {
 
     /// Prepares the PRODUCER span of a publish, a child of the current context.
     ///
-    /// Either hand it the record with [`SpanStart::publishing`], or write the context into the records the
-    /// body builds with [`inject_current_context`](crate::inject_current_context) (or the broker helpers that
-    /// call it). A producer span that ends with no injection records `tracehop.context.injected = false` and
+    /// Describe the record with [`SpanStart::describing`] and, once started, write the span's context into it
+    /// with [`MessageSpan::inject`]; or write the current context into the records the body builds with
+    /// [`inject_current_context`](crate::inject_current_context) (or the broker helpers that call it) while
+    /// the span is current. A producer span that ends with no injection records `tracehop.context.injected = false` and
     /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
     pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
-        SpanStart {
-            handler,
-            parent: Parent::Current,
-            message: None,
-            outgoing: None,
-            destination: None,
-            user_attributes: None,
-        }
+        SpanStart { handler, parent: Parent::Current, message: None, destination: None, user_attributes: None }
     }
 
     /// The context holding this span (and, for a continued consumer, the producer's baggage).
     pub fn context(&self) -> &Context {
         &self.context
+    }
+
+    /// Writes this span's context into `record`'s headers with the global propagator (replacing any trace
+    /// headers it already carries), and counts it as this producer span's injection.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] {
+    /// use rdkafka::producer::FutureRecord;
+    /// use tracehop::{Handler, MessageSpan};
+    ///
+    /// static PUBLISH: Handler = Handler::producer("orders::publish");
+    ///
+    /// let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").payload("{}");
+    /// let span = MessageSpan::producer(&PUBLISH).describing(&record).start();
+    /// span.inject(&mut record);
+    /// // send `record` inside `span.run(...)` or `span.instrument(...)`
+    /// # }
+    /// ```
+    pub fn inject<M: PublishedMessage + ?Sized>(&self, record: &mut M) {
+        if propagate(&self.context, record) {
+            self.injections.set(self.injections.get().saturating_add(1));
+        }
     }
 
     /// Runs `body` with this span's context current, records its outcome ([`HandlerOutcome`]) and ends the
