@@ -201,7 +201,10 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
         tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
         return IncomingContext::NewRoot(rejection);
     }
-    let context = global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    // From an empty context, not the current one: a message without context must not continue whatever span
+    // (or baggage) happens to be current where the handler is called.
+    let context =
+        global::get_text_map_propagator(|propagator| propagator.extract_with_context(&Context::new(), &carrier));
     if context.span().span_context().is_valid() {
         IncomingContext::Continued(context)
     } else {

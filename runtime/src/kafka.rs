@@ -9,7 +9,13 @@
 
 use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes};
+use std::ffi::{c_char, c_void, CStr};
+use std::ptr;
+
+use rdkafka::bindings;
+use rdkafka::message::{
+    BorrowedHeaders, BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes,
+};
 use rdkafka::producer::{BaseRecord, FutureRecord};
 use rdkafka::util::IntoOpaque;
 
@@ -33,8 +39,38 @@ fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes
     }
 }
 
-fn headers_of<H: Headers>(headers: Option<&H>) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-    headers.into_iter().flat_map(|headers| headers.iter()).map(|header| (header.key, header.value.unwrap_or(&[])))
+/// Every header of `headers` whose name is UTF-8.
+///
+/// rdkafka's own `Headers::iter` panics on a header name that is not UTF-8 (it unwraps the conversion), and any
+/// producer can send one; so tracehop reads the headers through librdkafka's C API and skips such names, which
+/// can be no trace header.
+fn headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    headers.into_iter().flat_map(|headers| (0..headers.count()).filter_map(move |index| header_at(headers, index)))
+}
+
+fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, &[u8])> {
+    // rdkafka hands out `&BorrowedHeaders` as the address of librdkafka's `rd_kafka_headers_t` itself (it is a
+    // zero-sized handle type); this is the pointer its own `Headers` methods pass to the C API.
+    let native = headers as *const BorrowedHeaders as *const bindings::rd_kafka_headers_t;
+    let mut name: *const c_char = ptr::null();
+    let mut value: *const c_void = ptr::null();
+    let mut size: usize = 0;
+    // SAFETY: `native` is a valid header list for as long as `headers` is borrowed, and librdkafka checks
+    // `index` against its length, writing the out-pointers only on success.
+    let error = unsafe { bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+    if error != bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+        return None;
+    }
+    // SAFETY: on success `name` points to a NUL-terminated string owned by the header list, which outlives
+    // the returned borrow.
+    let name = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
+    let value = if value.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: on success `value` points to `size` bytes owned by the header list.
+        unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+    };
+    Some((name, value))
 }
 
 impl MessageFacts for BorrowedMessage<'_> {
@@ -69,7 +105,7 @@ impl MessageFacts for OwnedMessage {
 
 impl ConsumedMessage for OwnedMessage {
     fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        headers_of(Message::headers(self))
+        headers_of(Message::headers(self).map(OwnedHeaders::as_borrowed))
     }
 }
 
