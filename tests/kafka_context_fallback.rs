@@ -575,12 +575,9 @@ fn on_borrowed_in_poll_loop(message: &BorrowedMessage<'_>) -> Result<Handled, St
 }
 
 /// The same table, handled while the consumer's own poll-loop span is current (a traced service loop): a new
-/// root must still be a root, not a child of (and linked to) the span that happens to be current.
-///
-/// Fails today for the cases without a `traceparent` (`no-headers`, `unrelated-headers-only`,
-/// `tracestate-without-traceparent`): `extract_context` calls `propagator.extract(&carrier)`, which starts from
-/// `Context::current()`, so the poll-loop span comes back as a "valid" extracted context and the message is
-/// continued under it (parent = poll-loop span, a link to it, no `tracehop.context.rejected`, no debug event).
+/// root must still be a root, not a child of (and linked to) the span that happens to be current. (Extraction
+/// starting from `Context::current()` instead of an empty context would continue the poll-loop span for the
+/// cases without a `traceparent`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_root_is_a_root_even_with_a_span_current_at_the_call() {
     suite::spans();
@@ -607,10 +604,7 @@ fn on_any_header(message: &OwnedMessage) -> Result<Handled, String> {
 
 /// A header whose *name* is not UTF-8 (Kafka header names are bytes on the wire; a non-Rust producer can send
 /// one), on a message without a `traceparent`: the handler should run under a new root with `missing`.
-///
-/// Fails today: tracehop reads headers through rdkafka's `Headers::iter`, whose `BorrowedHeaders::try_get`
-/// calls `CStr::to_str().unwrap()` on the name, so `extract_context` panics before the span starts and the
-/// handler never runs.
+/// (rdkafka's own `Headers::iter` unwraps the name's UTF-8 conversion and would panic here.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_name_that_is_not_utf8_does_not_panic() {
     suite::spans();
@@ -677,4 +671,46 @@ async fn async_handler_on_owned_message_by_value_starts_a_new_root_for_every_bad
     }
 
     verify(&topic, group, "kafka_context_fallback::on_owned_value", &cases, results);
+}
+
+#[tracehop::traced_consumer(group = "fallback-baggage")]
+fn baggage_seen_by(_message: &BorrowedMessage<'_>) -> Option<String> {
+    use opentelemetry::baggage::BaggageExt;
+    let context = Context::current();
+    let baggage = context.baggage();
+    (baggage.len() > 0).then(|| baggage.iter().map(|(key, (value, _))| format!("{key}={value}")).collect())
+}
+
+/// A malformed `baggage` beside a valid `traceparent`: the trace continues without the baggage, and neither
+/// tracehop nor OpenTelemetry's baggage propagator (which warns about every malformed header it parses; the
+/// suite enables its internal logs) logs above debug.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_baggage_is_left_out_and_the_trace_continues_without_a_warning() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("fallback-baggage");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("fallback-baggage", &topic);
+    let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    broker.send_raw(&topic, "malformed", b"m", &[("traceparent", traceparent), ("baggage", b"garbage,k=%FF")]).await;
+    broker.send_raw(&topic, "valid", b"v", &[("traceparent", traceparent), ("baggage", b"tenant=acme")]).await;
+
+    for (key, expected_baggage) in [("malformed", None), ("valid", Some("tenant=acme".to_owned()))] {
+        let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a message within 30 seconds")
+            .expect("no Kafka error");
+        assert_eq!(message.key(), Some(key.as_bytes()));
+        let (seen, logs) = suite::capture_logs(|| baggage_seen_by(&message));
+        assert_eq!(seen, expected_baggage, "{key}");
+        assert_eq!(logs.at_least(tracing::Level::INFO), Vec::<String>::new(), "{key}");
+    }
+
+    let spans = spans_to(&topic);
+    assert_eq!(spans.len(), 2);
+    for span in &spans {
+        assert_eq!(span.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+        assert_eq!(span.parent_span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert_eq!(attribute(span, "tracehop.context.rejected"), None);
+    }
 }

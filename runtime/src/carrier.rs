@@ -11,13 +11,15 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{global, Context};
 
 use crate::attributes::SpanAttributes;
-use crate::traceparent::{validate_traceparent, validate_tracestate_size};
+use crate::w3c::{validate_baggage, validate_traceparent, validate_tracestate_size};
 use crate::MessagingSystem;
 
 /// Header carrying the W3C trace parent.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 /// Header carrying the W3C trace state.
 pub const TRACESTATE_HEADER: &str = "tracestate";
+/// Header carrying the W3C baggage.
+pub const BAGGAGE_HEADER: &str = "baggage";
 
 /// What a message says about itself on its span, whichever way it travels.
 pub trait MessageFacts {
@@ -193,10 +195,11 @@ pub enum IncomingContext {
 /// Rules, in order: several `traceparent` headers are rejected as ambiguous
 /// ([`ContextRejection::DuplicateTraceparent`]); a `traceparent` must be UTF-8 and pass
 /// [`validate_traceparent`]; a `tracestate` must be UTF-8 and pass
-/// [`validate_tracestate_size`]. A message without `traceparent` is still offered to the propagator, so a
+/// [`validate_tracestate_size`]; a `baggage` that fails [`validate_baggage`] is left out while the trace
+/// continues. A message without `traceparent` is still offered to the propagator, so a
 /// user-installed non-W3C propagator (B3, Jaeger) keeps working. Never panics and never logs above `debug`.
 pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingContext {
-    let carrier = HeaderExtractor(message);
+    let carrier = HeaderExtractor::new(message);
     if let Err(rejection) = check_w3c_headers(message) {
         tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
         return IncomingContext::NewRoot(rejection);
@@ -240,16 +243,34 @@ fn check_w3c_headers<M: ConsumedMessage + ?Sized>(message: &M) -> Result<(), Con
 }
 
 /// Reads a message's headers for an OpenTelemetry propagator: the first header of a key, when it is UTF-8.
-pub struct HeaderExtractor<'a, M: ?Sized>(pub &'a M);
+/// A `baggage` header that fails [`validate_baggage`](crate::validate_baggage) is withheld (logged at `debug`),
+/// so the trace continues without it.
+pub struct HeaderExtractor<'a, M: ?Sized> {
+    message: &'a M,
+}
+
+impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
+    /// An extractor reading `message`'s headers.
+    pub fn new(message: &'a M) -> Self {
+        Self { message }
+    }
+}
 
 impl<M: ConsumedMessage + ?Sized> Extractor for HeaderExtractor<'_, M> {
     fn get(&self, key: &str) -> Option<&str> {
-        let (_, value) = self.0.headers().find(|(header, _)| *header == key)?;
-        std::str::from_utf8(value).ok()
+        let (_, value) = self.message.headers().find(|(header, _)| *header == key)?;
+        let value = std::str::from_utf8(value).ok()?;
+        if key == BAGGAGE_HEADER {
+            if let Err(rejection) = validate_baggage(value) {
+                tracing::debug!(reason = rejection.as_str(), "tracehop: incoming baggage not continued");
+                return None;
+            }
+        }
+        Some(value)
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.headers().map(|(key, _)| key).collect()
+        self.message.headers().map(|(key, _)| key).collect()
     }
 }
 

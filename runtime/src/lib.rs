@@ -60,7 +60,7 @@ mod handler;
 mod outcome;
 mod setup;
 mod span;
-mod traceparent;
+mod w3c;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -70,7 +70,8 @@ pub mod otlp;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection, HeaderExtractor,
-    HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, TRACEPARENT_HEADER, TRACESTATE_HEADER,
+    HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, BAGGAGE_HEADER, TRACEPARENT_HEADER,
+    TRACESTATE_HEADER,
 };
 pub use handler::{Handler, MessagingSystem, Role};
 pub use outcome::HandlerOutcome;
@@ -80,7 +81,10 @@ pub use span::{
     CONTEXT_REJECTED_ATTRIBUTE,
 };
 pub use tracehop_macros::{traced_consumer, traced_producer};
-pub use traceparent::{validate_traceparent, validate_tracestate_size, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS};
+pub use w3c::{
+    validate_baggage, validate_traceparent, validate_tracestate_size, BaggageRejection, MAX_BAGGAGE_LEN,
+    MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
+};
 
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a
 /// re-export of the public API above, reached through one absolute path so a user's imports never change what

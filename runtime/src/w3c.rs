@@ -1,4 +1,4 @@
-//! Strict validation of the W3C `traceparent` and `tracestate` headers.
+//! Strict validation of the W3C `traceparent`, `tracestate` and `baggage` headers.
 //!
 //! OpenTelemetry's own propagator is lenient (it trims white space and accepts ids shorter than the
 //! specification allows). A message broker carries headers written by every client in a system, so tracehop
@@ -85,6 +85,105 @@ pub fn validate_tracestate_size(value: &str) -> Result<(), ContextRejection> {
     Ok(())
 }
 
+/// The longest `baggage` header tracehop passes on, in bytes (W3C Baggage, "Limits").
+pub const MAX_BAGGAGE_LEN: usize = 8192;
+
+/// The most list members a `baggage` header may carry (W3C Baggage, "Limits").
+pub const MAX_BAGGAGE_MEMBERS: usize = 64;
+
+/// Checks a `baggage` value against the W3C Baggage format: at most [`MAX_BAGGAGE_LEN`] bytes and
+/// [`MAX_BAGGAGE_MEMBERS`] members, each `key=value` with optional `;property` parts, a non-empty token as key
+/// and a value of baggage octets and `%XX` escapes that decode to UTF-8.
+///
+/// tracehop hands the propagator only a `baggage` header that passes: OpenTelemetry's baggage propagator logs a
+/// warning for every malformed one, which a hostile producer could turn into a warning per message.
+///
+/// ```
+/// assert!(tracehop::validate_baggage("tenant=acme,region=eu%20west;ttl=30").is_ok());
+/// assert!(tracehop::validate_baggage("tenant").is_err());
+/// ```
+pub fn validate_baggage(value: &str) -> Result<(), BaggageRejection> {
+    if value.len() > MAX_BAGGAGE_LEN {
+        return Err(BaggageRejection::Oversized);
+    }
+    let mut members = 0;
+    for member in value.split(',') {
+        members += 1;
+        if members > MAX_BAGGAGE_MEMBERS {
+            return Err(BaggageRejection::Oversized);
+        }
+        let key_and_value = member.split(';').next().unwrap_or_default();
+        let Some((key, value)) = key_and_value.split_once('=') else {
+            return Err(BaggageRejection::Malformed);
+        };
+        let key = key.trim_matches([' ', '\t']);
+        if key.is_empty() || !key.bytes().all(is_token_byte) {
+            return Err(BaggageRejection::Malformed);
+        }
+        if !decodes_to_utf8(value.trim_matches([' ', '\t'])) {
+            return Err(BaggageRejection::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// Why a `baggage` header was not passed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BaggageRejection {
+    /// Longer than [`MAX_BAGGAGE_LEN`] or with more than [`MAX_BAGGAGE_MEMBERS`] members.
+    Oversized,
+    /// Not a list of `key=value` members as the W3C Baggage format defines.
+    Malformed,
+}
+
+impl BaggageRejection {
+    /// The stable code logged at `debug`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Oversized => "baggage_oversized",
+            Self::Malformed => "baggage_malformed",
+        }
+    }
+}
+
+/// RFC 7230 `tchar`.
+fn is_token_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// W3C `baggage-octet`s and `%XX` escapes whose decoded bytes are UTF-8.
+fn decodes_to_utf8(value: &str) -> bool {
+    let bytes = value.as_bytes();
+    let mut decoded: Vec<u8> = Vec::new();
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        if byte == b'%' {
+            let Some(escape) = bytes.get(index + 1..index + 3) else { return false };
+            let Some(decoded_byte) = std::str::from_utf8(escape).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            else {
+                return false;
+            };
+            if decoded.is_empty() {
+                decoded.extend_from_slice(&bytes[..index]);
+            }
+            decoded.push(decoded_byte);
+            index += 3;
+            continue;
+        }
+        let baggage_octet = matches!(byte, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        if !baggage_octet {
+            return false;
+        }
+        if !decoded.is_empty() {
+            decoded.push(byte);
+        }
+        index += 1;
+    }
+    decoded.is_empty() || std::str::from_utf8(&decoded).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +228,36 @@ mod tests {
         assert_eq!(validate_traceparent(header), Err(ContextRejection::InvalidHex));
         let header = "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(validate_traceparent(header), Err(ContextRejection::WrongLength));
+    }
+
+    #[test]
+    fn baggage_accepts_the_w3c_examples() {
+        for valid in [
+            "key1=value1;property1;property2, key2 = value2, key3=value3; propertyKey=propertyValue",
+            "k=%E2%9C%93",
+            "k=",
+        ] {
+            assert_eq!(validate_baggage(valid), Ok(()), "{valid:?}");
+        }
+    }
+
+    #[test]
+    fn baggage_rejects_what_the_propagator_would_warn_about() {
+        for (malformed, reason) in [
+            ("garbage", BaggageRejection::Malformed),
+            ("=value", BaggageRejection::Malformed),
+            ("k=v,", BaggageRejection::Malformed),
+            ("k=%FF", BaggageRejection::Malformed),
+            ("k=%4", BaggageRejection::Malformed),
+            ("k=a b", BaggageRejection::Malformed),
+            ("k\u{e9}=v", BaggageRejection::Malformed),
+        ] {
+            assert_eq!(validate_baggage(malformed), Err(reason), "{malformed:?}");
+        }
+        let too_many = vec!["k=v"; MAX_BAGGAGE_MEMBERS + 1].join(",");
+        assert_eq!(validate_baggage(&too_many), Err(BaggageRejection::Oversized));
+        let too_long = format!("k={}", "v".repeat(MAX_BAGGAGE_LEN));
+        assert_eq!(validate_baggage(&too_long), Err(BaggageRejection::Oversized));
     }
 
     #[test]
