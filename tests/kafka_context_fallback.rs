@@ -678,7 +678,7 @@ fn baggage_seen_by(_message: &BorrowedMessage<'_>) -> Option<String> {
     use opentelemetry::baggage::BaggageExt;
     let context = Context::current();
     let baggage = context.baggage();
-    (baggage.len() > 0).then(|| baggage.iter().map(|(key, (value, _))| format!("{key}={value}")).collect())
+    (!baggage.is_empty()).then(|| baggage.iter().map(|(key, (value, _))| format!("{key}={value}")).collect())
 }
 
 /// A malformed `baggage` beside a valid `traceparent`: the trace continues without the baggage, and neither
