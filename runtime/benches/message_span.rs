@@ -110,7 +110,9 @@ fn producer(c: &mut Criterion) {
             let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{}");
             let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
             span.inject(&mut record);
-            span.run(|| black_box(record.headers.is_some()).then_some(()).unwrap_or(()))
+            span.run(|| {
+                black_box(&record.headers);
+            })
         })
     });
     install(Sampler::AlwaysOff);
@@ -119,7 +121,9 @@ fn producer(c: &mut Criterion) {
             let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{}");
             let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
             span.inject(&mut record);
-            span.run(|| black_box(record.headers.is_some()).then_some(()).unwrap_or(()))
+            span.run(|| {
+                black_box(&record.headers);
+            })
         })
     });
     group.finish();
