@@ -22,6 +22,14 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
     };
     signature::check_traceable(role, &function.sig, &mut errors);
     let message = signature::message_parameter(role, &function.sig, &mut errors);
+    let known_system =
+        options.system.as_ref().map(|(system, _)| *system).or(message.as_ref().map(|message| message.system));
+    if let (Some((_, key)), Some(System::Kafka)) = (&options.routing_key, known_system) {
+        errors.at(
+            key,
+            "`routing_key` is a RabbitMQ option; this producer publishes to Kafka, whose record carries its own key",
+        );
+    }
     if let (Some((system, literal)), Some(message)) = (&options.system, &message) {
         if *system != message.system {
             errors.at(
@@ -98,11 +106,12 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
     if let Some((span, system)) = system {
-        let variant = match system {
-            System::Kafka => quote_spanned!(span=> Kafka),
-            System::RabbitMq => quote_spanned!(span=> RabbitMq),
+        // A const fn that fails to evaluate, naming the cargo feature to enable, when the broker's is off.
+        let system = match system {
+            System::Kafka => quote_spanned!(span=> #private::kafka_system()),
+            System::RabbitMq => quote_spanned!(span=> #private::rabbitmq_system()),
         };
-        handler.extend(quote!(.system(#private::MessagingSystem::#variant)));
+        handler.extend(quote!(.system(#system)));
     } else if role == Role::Producer {
         handler.extend(quote!(.system(#private::sole_system())));
     }
@@ -114,6 +123,9 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     }
     if let Some(name) = &options.name {
         handler.extend(quote!(.span_name(#name)));
+    }
+    if let Some((Destination::Fixed(routing_key), _)) = &options.routing_key {
+        handler.extend(quote!(.routing_key(#routing_key)));
     }
 
     let mut start = match (role, message) {
@@ -135,6 +147,10 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     if let Some(Destination::PerMessage(expression)) = &options.destination {
         let destination = quote_spanned!(expression.span()=> #private::destination(&(#expression)));
         start.extend(quote!(.destination(#destination)));
+    }
+    if let Some((Destination::PerMessage(expression), _)) = &options.routing_key {
+        let routing_key = quote_spanned!(expression.span()=> #private::destination(&(#expression)));
+        start.extend(quote!(.routing_key(#routing_key)));
     }
     if !options.attributes.is_empty() {
         let sink = format_ident!("__tracehop_attributes");

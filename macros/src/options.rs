@@ -25,7 +25,7 @@ impl Role {
     fn options(self) -> &'static [&'static str] {
         match self {
             Role::Consumer => &["system", "destination", "group", "name", "attributes"],
-            Role::Producer => &["system", "destination", "name", "attributes"],
+            Role::Producer => &["system", "destination", "routing_key", "name", "attributes"],
         }
     }
 }
@@ -63,6 +63,7 @@ fn example(option: &str) -> &'static str {
         "destination" => "destination = \"orders\"",
         "group" => "group = \"inventory-service\"",
         "name" => "name = \"reserve stock\"",
+        "routing_key" => "routing_key = \"order.created\"",
         _ => "attributes(app.order.id = order.id)",
     }
 }
@@ -71,6 +72,7 @@ fn example(option: &str) -> &'static str {
 pub(crate) struct Options {
     pub(crate) system: Option<(System, LitStr)>,
     pub(crate) destination: Option<Destination>,
+    pub(crate) routing_key: Option<(Destination, Ident)>,
     pub(crate) group: Option<LitStr>,
     pub(crate) name: Option<LitStr>,
     pub(crate) attributes: Vec<UserAttribute>,
@@ -121,6 +123,9 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
             match name.as_str() {
                 "system" => options.system = system(&value, errors),
                 "destination" => options.destination = Some(destination(value)),
+                "routing_key" if role == Role::Producer => {
+                    options.routing_key = Some((destination(value), key.clone()))
+                }
                 "group" if role == Role::Consumer => options.group = string_literal(&value, "group", errors),
                 "name" => options.name = string_literal(&value, "name", errors),
                 _ => unknown_option(role, &key, errors),
@@ -141,6 +146,11 @@ fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
     let known_list = known.iter().map(|option| format!("`{option}`")).collect::<Vec<_>>().join(", ");
     let message = match suggestion {
         Some((_, option)) => format!("unknown option `{name}`: did you mean `{option}`?"),
+        None if name == "routing_key" => format!(
+            "`routing_key` is an option of #[traced_producer] only: a consumer takes it from the delivery; \
+             #[{}] takes {known_list}",
+            role.attribute()
+        ),
         None if name == "group" => format!(
             "`group` is an option of #[traced_consumer] only: a producer belongs to no consumer group; \
              #[{}] takes {known_list}",

@@ -7,12 +7,19 @@ use crate::errors::Errors;
 use crate::options::{Role, System};
 
 /// Message types a consumer can read, by the last segment of their path, with their broker.
-const CONSUMED: &[(&str, System)] = &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka)];
+const CONSUMED: &[(&str, System)] =
+    &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka), ("Delivery", System::RabbitMq)];
 
 /// Record types a producer can write the context into.
-const PUBLISHED: &[(&str, System)] = &[("FutureRecord", System::Kafka), ("BaseRecord", System::Kafka)];
+const PUBLISHED: &[(&str, System)] = &[
+    ("FutureRecord", System::Kafka),
+    ("BaseRecord", System::Kafka),
+    ("BasicProperties", System::RabbitMq),
+    ("AMQPProperties", System::RabbitMq),
+];
 
-const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage` (by value or by reference)";
+const CONSUMED_LIST: &str =
+    "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery` (by value or by reference)";
 
 /// The parameter holding the message (consumer) or record (producer).
 pub(crate) struct MessageParameter {

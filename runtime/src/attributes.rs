@@ -188,11 +188,12 @@ where
     }
 }
 
-/// A value a `destination = expr` option can name a destination with: a string or a reference to one.
+/// A value a `destination = expr` or `routing_key = expr` option can name a destination or routing key with: a
+/// string or a reference to one.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot name a destination",
-    label = "expected a string naming a topic or exchange",
-    note = "`destination = ...` takes a string literal or an expression of type `&str`, `String` or `Cow<str>`"
+    message = "`{Self}` cannot name a destination or routing key",
+    label = "expected a string",
+    note = "`destination = ...` and `routing_key = ...` take a string literal or an expression of type `&str`, `String` or `Cow<str>`"
 )]
 pub trait DestinationName {
     /// The destination's name.

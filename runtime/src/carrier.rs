@@ -36,7 +36,8 @@ pub trait MessageFacts {
 
 /// A message tracehop can read the trace context from.
 ///
-/// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`). To trace another broker,
+/// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery`
+/// (feature `rabbitmq`). To trace another broker,
 /// implement this trait and [`MessageFacts`] for its message type; nothing else changes.
 ///
 /// ```
@@ -51,28 +52,30 @@ pub trait MessageFacts {
 /// }
 ///
 /// impl ConsumedMessage for Frame {
-///     fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-///         self.headers.iter().map(|(key, value)| (key.as_str(), value.as_slice()))
+///     fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+///         self.headers.iter().map(|(key, value)| (key.as_str(), Some(value.as_slice())))
 ///     }
 /// }
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message tracehop can read the trace context from",
     label = "tracehop cannot read headers from this type",
-    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`), by value or by reference; for another type, implement `tracehop::ConsumedMessage`"
+    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery` (feature `rabbitmq`), by value or by reference; for another type, implement `tracehop::ConsumedMessage`"
 )]
 pub trait ConsumedMessage: MessageFacts {
-    /// Every header of the message in the order it arrived, as raw bytes. A header with no value (Kafka allows
-    /// null values) yields an empty slice.
-    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_;
+    /// Every header of the message in the order it arrived, with its value as raw bytes, or `None` for a value
+    /// that is not bytes: a null Kafka value, an AMQP value that is not a string or byte array. A header whose
+    /// name cannot be read as UTF-8 is left out: it can be no trace header.
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_;
 }
 
 /// A message about to be published, whose headers tracehop writes the trace context into.
 ///
-/// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`).
+/// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`) and lapin's `BasicProperties`
+/// (feature `rabbitmq`).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an outgoing message tracehop can write the trace context into",
-    note = "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`); for another type, implement `tracehop::PublishedMessage`"
+    note = "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`) and lapin's `BasicProperties` (feature `rabbitmq`); for another type, implement `tracehop::PublishedMessage`"
 )]
 pub trait PublishedMessage: MessageFacts {
     /// Sets one header of the outgoing message, replacing any header of the same key: a record built from a
@@ -93,7 +96,7 @@ impl<M: MessageFacts + ?Sized> MessageFacts for &M {
 }
 
 impl<M: ConsumedMessage + ?Sized> ConsumedMessage for &M {
-    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
         (**self).headers()
     }
 }
@@ -128,6 +131,9 @@ pub enum ContextRejection {
     DuplicateTraceparent,
     /// The `traceparent` bytes are not UTF-8.
     NotUtf8,
+    /// The `traceparent` value is not bytes: null (Kafka), or an AMQP value that is neither a string nor a byte
+    /// array.
+    UnreadableTraceparent,
     /// The `traceparent` is too short, or its fields are not where the specification puts them.
     WrongLength,
     /// A `traceparent` field holds a character that is not hexadecimal.
@@ -147,6 +153,8 @@ pub enum ContextRejection {
     OversizedTracestate,
     /// The `tracestate` bytes are not UTF-8.
     TracestateNotUtf8,
+    /// The `tracestate` value is not bytes (see [`ContextRejection::UnreadableTraceparent`]).
+    UnreadableTracestate,
     /// The `traceparent` passed tracehop's checks but the installed propagator produced no valid context
     /// (for example because no W3C propagator is installed; see [`install_propagator`](crate::install_propagator)).
     PropagatorRejected,
@@ -159,6 +167,7 @@ impl ContextRejection {
             Self::Missing => "missing",
             Self::DuplicateTraceparent => "duplicate_traceparent",
             Self::NotUtf8 => "traceparent_not_utf8",
+            Self::UnreadableTraceparent => "traceparent_unreadable",
             Self::WrongLength => "traceparent_wrong_length",
             Self::InvalidHex => "traceparent_invalid_hex",
             Self::UppercaseHex => "traceparent_uppercase_hex",
@@ -168,6 +177,7 @@ impl ContextRejection {
             Self::ZeroSpanId => "traceparent_zero_span_id",
             Self::OversizedTracestate => "tracestate_oversized",
             Self::TracestateNotUtf8 => "tracestate_not_utf8",
+            Self::UnreadableTracestate => "tracestate_unreadable",
             Self::PropagatorRejected => "propagator_rejected",
         }
     }
@@ -232,9 +242,11 @@ fn check_w3c_headers<M: ConsumedMessage + ?Sized>(message: &M) -> Result<(), Con
         }
     }
     if let Some(traceparent) = traceparent {
+        let traceparent = traceparent.ok_or(ContextRejection::UnreadableTraceparent)?;
         let traceparent = std::str::from_utf8(traceparent).map_err(|_| ContextRejection::NotUtf8)?;
         validate_traceparent(traceparent)?;
         if let Some(tracestate) = tracestate {
+            let tracestate = tracestate.ok_or(ContextRejection::UnreadableTracestate)?;
             let tracestate = std::str::from_utf8(tracestate).map_err(|_| ContextRejection::TracestateNotUtf8)?;
             validate_tracestate_size(tracestate)?;
         }
@@ -259,7 +271,7 @@ impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
 impl<M: ConsumedMessage + ?Sized> Extractor for HeaderExtractor<'_, M> {
     fn get(&self, key: &str) -> Option<&str> {
         let (_, value) = self.message.headers().find(|(header, _)| *header == key)?;
-        let value = std::str::from_utf8(value).ok()?;
+        let value = std::str::from_utf8(value?).ok()?;
         if key == BAGGAGE_HEADER {
             if let Err(rejection) = validate_baggage(value) {
                 tracing::debug!(reason = rejection.as_str(), "tracehop: incoming baggage not continued");

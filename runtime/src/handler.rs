@@ -23,6 +23,15 @@ impl MessagingSystem {
             Self::Other(name) => name,
         }
     }
+
+    /// How `destination` reads in a span name. RabbitMQ's default exchange has the empty name, which the
+    /// conventions record as is; span names call it `amq.default`, as RabbitMQ itself does.
+    pub fn span_name_destination(self, destination: &str) -> &str {
+        match (self, destination) {
+            (Self::RabbitMq, "") => "amq.default",
+            _ => destination,
+        }
+    }
 }
 
 /// Which side of the broker a handler is on.
@@ -66,6 +75,7 @@ pub struct Handler {
     system: Option<MessagingSystem>,
     destination: Option<&'static str>,
     group: Option<&'static str>,
+    routing_key: Option<&'static str>,
     span_name: Option<&'static str>,
     reported_missing_injection: AtomicBool,
 }
@@ -88,6 +98,7 @@ impl Handler {
             system: None,
             destination: None,
             group: None,
+            routing_key: None,
             span_name: None,
             reported_missing_injection: AtomicBool::new(false),
         }
@@ -110,6 +121,13 @@ impl Handler {
     /// The consumer group: `messaging.consumer.group.name`.
     pub const fn group(mut self, group: &'static str) -> Self {
         self.group = Some(group);
+        self
+    }
+
+    /// A fixed RabbitMQ routing key for a producer whose properties do not carry one:
+    /// `messaging.rabbitmq.destination.routing_key`.
+    pub const fn routing_key(mut self, routing_key: &'static str) -> Self {
+        self.routing_key = Some(routing_key);
         self
     }
 
@@ -139,6 +157,10 @@ impl Handler {
 
     pub(crate) const fn configured_group(&self) -> Option<&'static str> {
         self.group
+    }
+
+    pub(crate) const fn configured_routing_key(&self) -> Option<&'static str> {
+        self.routing_key
     }
 
     pub(crate) const fn configured_span_name(&self) -> Option<&'static str> {

@@ -44,11 +44,11 @@ fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes
 /// rdkafka's own `Headers::iter` panics on a header name that is not UTF-8 (it unwraps the conversion), and any
 /// producer can send one; so tracehop reads the headers through librdkafka's C API and skips such names, which
 /// can be no trace header.
-fn headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+fn headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
     headers.into_iter().flat_map(|headers| (0..headers.count()).filter_map(move |index| header_at(headers, index)))
 }
 
-fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, &[u8])> {
+fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, Option<&[u8]>)> {
     // rdkafka hands out `&BorrowedHeaders` as the address of librdkafka's `rd_kafka_headers_t` itself (it is a
     // zero-sized handle type); this is the pointer its own `Headers` methods pass to the C API.
     let native = headers as *const BorrowedHeaders as *const bindings::rd_kafka_headers_t;
@@ -65,10 +65,10 @@ fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, &[u8])> {
     // the returned borrow.
     let name = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
     let value = if value.is_null() {
-        &[][..]
+        None
     } else {
         // SAFETY: on success `value` points to `size` bytes owned by the header list.
-        unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }
+        Some(unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) })
     };
     Some((name, value))
 }
@@ -86,7 +86,7 @@ impl MessageFacts for BorrowedMessage<'_> {
 }
 
 impl ConsumedMessage for BorrowedMessage<'_> {
-    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
         headers_of(Message::headers(self))
     }
 }
@@ -104,7 +104,7 @@ impl MessageFacts for OwnedMessage {
 }
 
 impl ConsumedMessage for OwnedMessage {
-    fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
         headers_of(Message::headers(self).map(OwnedHeaders::as_borrowed))
     }
 }

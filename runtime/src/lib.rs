@@ -50,7 +50,7 @@
 //!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
-//! - `rabbitmq`: lapin's deliveries (in progress).
+//! - `rabbitmq`: lapin's deliveries and publish properties.
 //! - `otlp`: [`otlp::install`], export over OTLP/HTTP.
 #![warn(missing_docs)]
 
@@ -66,6 +66,8 @@ mod w3c;
 pub mod kafka;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use carrier::{
@@ -95,6 +97,24 @@ pub mod __private {
     pub use crate::outcome::select as outcome;
     pub use crate::{Handler, MessageSpan, MessagingSystem, SpanAttributes};
     pub use core::{concat, module_path, stringify};
+
+    /// [`MessagingSystem::Kafka`], or a compile error naming the feature to enable when `kafka` is off.
+    pub const fn kafka_system() -> MessagingSystem {
+        if cfg!(feature = "kafka") {
+            MessagingSystem::Kafka
+        } else {
+            panic!("this handler traces Kafka, but tracehop's `kafka` feature is off: enable it in Cargo.toml, `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`")
+        }
+    }
+
+    /// [`MessagingSystem::RabbitMq`], or a compile error naming the feature to enable when `rabbitmq` is off.
+    pub const fn rabbitmq_system() -> MessagingSystem {
+        if cfg!(feature = "rabbitmq") {
+            MessagingSystem::RabbitMq
+        } else {
+            panic!("this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off: enable it in Cargo.toml, `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`")
+        }
+    }
 
     /// The broker of a producer whose signature does not say it (no record parameter, no `system = ...`): the
     /// one broker feature enabled. With none or several, evaluating the handler's `static` fails to compile

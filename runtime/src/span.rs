@@ -17,7 +17,7 @@ use crate::attributes::SpanAttributes;
 use crate::carrier::{
     extract_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts, PublishedMessage,
 };
-use crate::handler::{Handler, Role};
+use crate::handler::{Handler, MessagingSystem, Role};
 use crate::outcome::HandlerOutcome;
 
 /// Attribute naming why an incoming context was not continued; its values are
@@ -55,6 +55,7 @@ pub struct SpanStart<'a> {
     parent: Parent,
     message: Option<&'a dyn MessageFacts>,
     destination: Option<&'a str>,
+    routing_key: Option<&'a str>,
     user_attributes: Option<&'a mut dyn FnMut(&mut SpanAttributes)>,
 }
 
@@ -63,6 +64,14 @@ impl<'a> SpanStart<'a> {
     /// own (`destination = expr` in the macros).
     pub fn destination(mut self, destination: &'a str) -> Self {
         self.destination = Some(destination);
+        self
+    }
+
+    /// The RabbitMQ routing key a producer publishes with, computed per message (`routing_key = expr` in the
+    /// macros): `messaging.rabbitmq.destination.routing_key`. Recorded for RabbitMQ spans only, and only when
+    /// not empty, as the conventions ask.
+    pub fn routing_key(mut self, routing_key: &'a str) -> Self {
+        self.routing_key = Some(routing_key);
         self
     }
 
@@ -82,7 +91,7 @@ impl<'a> SpanStart<'a> {
     /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
     /// attribute.
     pub fn start(self) -> MessageSpan {
-        let SpanStart { handler, parent, message, destination, user_attributes } = self;
+        let SpanStart { handler, parent, message, destination, routing_key, user_attributes } = self;
         let role = handler.role();
         let (parent_context, rejection) = match parent {
             Parent::Incoming(IncomingContext::Continued(context)) => (context, None),
@@ -105,6 +114,7 @@ impl<'a> SpanStart<'a> {
                 .or_else(|| facts.and_then(|facts| facts.destination()));
             if handler.configured_span_name().is_none() {
                 if let Some(destination) = destination {
+                    let destination = system.map_or(destination, |system| system.span_name_destination(destination));
                     span.update_name(format!("{} {destination}", role.operation()));
                 }
             }
@@ -123,6 +133,10 @@ impl<'a> SpanStart<'a> {
             attributes.add(semconv::CODE_FUNCTION_NAME, handler.function());
             if let Some(facts) = facts {
                 facts.record_attributes(&mut attributes);
+            }
+            let routing_key = routing_key.or(handler.configured_routing_key()).filter(|key| !key.is_empty());
+            if let (Some(MessagingSystem::RabbitMq), Some(routing_key)) = (system, routing_key) {
+                attributes.add(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, routing_key);
             }
             if let Some(rejection) = rejection {
                 attributes.add(CONTEXT_REJECTED_ATTRIBUTE, rejection.as_str());
@@ -174,6 +188,7 @@ impl MessageSpan {
             parent: Parent::Incoming(extract_context(message)),
             message: Some(message),
             destination: None,
+            routing_key: None,
             user_attributes: None,
         }
     }
@@ -186,7 +201,14 @@ impl MessageSpan {
     /// the span is current. A producer span that ends with no injection records `tracehop.context.injected = false` and
     /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
     pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
-        SpanStart { handler, parent: Parent::Current, message: None, destination: None, user_attributes: None }
+        SpanStart {
+            handler,
+            parent: Parent::Current,
+            message: None,
+            destination: None,
+            routing_key: None,
+            user_attributes: None,
+        }
     }
 
     /// The context holding this span (and, for a continued consumer, the producer's baggage).

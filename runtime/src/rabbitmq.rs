@@ -1,0 +1,140 @@
+//! RabbitMQ through lapin: reading the trace context from deliveries and writing it into published properties.
+//!
+//! A [`Delivery`] implements [`ConsumedMessage`]; [`BasicProperties`] implement [`PublishedMessage`]. Their
+//! spans carry `messaging.system = rabbitmq`, the exchange as `messaging.destination.name` (the empty string
+//! for the default exchange, as the conventions say; span names call it `amq.default`),
+//! `messaging.rabbitmq.destination.routing_key` when not empty, `messaging.rabbitmq.message.delivery_tag`,
+//! `messaging.message.id` and `messaging.message.conversation_id` (the AMQP `message-id` and `correlation-id`
+//! properties) when set, and `messaging.message.body.size`.
+//!
+//! AMQP headers arrive as long strings, short strings or byte arrays depending on the publishing client; each
+//! is read as bytes. A trace header of any other AMQP type is unreadable: the consumer starts a new trace that
+//! records `traceparent_unreadable`. Injection writes long strings, which every client reads.
+
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::BasicProperties;
+use opentelemetry::Context;
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::attributes::SpanAttributes;
+use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
+use crate::handler::MessagingSystem;
+
+/// The bytes of an AMQP header value, for the types clients use for strings.
+fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
+    match value {
+        AMQPValue::LongString(value) => Some(value.as_bytes()),
+        AMQPValue::ShortString(value) => Some(value.as_str().as_bytes()),
+        AMQPValue::ByteArray(value) => Some(value.as_slice()),
+        _ => None,
+    }
+}
+
+fn record_properties(properties: &BasicProperties, attributes: &mut SpanAttributes) {
+    attributes.add(semconv::MESSAGING_MESSAGE_ID, properties.message_id().as_ref().map(|id| id.as_str()));
+    attributes
+        .add(semconv::MESSAGING_MESSAGE_CONVERSATION_ID, properties.correlation_id().as_ref().map(|id| id.as_str()));
+}
+
+impl MessageFacts for Delivery {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::RabbitMq
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(self.exchange.as_str())
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        let routing_key = self.routing_key.as_str();
+        if !routing_key.is_empty() {
+            attributes.add(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, routing_key);
+        }
+        attributes.add(semconv::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG, self.delivery_tag);
+        record_properties(&self.properties, attributes);
+        attributes.add(semconv::MESSAGING_MESSAGE_BODY_SIZE, self.data.len());
+    }
+}
+
+impl ConsumedMessage for Delivery {
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        self.properties
+            .headers()
+            .iter()
+            .flat_map(|headers| headers.inner())
+            .map(|(key, value)| (key.as_str(), value_bytes(value)))
+    }
+}
+
+impl MessageFacts for BasicProperties {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::RabbitMq
+    }
+    fn destination(&self) -> Option<&str> {
+        None
+    }
+    fn record_attributes(&self, attributes: &mut SpanAttributes) {
+        record_properties(self, attributes)
+    }
+}
+
+impl PublishedMessage for BasicProperties {
+    fn set_header(&mut self, key: &str, value: &str) {
+        // lapin's properties are built by value; their header table can only be replaced whole.
+        let properties = std::mem::take(self);
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+        *self = properties.with_headers(headers);
+    }
+}
+
+/// `properties` with the current trace context added to their headers, for properties the body of a
+/// `#[traced_producer]` builds itself.
+///
+/// ```no_run
+/// use lapin::BasicProperties;
+///
+/// let properties = tracehop::rabbitmq::with_trace_context(BasicProperties::default().with_message_id("m-1".into()));
+/// ```
+pub fn with_trace_context(mut properties: BasicProperties) -> BasicProperties {
+    inject_context(&Context::current(), &mut properties);
+    properties
+}
+
+/// New properties whose headers carry the current trace context; see [`with_trace_context`].
+pub fn trace_properties() -> BasicProperties {
+    with_trace_context(BasicProperties::default())
+}
+
+/// The trace headers of the current context as an AMQP header table, to merge into a table of your own.
+pub fn trace_headers() -> FieldTable {
+    trace_properties().headers().clone().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lapin::types::{ByteArray, ShortString};
+
+    #[test]
+    fn string_and_byte_values_are_read_as_bytes_and_others_are_unreadable() {
+        assert_eq!(value_bytes(&AMQPValue::LongString("a".into())), Some(&b"a"[..]));
+        assert_eq!(value_bytes(&AMQPValue::ShortString(ShortString::from("b"))), Some(&b"b"[..]));
+        assert_eq!(value_bytes(&AMQPValue::ByteArray(ByteArray::from(vec![0xff]))), Some(&[0xff][..]));
+        assert_eq!(value_bytes(&AMQPValue::LongInt(7)), None);
+        assert_eq!(value_bytes(&AMQPValue::Boolean(true)), None);
+    }
+
+    #[test]
+    fn setting_a_header_keeps_the_other_properties_and_headers() {
+        let mut existing = FieldTable::default();
+        existing.insert("tenant".into(), AMQPValue::LongString("acme".into()));
+        existing.insert("traceparent".into(), AMQPValue::ShortString("stale".into()));
+        let mut properties = BasicProperties::default().with_message_id("m-1".into()).with_headers(existing);
+        properties.set_header("traceparent", "fresh");
+        assert_eq!(properties.message_id().as_ref().map(|id| id.as_str()), Some("m-1"));
+        let headers = properties.headers().as_ref().expect("headers").inner();
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers.get("traceparent"), Some(&AMQPValue::LongString("fresh".into())));
+        assert_eq!(headers.get("tenant"), Some(&AMQPValue::LongString("acme".into())));
+    }
+}
