@@ -185,3 +185,80 @@ pub fn capture_logs<R>(body: impl FnOnce() -> R) -> (R, CapturedLogs) {
     let result = tracing::subscriber::with_default(Capture(logs.clone()), body);
     (result, logs)
 }
+
+/// The RabbitMQ server `scripts/test` starts (its URL in `AMQP_URL`): a channel on it, or `None` with one line
+/// saying how to run the RabbitMQ tests. With `TRACEHOP_REQUIRE_RABBITMQ` set (as `scripts/test` sets it), a
+/// missing or unreachable broker fails the test instead.
+pub async fn rabbitmq_channel(test: &str) -> Option<lapin::Channel> {
+    let required = std::env::var_os("TRACEHOP_REQUIRE_RABBITMQ").is_some();
+    let Ok(url) = std::env::var("AMQP_URL") else {
+        assert!(!required, "TRACEHOP_REQUIRE_RABBITMQ is set but AMQP_URL is not: no RabbitMQ to test against");
+        eprintln!("skipping {test}: no RabbitMQ (AMQP_URL unset); run ./scripts/test, which starts one");
+        return None;
+    };
+    let connection = match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
+        Ok(connection) => connection,
+        Err(error) if !required => {
+            eprintln!(
+                "skipping {test}: RabbitMQ at {url} is unreachable ({error}); run ./scripts/test, which starts one"
+            );
+            return None;
+        }
+        Err(error) => panic!("RabbitMQ at {url} is unreachable: {error}"),
+    };
+    Some(connection.create_channel().await.expect("a channel"))
+}
+
+/// Takes the next message of `queue`, waiting up to 10 seconds for one to arrive. Acknowledges nothing.
+pub async fn next_delivery(channel: &lapin::Channel, queue: &str) -> lapin::message::Delivery {
+    for _ in 0..500 {
+        let got = channel.basic_get(queue.into(), lapin::options::BasicGetOptions::default()).await.expect("basic.get");
+        if let Some(message) = got {
+            return message.delivery;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no message on queue {queue} within 10 seconds");
+}
+
+/// Declares a non-durable exchange of `kind` named `exchange`, and `queues` bound to it with `routing_key`.
+pub async fn declare_exchange(
+    channel: &lapin::Channel,
+    exchange: &str,
+    kind: lapin::ExchangeKind,
+    queues: &[&str],
+    routing_key: &str,
+) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+    use lapin::types::FieldTable;
+    channel
+        .exchange_declare(exchange.into(), kind, ExchangeDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("exchange.declare");
+    for queue in queues {
+        declare_queue(channel, queue).await;
+        channel
+            .queue_bind(
+                (*queue).into(),
+                exchange.into(),
+                routing_key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("queue.bind");
+    }
+}
+
+/// Declares a non-durable, auto-deleted queue.
+pub async fn declare_queue(channel: &lapin::Channel, queue: &str) {
+    use lapin::options::QueueDeclareOptions;
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions { auto_delete: true, ..QueueDeclareOptions::default() },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .expect("queue.declare");
+}
