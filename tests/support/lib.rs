@@ -193,20 +193,31 @@ pub async fn rabbitmq_channel(test: &str) -> Option<lapin::Channel> {
     let required = std::env::var_os("TRACEHOP_REQUIRE_RABBITMQ").is_some();
     let Ok(url) = std::env::var("AMQP_URL") else {
         assert!(!required, "TRACEHOP_REQUIRE_RABBITMQ is set but AMQP_URL is not: no RabbitMQ to test against");
-        eprintln!("skipping {test}: no RabbitMQ (AMQP_URL unset); run ./scripts/test, which starts one");
+        skip_notice(test, "no RabbitMQ (AMQP_URL is unset)");
         return None;
     };
     let connection = match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
         Ok(connection) => connection,
         Err(error) if !required => {
-            eprintln!(
-                "skipping {test}: RabbitMQ at {url} is unreachable ({error}); run ./scripts/test, which starts one"
-            );
+            skip_notice(test, &format!("RabbitMQ at {url} is unreachable ({error})"));
             return None;
         }
         Err(error) => panic!("RabbitMQ at {url} is unreachable: {error}"),
     };
     Some(connection.create_channel().await.expect("a channel"))
+}
+
+/// Says once per test process, past the test harness's output capture, that the RabbitMQ tests are skipped
+/// and how to run them.
+fn skip_notice(test: &str, why: &str) {
+    use std::io::Write;
+    static NOTICE: std::sync::Once = std::sync::Once::new();
+    NOTICE.call_once(|| {
+        let _ = writeln!(
+            std::io::stderr(),
+            "RabbitMQ tests skipped ({test} first): {why}; run ./scripts/test, which starts a RabbitMQ server for them"
+        );
+    });
 }
 
 /// Takes the next message of `queue`, waiting up to 10 seconds for one to arrive. Acknowledges nothing.
