@@ -4,12 +4,15 @@
 //! Run: `cargo run --example orders` (no Kafka to install: librdkafka's mock cluster speaks the Kafka protocol
 //! over loopback, inside this process).
 
+#[path = "support/waterfall.rs"]
+mod waterfall;
+
 use std::error::Error;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use opentelemetry::global;
-use opentelemetry::trace::{SpanId, TraceId, Tracer};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use opentelemetry::trace::Tracer;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -62,49 +65,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     reserve_inventory(&message).await?;
 
     provider.force_flush()?;
-    print_traces(&exporter.get_finished_spans()?);
+    waterfall::print_traces(&exporter.get_finished_spans()?);
     Ok(())
-}
-
-/// Prints each trace as an indented tree: kind, name, duration and the attributes tracehop recorded.
-fn print_traces(spans: &[SpanData]) {
-    let mut traces: Vec<TraceId> = spans.iter().map(|span| span.span_context.trace_id()).collect();
-    traces.dedup();
-    for trace_id in traces {
-        println!("\ntrace {trace_id}");
-        let in_trace: Vec<&SpanData> = spans.iter().filter(|span| span.span_context.trace_id() == trace_id).collect();
-        let roots = in_trace
-            .iter()
-            .filter(|span| !in_trace.iter().any(|parent| parent.span_context.span_id() == span.parent_span_id));
-        for root in roots {
-            print_span(root, &in_trace, 1);
-        }
-    }
-}
-
-fn print_span(span: &SpanData, in_trace: &[&SpanData], depth: usize) {
-    let duration = span.end_time.duration_since(span.start_time).unwrap_or_default();
-    let parent = if span.parent_span_id == SpanId::INVALID {
-        "root".to_owned()
-    } else {
-        format!("parent {}", span.parent_span_id)
-    };
-    println!(
-        "{:indent$}{:?} \"{}\" span {} ({parent}) {:.1} ms",
-        "",
-        span.span_kind,
-        span.name,
-        span.span_context.span_id(),
-        duration.as_secs_f64() * 1e3,
-        indent = depth * 2
-    );
-    for attribute in &span.attributes {
-        println!("{:indent$}{} = {}", "", attribute.key, attribute.value, indent = depth * 2 + 4);
-    }
-    let mut children: Vec<&&SpanData> =
-        in_trace.iter().filter(|child| child.parent_span_id == span.span_context.span_id()).collect();
-    children.sort_by_key(|child| child.start_time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default());
-    for child in children {
-        print_span(child, in_trace, depth + 1);
-    }
 }
