@@ -318,3 +318,38 @@ async fn baggage_and_the_callers_trace_reach_the_consumer() {
     assert_eq!((producer.span_context.trace_id(), producer.parent_span_id), caller_ids);
     assert_child_of(&consumer, &producer);
 }
+
+#[tracehop::traced_consumer(group = "futures")]
+fn settle_later(message: &OwnedMessage) -> impl std::future::Future<Output = Result<(), OrderError>> + Send + '_ {
+    async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _child = global::tracer("futures").start("settle");
+        let _ = message;
+        Err(OrderError("settled late"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_handler_returning_a_future_is_traced_until_the_future_completes() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("future");
+    let message = published_message(&broker, &topic, "futures", "order").await;
+
+    let future = settle_later(&message);
+    assert_eq!(
+        spans_to(&topic).iter().filter(|span| span.span_kind == SpanKind::Consumer).count(),
+        0,
+        "open until the future completes"
+    );
+    assert_eq!(future.await, Err(OrderError("settled late")));
+
+    let (producer, consumer) = producer_and_consumer(&topic);
+    assert_child_of(&consumer, &producer);
+    assert_eq!(consumer.status, Status::error("order rejected: settled late"));
+    let child = suite::spans_of_trace(producer.span_context.trace_id())
+        .into_iter()
+        .find(|span| span.name == "settle")
+        .expect("the future's span is in the trace");
+    assert_eq!(child.parent_span_id, consumer.span_context.span_id());
+}

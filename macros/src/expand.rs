@@ -189,6 +189,15 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             None => quote!(async move #block),
         };
         quote!(__tracehop_span.instrument_recording(#future, #record).await)
+    } else if let Some(future_output) = future_output(&sig.output) {
+        // A sync function returning `impl Future`: the span covers the future, from this call until it completes,
+        // and records the future's output. The body runs in a closure so an early `return` is instrumented too.
+        quote! {
+            __tracehop_span.instrument_recording(
+                #private::evaluate(move || #block),
+                |__tracehop_output: &#future_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span),
+            )
+        }
     } else {
         let annotation = output.as_ref().map(|output| quote!(-> #output));
         quote!(__tracehop_span.run_recording(move || #annotation #block, #record))
@@ -204,6 +213,24 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             #run
         }
     }
+}
+
+/// `X` when `output` is `-> impl Future<Output = X>` (with any further bounds).
+fn future_output(output: &ReturnType) -> Option<Type> {
+    let ReturnType::Type(_, ty) = output else { return None };
+    let Type::ImplTrait(bounds) = &**ty else { return None };
+    bounds.bounds.iter().find_map(|bound| {
+        let syn::TypeParamBound::Trait(bound) = bound else { return None };
+        let segment = bound.path.segments.last()?;
+        if segment.ident != "Future" {
+            return None;
+        }
+        let syn::PathArguments::AngleBracketed(arguments) = &segment.arguments else { return None };
+        arguments.args.iter().find_map(|argument| match argument {
+            syn::GenericArgument::AssocType(output) if output.ident == "Output" => Some(output.ty.clone()),
+            _ => None,
+        })
+    })
 }
 
 fn mentions_impl_trait(ty: &Type) -> bool {

@@ -133,6 +133,13 @@ pub mod __private {
         }
     }
 
+    /// Runs `body`: a sync handler returning `impl Future` builds its future in a closure, so an early `return`
+    /// in its body is instrumented like the tail expression.
+    #[inline]
+    pub fn evaluate<T>(body: impl FnOnce() -> T) -> T {
+        body()
+    }
+
     /// Fixes the output type of the async block holding a handler's body to the handler's return type.
     #[inline]
     pub fn returning<R, F: core::future::Future<Output = R>>(future: F) -> F {
