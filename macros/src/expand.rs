@@ -30,6 +30,18 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
             "`routing_key` is a RabbitMQ option; this producer publishes to Kafka, whose record carries its own key",
         );
     }
+    if let Some(batch) = message.as_ref().filter(|message| message.batch) {
+        if let Some((options::Parent::Continue, literal)) = &options.parent {
+            errors.at(
+                literal,
+                "a batch span never continues a producer's trace: it links to every message's; remove `parent`, or write `parent = \"none\"` to ignore the messages' contexts",
+            );
+        }
+        if let Some(replay) = &options.replay {
+            errors.at(replay, "`replay` marks the span of one replayed message; this handler takes a batch");
+            errors.at(&batch.ty, "this parameter is a batch of messages");
+        }
+    }
     if let (Some((system, literal)), Some(message)) = (&options.system, &message) {
         if *system != message.system {
             errors.at(
@@ -124,11 +136,26 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     if let Some(name) = &options.name {
         handler.extend(quote!(.span_name(#name)));
     }
+    if let Some((parent, literal)) = &options.parent {
+        let policy = match parent {
+            options::Parent::Continue => quote_spanned!(literal.span()=> Continue),
+            options::Parent::Link => quote_spanned!(literal.span()=> Link),
+            options::Parent::None => quote_spanned!(literal.span()=> None),
+        };
+        handler.extend(quote!(.parent(#private::ParentPolicy::#policy)));
+    }
+    if options.replay.is_some() {
+        handler.extend(quote!(.replay()));
+    }
     if let Some((Destination::Fixed(routing_key), _)) = &options.routing_key {
         handler.extend(quote!(.routing_key(#routing_key)));
     }
 
     let mut start = match (role, message) {
+        (Role::Consumer, Some(message)) if message.batch => {
+            let name = &message.name;
+            quote!(#private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, &#name[..]))
+        }
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
             let borrowed = if message.by_reference { quote!(#name) } else { quote!(&#name) };

@@ -24,7 +24,7 @@ impl Role {
 
     fn options(self) -> &'static [&'static str] {
         match self {
-            Role::Consumer => &["system", "destination", "group", "name", "attributes"],
+            Role::Consumer => &["system", "destination", "group", "name", "parent", "replay", "attributes"],
             Role::Producer => &["system", "destination", "routing_key", "name", "attributes"],
         }
     }
@@ -64,6 +64,7 @@ fn example(option: &str) -> &'static str {
         "group" => "group = \"inventory-service\"",
         "name" => "name = \"reserve stock\"",
         "routing_key" => "routing_key = \"order.created\"",
+        "parent" => "parent = \"link\"",
         _ => "attributes(app.order.id = order.id)",
     }
 }
@@ -76,6 +77,16 @@ pub(crate) struct Options {
     pub(crate) group: Option<LitStr>,
     pub(crate) name: Option<LitStr>,
     pub(crate) attributes: Vec<UserAttribute>,
+    pub(crate) parent: Option<(Parent, LitStr)>,
+    pub(crate) replay: Option<Ident>,
+}
+
+/// `parent = "continue" | "link" | "none"`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parent {
+    Continue,
+    Link,
+    None,
 }
 
 /// Parses the attribute's tokens, recording every mistake in `errors` and going on past it.
@@ -109,6 +120,8 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
             if role.options().contains(&"attributes") {
                 options.attributes.extend(attributes);
             }
+        } else if name == "replay" && role == Role::Consumer && !input.peek(Token![=]) {
+            options.replay = Some(key.clone());
         } else {
             if !input.peek(Token![=]) {
                 let hint = if role.options().contains(&name.as_str()) {
@@ -128,6 +141,15 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
                 }
                 "group" if role == Role::Consumer => options.group = string_literal(&value, "group", errors),
                 "name" => options.name = string_literal(&value, "name", errors),
+                "parent" if role == Role::Consumer => options.parent = parent(&value, errors),
+                "replay" if role == Role::Consumer => match &value {
+                    Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
+                        if flag.value {
+                            options.replay = Some(key.clone());
+                        }
+                    }
+                    other => errors.at(other, "`replay` is a flag: write `replay` (or `replay = true`)"),
+                },
                 _ => unknown_option(role, &key, errors),
             }
         }
@@ -174,6 +196,23 @@ fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
             None
         }
     }
+}
+
+fn parent(value: &Expr, errors: &mut Errors) -> Option<(Parent, LitStr)> {
+    let literal = string_literal(value, "parent", errors)?;
+    let parent = match literal.value().as_str() {
+        "continue" => Parent::Continue,
+        "link" => Parent::Link,
+        "none" => Parent::None,
+        other => {
+            errors.at(
+                &literal,
+                format!("unknown parent policy `{other}`: use \"continue\" (the producer's span is the parent), \"link\" (a new trace linked to it) or \"none\" (a new trace, the context ignored)"),
+            );
+            return None;
+        }
+    };
+    Some((parent, literal))
 }
 
 fn destination(value: Expr) -> Destination {

@@ -31,6 +31,8 @@ pub(crate) struct MessageParameter {
     pub(crate) writable: bool,
     /// The type is a reference: pass the binding itself, not a reference to it.
     pub(crate) by_reference: bool,
+    /// A batch of messages (`&[M]`, `Vec<M>`, `&Vec<M>`) rather than one.
+    pub(crate) batch: bool,
 }
 
 /// Rejects functions whose body cannot run inside a span.
@@ -82,6 +84,14 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
             rejected = true;
             continue;
         };
+        if role == Role::Producer && shape.batch {
+            errors.at(
+                ty,
+                "#[traced_producer] writes the context into one record; to publish several under one span, build them in the body and give each its own creation context with `tracehop::inject_creation_context(&mut record)`",
+            );
+            rejected = true;
+            continue;
+        }
         if role == Role::Producer && shape.by_reference && !shape.mutable_reference {
             errors.at(
                 ty,
@@ -96,6 +106,7 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
             ty: (**ty).clone(),
             writable: mutability.is_some() || shape.mutable_reference,
             by_reference: shape.by_reference,
+            batch: shape.batch,
         });
     }
     if found.is_none() && !rejected && role == Role::Consumer {
@@ -109,6 +120,7 @@ struct Shape {
     system: System,
     by_reference: bool,
     mutable_reference: bool,
+    batch: bool,
 }
 
 /// The broker of `ty` when it is one of `known`, and how it is passed.
@@ -121,12 +133,23 @@ fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
         }),
         Type::Paren(inner) => recognise(&inner.elem, known),
         Type::Group(inner) => recognise(&inner.elem, known),
+        Type::Slice(slice) => {
+            recognise(&slice.elem, known).filter(|shape| !shape.batch).map(|shape| Shape { batch: true, ..shape })
+        }
         Type::Path(path) if path.qself.is_none() => {
             let last = path.path.segments.last()?;
+            if last.ident == "Vec" {
+                let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else { return None };
+                let Some(syn::GenericArgument::Type(element)) = arguments.args.first() else { return None };
+                return recognise(element, known)
+                    .filter(|shape| !shape.batch && !shape.by_reference)
+                    .map(|shape| Shape { batch: true, ..shape });
+            }
             known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| Shape {
                 system: *system,
                 by_reference: false,
                 mutable_reference: false,
+                batch: false,
             })
         }
         _ => None,

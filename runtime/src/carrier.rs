@@ -32,6 +32,16 @@ pub trait MessageFacts {
     /// Adds the broker-specific semantic-convention attributes of this message (partition, offset, key, body
     /// size, ids). Called only for spans that are recorded, so it may allocate.
     fn record_attributes(&self, attributes: &mut SpanAttributes);
+
+    /// Adds the attributes that tell this message apart in a batch span's link to it (partition and offset, or
+    /// message id and delivery tag). None by default.
+    fn record_identity(&self, _attributes: &mut SpanAttributes) {}
+
+    /// The message's own time (its Kafka timestamp, its AMQP `timestamp` property) in milliseconds since the
+    /// Unix epoch, when it carries one. None by default.
+    fn timestamp_millis(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A message tracehop can read the trace context from.
@@ -92,6 +102,12 @@ impl<M: MessageFacts + ?Sized> MessageFacts for &M {
     }
     fn record_attributes(&self, attributes: &mut SpanAttributes) {
         (**self).record_attributes(attributes)
+    }
+    fn record_identity(&self, attributes: &mut SpanAttributes) {
+        (**self).record_identity(attributes)
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        (**self).timestamp_millis()
     }
 }
 

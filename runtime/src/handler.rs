@@ -34,6 +34,43 @@ impl MessagingSystem {
     }
 }
 
+/// What a consumer does with the trace context a message carries: how far it trusts the producer.
+///
+/// Set per handler (`parent = "link"` in the macros, [`Handler::parent`]) or for the whole process
+/// ([`set_default_parent_policy`](crate::set_default_parent_policy)); a handler's own policy wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ParentPolicy {
+    /// Continue the producer's trace: its span is the parent (and a link), its baggage is current. The default.
+    Continue,
+    /// Start a new trace linked to the producer's span, adopting nothing of it (no trace id, sampling flag or
+    /// baggage): for replayed events and messages from outside the trust boundary.
+    Link,
+    /// Start a new trace and ignore the incoming context entirely; its headers are not even read.
+    None,
+}
+
+impl ParentPolicy {
+    const fn to_u8(self) -> u8 {
+        match self {
+            Self::Continue => 0,
+            Self::Link => 1,
+            Self::None => 2,
+        }
+    }
+
+    pub(crate) const fn from_u8(value: u8) -> Self {
+        match value {
+            1 => Self::Link,
+            2 => Self::None,
+            _ => Self::Continue,
+        }
+    }
+
+    pub(crate) const fn encoded(self) -> u8 {
+        self.to_u8()
+    }
+}
+
 /// Which side of the broker a handler is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -77,6 +114,8 @@ pub struct Handler {
     group: Option<&'static str>,
     routing_key: Option<&'static str>,
     span_name: Option<&'static str>,
+    parent: Option<ParentPolicy>,
+    replay: bool,
     reported_missing_injection: AtomicBool,
 }
 
@@ -100,6 +139,8 @@ impl Handler {
             group: None,
             routing_key: None,
             span_name: None,
+            parent: None,
+            replay: false,
             reported_missing_injection: AtomicBool::new(false),
         }
     }
@@ -129,6 +170,35 @@ impl Handler {
     pub const fn routing_key(mut self, routing_key: &'static str) -> Self {
         self.routing_key = Some(routing_key);
         self
+    }
+
+    /// This handler's [`ParentPolicy`], instead of the process-wide default.
+    pub const fn parent(mut self, policy: ParentPolicy) -> Self {
+        self.parent = Some(policy);
+        self
+    }
+
+    /// Marks this handler as handling replayed events: each span starts a new trace linked to the original
+    /// (unless a [`ParentPolicy`] is set explicitly), is marked `tracehop.replay = true` and keeps the
+    /// message's own time as `tracehop.replay.original_time_ms`.
+    pub const fn replay(mut self) -> Self {
+        self.replay = true;
+        self
+    }
+
+    /// Whether this handler handles replayed events ([`Handler::replay`]).
+    pub const fn is_replay(&self) -> bool {
+        self.replay
+    }
+
+    /// The [`ParentPolicy`] in force for this handler: its own, [`ParentPolicy::Link`] for a replay handler,
+    /// else the process-wide default.
+    pub fn parent_policy(&self) -> ParentPolicy {
+        match (self.parent, self.replay) {
+            (Some(policy), _) => policy,
+            (None, true) => ParentPolicy::Link,
+            (None, false) => crate::settings::default_parent_policy(),
+        }
     }
 
     /// A span name to use instead of the conventions' `{operation} {destination}`.

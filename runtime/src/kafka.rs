@@ -29,6 +29,12 @@ fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
     record_key_and_payload(message.key(), message.payload(), attributes);
 }
 
+fn record_identity<M: Message>(message: &M, attributes: &mut SpanAttributes) {
+    attributes.add(semconv::MESSAGING_DESTINATION_NAME, message.topic());
+    attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, message.partition().to_string());
+    attributes.add(semconv::MESSAGING_KAFKA_OFFSET, message.offset());
+}
+
 fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes: &mut SpanAttributes) {
     if let Some(key) = key.and_then(|key| std::str::from_utf8(key).ok()) {
         attributes.add(semconv::MESSAGING_KAFKA_MESSAGE_KEY, key);
@@ -83,6 +89,12 @@ impl MessageFacts for BorrowedMessage<'_> {
     fn record_attributes(&self, attributes: &mut SpanAttributes) {
         record_consumed(self, attributes)
     }
+    fn record_identity(&self, attributes: &mut SpanAttributes) {
+        record_identity(self, attributes)
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        self.timestamp().to_millis()
+    }
 }
 
 impl ConsumedMessage for BorrowedMessage<'_> {
@@ -100,6 +112,12 @@ impl MessageFacts for OwnedMessage {
     }
     fn record_attributes(&self, attributes: &mut SpanAttributes) {
         record_consumed(self, attributes)
+    }
+    fn record_identity(&self, attributes: &mut SpanAttributes) {
+        record_identity(self, attributes)
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        self.timestamp().to_millis()
     }
 }
 

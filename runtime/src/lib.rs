@@ -58,6 +58,7 @@ mod attributes;
 mod carrier;
 mod handler;
 mod outcome;
+mod settings;
 mod setup;
 mod span;
 mod w3c;
@@ -75,12 +76,17 @@ pub use carrier::{
     HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, BAGGAGE_HEADER, TRACEPARENT_HEADER,
     TRACESTATE_HEADER,
 };
-pub use handler::{Handler, MessagingSystem, Role};
+pub use handler::{Handler, MessagingSystem, ParentPolicy, Role};
 pub use outcome::HandlerOutcome;
+pub use settings::{
+    default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
+    DEFAULT_MAX_LINKS_PER_SPAN,
+};
 pub use setup::install_propagator;
 pub use span::{
-    Instrumented, MessageSpan, SpanStart, CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT,
-    CONTEXT_REJECTED_ATTRIBUTE,
+    inject_creation_context, Instrumented, MessageSpan, SpanStart, CONTEXT_INJECTED_ATTRIBUTE,
+    CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE,
+    REPLAY_ORIGINAL_TIME_ATTRIBUTE,
 };
 pub use tracehop_macros::{traced_consumer, traced_producer};
 pub use w3c::{
@@ -95,7 +101,7 @@ pub use w3c::{
 pub mod __private {
     pub use crate::__record_outcome as record_outcome;
     pub use crate::outcome::select as outcome;
-    pub use crate::{Handler, MessageSpan, MessagingSystem, SpanAttributes};
+    pub use crate::{Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
     pub use core::{concat, module_path, stringify};
 
     /// [`MessagingSystem::Kafka`], or a compile error naming the feature to enable when `kafka` is off.

@@ -53,6 +53,14 @@ impl MessageFacts for Delivery {
         record_properties(&self.properties, attributes);
         attributes.add(semconv::MESSAGING_MESSAGE_BODY_SIZE, self.data.len());
     }
+    fn record_identity(&self, attributes: &mut SpanAttributes) {
+        attributes.add(semconv::MESSAGING_MESSAGE_ID, self.properties.message_id().as_ref().map(|id| id.as_str()));
+        attributes.add(semconv::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG, self.delivery_tag);
+    }
+    fn timestamp_millis(&self) -> Option<i64> {
+        // The AMQP `timestamp` property counts seconds.
+        self.properties.timestamp().and_then(|seconds| i64::try_from(seconds).ok()?.checked_mul(1000))
+    }
 }
 
 impl ConsumedMessage for Delivery {

@@ -9,16 +9,18 @@ use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::trace::{Span, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{global, Context, InstrumentationScope, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
 use crate::carrier::{
-    extract_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts, PublishedMessage,
+    extract_context, inject_context, propagate, ConsumedMessage, IncomingContext, InjectionScope, MessageFacts,
+    PublishedMessage,
 };
-use crate::handler::{Handler, MessagingSystem, Role};
+use crate::handler::{Handler, MessagingSystem, ParentPolicy, Role};
 use crate::outcome::HandlerOutcome;
+use crate::settings::max_links_per_span;
 
 /// Attribute naming why an incoming context was not continued; its values are
 /// [`ContextRejection::as_str`](crate::ContextRejection::as_str).
@@ -29,6 +31,17 @@ pub const CONTEXT_INJECTED_ATTRIBUTE: &str = "tracehop.context.injected";
 
 /// Event added to a producer span during which no trace context was written into any message.
 pub const CONTEXT_NOT_INJECTED_EVENT: &str = "tracehop.context.not_injected";
+
+/// Attribute set to `true` on the span of a handler marked as handling replayed events.
+pub const REPLAY_ATTRIBUTE: &str = "tracehop.replay";
+
+/// Attribute holding a replayed message's own time (the Kafka timestamp, the AMQP `timestamp` property), in
+/// milliseconds since the Unix epoch, when the message carries one.
+pub const REPLAY_ORIGINAL_TIME_ATTRIBUTE: &str = "tracehop.replay.original_time_ms";
+
+/// Attribute counting the valid message contexts a batch span did not link to, past
+/// [`max_links_per_span`](crate::max_links_per_span).
+pub const LINKS_DROPPED_ATTRIBUTE: &str = "tracehop.links.dropped";
 
 fn instrumentation_scope() -> InstrumentationScope {
     static SCOPE: OnceLock<InstrumentationScope> = OnceLock::new();
@@ -42,9 +55,28 @@ fn instrumentation_scope() -> InstrumentationScope {
         .clone()
 }
 
-enum Parent {
-    Incoming(IncomingContext),
-    Current,
+/// Where a span's parent and links come from, decided before sampling.
+enum Origin<'a> {
+    /// One consumed message under a [`ParentPolicy`].
+    Message { incoming: Option<IncomingContext>, policy: ParentPolicy },
+    /// A publish, or a message of a batch handled in its own span: a child of the current context, linked to
+    /// `link` when the message carried a context.
+    Current { link: Option<IncomingContext> },
+    /// A batch: a new root linked to each message's context, computed only when the span is recorded.
+    Batch(Batch<'a>),
+}
+
+/// The messages of a batch span, as what the span needs of them.
+struct Batch<'a> {
+    count: usize,
+    destination: Option<&'a str>,
+    system: Option<MessagingSystem>,
+    links: Box<dyn FnOnce(usize) -> BatchLinks + 'a>,
+}
+
+struct BatchLinks {
+    links: Vec<Link>,
+    dropped: usize,
 }
 
 /// Everything a [`MessageSpan`] starts from; made by [`MessageSpan::consumer`] or [`MessageSpan::producer`],
@@ -52,7 +84,7 @@ enum Parent {
 #[must_use = "a span is started only by `SpanStart::start`"]
 pub struct SpanStart<'a> {
     handler: &'static Handler,
-    parent: Parent,
+    origin: Origin<'a>,
     message: Option<&'a dyn MessageFacts>,
     destination: Option<&'a str>,
     routing_key: Option<&'a str>,
@@ -91,12 +123,31 @@ impl<'a> SpanStart<'a> {
     /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
     /// attribute.
     pub fn start(self) -> MessageSpan {
-        let SpanStart { handler, parent, message, destination, routing_key, user_attributes } = self;
+        let SpanStart { handler, origin, message, destination, routing_key, user_attributes } = self;
         let role = handler.role();
-        let (parent_context, rejection) = match parent {
-            Parent::Incoming(IncomingContext::Continued(context)) => (context, None),
-            Parent::Incoming(IncomingContext::NewRoot(rejection)) => (Context::new(), Some(rejection)),
-            Parent::Current => (Context::current(), None),
+        let replay = handler.is_replay();
+        // The parent, the one link (a single message's producer) and why an incoming context was not continued.
+        let (parent_context, link, rejection, batch) = match origin {
+            Origin::Message { incoming: Some(IncomingContext::Continued(context)), policy: ParentPolicy::Continue } => {
+                let producer = context.span().span_context().clone();
+                (context, Some(producer), None, None)
+            }
+            Origin::Message { incoming: Some(IncomingContext::Continued(context)), .. } => {
+                // Linked, never adopted: no trace id, sampling flag or baggage of the producer's crosses over.
+                (Context::new(), Some(context.span().span_context().clone()), None, None)
+            }
+            Origin::Message { incoming: Some(IncomingContext::NewRoot(rejection)), .. } => {
+                (Context::new(), None, Some(rejection), None)
+            }
+            Origin::Message { incoming: None, .. } => (Context::new(), None, None, None),
+            Origin::Current { link } => {
+                let link = match link {
+                    Some(IncomingContext::Continued(context)) => Some(context.span().span_context().clone()),
+                    _ => None,
+                };
+                (Context::current(), link, None, None)
+            }
+            Origin::Batch(batch) => (Context::new(), None, None, Some(batch)),
         };
         let tracer = global::tracer_with_scope(instrumentation_scope());
         let kind = match role {
@@ -108,19 +159,22 @@ impl<'a> SpanStart<'a> {
 
         if span.is_recording() {
             let facts = message;
-            let system = facts.map(|facts| facts.system()).or(handler.configured_system());
+            let system = facts
+                .map(|facts| facts.system())
+                .or(batch.as_ref().and_then(|batch| batch.system))
+                .or(handler.configured_system());
             let destination = destination
                 .or(handler.configured_destination())
-                .or_else(|| facts.and_then(|facts| facts.destination()));
+                .or_else(|| facts.and_then(|facts| facts.destination()))
+                .or_else(|| batch.as_ref().and_then(|batch| batch.destination));
             if handler.configured_span_name().is_none() {
                 if let Some(destination) = destination {
                     let destination = system.map_or(destination, |system| system.span_name_destination(destination));
                     span.update_name(format!("{} {destination}", role.operation()));
                 }
             }
-            if role == Role::Consumer && rejection.is_none() {
-                let producer = parent_context.span().span_context().clone();
-                span.add_link(producer, Vec::new());
+            if let Some(link) = link {
+                span.add_link(link, Vec::new());
             }
             let mut attributes = SpanAttributes::with_capacity(16);
             if let Some(system) = system {
@@ -133,6 +187,20 @@ impl<'a> SpanStart<'a> {
             attributes.add(semconv::CODE_FUNCTION_NAME, handler.function());
             if let Some(facts) = facts {
                 facts.record_attributes(&mut attributes);
+                if replay {
+                    attributes.add(REPLAY_ATTRIBUTE, true);
+                    attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
+                }
+            }
+            if let Some(batch) = batch {
+                attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, batch.count);
+                let BatchLinks { links, dropped } = (batch.links)(max_links_per_span());
+                for Link { span_context, attributes: link_attributes, .. } in links {
+                    span.add_link(span_context, link_attributes);
+                }
+                if dropped > 0 {
+                    attributes.add(LINKS_DROPPED_ATTRIBUTE, dropped);
+                }
             }
             let routing_key = routing_key.or(handler.configured_routing_key()).filter(|key| !key.is_empty());
             if let (Some(MessagingSystem::RabbitMq), Some(routing_key)) = (system, routing_key) {
@@ -149,6 +217,51 @@ impl<'a> SpanStart<'a> {
 
         MessageSpan { context: parent_context.with_span(span), handler, injections: Cell::new(0), ended: false }
     }
+}
+
+/// Gives `record` a creation context of its own, for a producer that publishes several records under one
+/// PRODUCER span: a short `create {destination}` span (kind PRODUCER, `messaging.operation.type = create`), a
+/// child of the current span, is written into the record's headers and linked from the current span, as the
+/// messaging conventions describe batch publishing. Each record's consumers then continue their own record's
+/// creation span instead of all sharing the publish span. Counts as an injection of the current producer span.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] {
+/// use rdkafka::producer::{BaseProducer, BaseRecord};
+///
+/// #[tracehop::traced_producer(system = "kafka", destination = "orders")]
+/// fn publish_all(producer: &BaseProducer, orders: &[String]) {
+///     for order in orders {
+///         let mut record: BaseRecord<'_, str, str> = BaseRecord::to("orders").payload(order.as_str());
+///         tracehop::inject_creation_context(&mut record);
+///         let _ = producer.send(record);
+///     }
+/// }
+/// # }
+/// ```
+pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
+    let current = Context::current();
+    let tracer = global::tracer_with_scope(instrumentation_scope());
+    let mut create = tracer.span_builder("create").with_kind(SpanKind::Producer).start_with_context(&tracer, &current);
+    if create.is_recording() {
+        let system = record.system();
+        let destination = record.destination();
+        if let Some(destination) = destination {
+            create.update_name(format!("create {}", system.span_name_destination(destination)));
+        }
+        let mut attributes = SpanAttributes::with_capacity(8);
+        attributes.add(semconv::MESSAGING_SYSTEM, system.as_str());
+        attributes.add(semconv::MESSAGING_OPERATION_TYPE, "create");
+        attributes.add(semconv::MESSAGING_OPERATION_NAME, "create");
+        attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+        record.record_attributes(&mut attributes);
+        create.set_attributes(attributes.into_inner());
+    }
+    let creation = create.span_context().clone();
+    let creation_context = current.with_span(create);
+    inject_context(&creation_context, record);
+    creation_context.span().end();
+    current.span().add_link(creation, Vec::new());
 }
 
 /// The span of one handled or published message, current while the handler runs and ended when it is dropped.
@@ -183,9 +296,12 @@ impl MessageSpan {
     /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
     /// it (parent and link) or, when missing or malformed, start a new trace that records why.
     pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
+        // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
+        let incoming = (policy != ParentPolicy::None).then(|| extract_context(message));
         SpanStart {
             handler,
-            parent: Parent::Incoming(extract_context(message)),
+            origin: Origin::Message { incoming, policy },
             message: Some(message),
             destination: None,
             routing_key: None,
@@ -203,8 +319,87 @@ impl MessageSpan {
     pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
         SpanStart {
             handler,
-            parent: Parent::Current,
+            origin: Origin::Current { link: None },
             message: None,
+            destination: None,
+            routing_key: None,
+            user_attributes: None,
+        }
+    }
+
+    /// Prepares the CONSUMER span of a batch of messages handled at once: a new trace with no producer parent,
+    /// linked to every message whose context is valid (up to [`max_links_per_span`]; the number left out is
+    /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
+    /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
+    /// count but add no link. The links are computed only when the span is recorded; under
+    /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions of
+    /// [`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL): the destination is recorded only when
+    /// every message has the same one.
+    pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
+        let destination = messages.first().and_then(|first| first.destination());
+        let shared_destination = destination
+            .filter(|destination| messages.iter().all(|message| message.destination() == Some(*destination)));
+        let policy = handler.parent_policy();
+        let links = move |cap: usize| {
+            let mut links = Vec::new();
+            let mut dropped = 0;
+            if policy == ParentPolicy::None {
+                return BatchLinks { links, dropped };
+            }
+            for message in messages {
+                let IncomingContext::Continued(context) = extract_context(message) else { continue };
+                if links.len() == cap {
+                    dropped += 1;
+                    continue;
+                }
+                let mut identity = SpanAttributes::with_capacity(3);
+                message.record_identity(&mut identity);
+                links.push(Link::new(context.span().span_context().clone(), identity.into_inner(), 0));
+            }
+            BatchLinks { links, dropped }
+        };
+        SpanStart {
+            handler,
+            origin: Origin::Batch(Batch {
+                count: messages.len(),
+                destination: shared_destination,
+                system: messages.first().map(|first| first.system()),
+                links: Box::new(links),
+            }),
+            message: None,
+            destination: None,
+            routing_key: None,
+            user_attributes: None,
+        }
+    }
+
+    /// Prepares the CONSUMER span of one message of a batch, for handlers that want a span per message too: a
+    /// child of the current span (the batch's), linked to the message's producer (unless the handler's
+    /// [`ParentPolicy`] is [`ParentPolicy::None`]), with the message's attributes.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] {
+    /// use rdkafka::message::OwnedMessage;
+    /// use tracehop::{Handler, MessageSpan};
+    ///
+    /// static ON_ORDERS: Handler = Handler::consumer("inventory::on_orders").group("inventory-service");
+    ///
+    /// #[tracehop::traced_consumer(group = "inventory-service")]
+    /// fn on_orders(messages: &[OwnedMessage]) {
+    ///     for message in messages {
+    ///         MessageSpan::in_batch(&ON_ORDERS, message).start().run(|| {
+    ///             // handle one message
+    ///         });
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn in_batch<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        let link = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
+        SpanStart {
+            handler,
+            origin: Origin::Current { link },
+            message: Some(message),
             destination: None,
             routing_key: None,
             user_attributes: None,

@@ -1,0 +1,40 @@
+//! Process-wide settings, read on every message without a lock.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use crate::handler::ParentPolicy;
+
+/// The default of [`max_links_per_span`]: OpenTelemetry's SDK default span limit on links.
+pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;
+
+static MAX_LINKS_PER_SPAN: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LINKS_PER_SPAN);
+static DEFAULT_PARENT_POLICY: AtomicU8 = AtomicU8::new(ParentPolicy::Continue.encoded());
+
+/// The most links tracehop adds to one batch span; the valid contexts past it are counted in
+/// `tracehop.links.dropped` instead. Keeps a batch of ten thousand messages from making a span of ten thousand
+/// links.
+pub fn max_links_per_span() -> usize {
+    MAX_LINKS_PER_SPAN.load(Ordering::Relaxed)
+}
+
+/// Sets [`max_links_per_span`] for the whole process.
+///
+/// ```
+/// tracehop::set_max_links_per_span(32);
+/// assert_eq!(tracehop::max_links_per_span(), 32);
+/// # tracehop::set_max_links_per_span(tracehop::DEFAULT_MAX_LINKS_PER_SPAN);
+/// ```
+pub fn set_max_links_per_span(max_links: usize) {
+    MAX_LINKS_PER_SPAN.store(max_links, Ordering::Relaxed);
+}
+
+/// The [`ParentPolicy`] of handlers that set none: [`ParentPolicy::Continue`] unless changed.
+pub fn default_parent_policy() -> ParentPolicy {
+    ParentPolicy::from_u8(DEFAULT_PARENT_POLICY.load(Ordering::Relaxed))
+}
+
+/// Sets the [`ParentPolicy`] of every handler that sets none, for the whole process: for a service at a trust
+/// boundary, [`ParentPolicy::Link`] keeps every foreign trace id, sampling flag and baggage out.
+pub fn set_default_parent_policy(policy: ParentPolicy) {
+    DEFAULT_PARENT_POLICY.store(policy.encoded(), Ordering::Relaxed);
+}
