@@ -45,8 +45,15 @@
 //! ([`install_propagator`] installs the W3C ones) and a tracer provider, before the first message.
 //!
 //! ## Attribute options
-//! Both macros take `system = "kafka"`, `destination = "topic"` or `destination = expr`, `name = "span
-//! name"` and `attributes(app.key = expr, ...)`; `#[traced_consumer]` also takes `group = "consumer-group"`.
+//! Both macros take `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
+//! `name = "span name"` and `attributes(app.key = expr, ...)`. `#[traced_consumer]` also takes
+//! `group = "consumer-group"`, `parent = "continue" | "link" | "none"` ([`ParentPolicy`]) and `replay`
+//! ([`Handler::replay`]); `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ).
+//!
+//! ## Batches
+//! A consumer taking `&[M]`, `Vec<M>` or `&Vec<M>` of messages gets one span linked to every message
+//! ([`MessageSpan::consumer_batch`]); [`MessageSpan::in_batch`] gives each message a span of its own inside it.
+//! A producer publishing several records gives each a creation context with [`inject_creation_context`].
 //!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
