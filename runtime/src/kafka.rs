@@ -79,53 +79,46 @@ fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, Option<&[
     Some((name, value))
 }
 
-impl MessageFacts for BorrowedMessage<'_> {
-    fn system(&self) -> MessagingSystem {
-        MessagingSystem::Kafka
-    }
-    fn destination(&self) -> Option<&str> {
-        Some(self.topic())
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        record_consumed(self, attributes)
-    }
-    fn record_identity(&self, attributes: &mut SpanAttributes) {
-        record_identity(self, attributes)
-    }
-    fn timestamp_millis(&self) -> Option<i64> {
-        self.timestamp().to_millis()
-    }
+/// Implements [`MessageFacts`] and [`ConsumedMessage`] for a consumed rdkafka message type, given how to reach
+/// its headers as `BorrowedHeaders`.
+macro_rules! consumed_kafka_message {
+    ($message:ty, $headers:expr) => {
+        impl MessageFacts for $message {
+            fn system(&self) -> MessagingSystem {
+                MessagingSystem::Kafka
+            }
+            fn destination(&self) -> Option<&str> {
+                Some(self.topic())
+            }
+            fn record_attributes(&self, attributes: &mut SpanAttributes) {
+                record_consumed(self, attributes)
+            }
+            fn record_identity(&self, attributes: &mut SpanAttributes) {
+                record_identity(self, attributes)
+            }
+            fn timestamp_millis(&self) -> Option<i64> {
+                self.timestamp().to_millis()
+            }
+        }
+
+        impl ConsumedMessage for $message {
+            fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+                headers_of($headers(self))
+            }
+        }
+    };
 }
 
-impl ConsumedMessage for BorrowedMessage<'_> {
-    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
-        headers_of(Message::headers(self))
-    }
+fn headers_of_borrowed<'a>(message: &'a BorrowedMessage<'_>) -> Option<&'a BorrowedHeaders> {
+    Message::headers(message)
 }
 
-impl MessageFacts for OwnedMessage {
-    fn system(&self) -> MessagingSystem {
-        MessagingSystem::Kafka
-    }
-    fn destination(&self) -> Option<&str> {
-        Some(self.topic())
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        record_consumed(self, attributes)
-    }
-    fn record_identity(&self, attributes: &mut SpanAttributes) {
-        record_identity(self, attributes)
-    }
-    fn timestamp_millis(&self) -> Option<i64> {
-        self.timestamp().to_millis()
-    }
+fn headers_of_owned(message: &OwnedMessage) -> Option<&BorrowedHeaders> {
+    Message::headers(message).map(OwnedHeaders::as_borrowed)
 }
 
-impl ConsumedMessage for OwnedMessage {
-    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
-        headers_of(Message::headers(self).map(OwnedHeaders::as_borrowed))
-    }
-}
+consumed_kafka_message!(BorrowedMessage<'_>, headers_of_borrowed);
+consumed_kafka_message!(OwnedMessage, headers_of_owned);
 
 /// Sets one header, keeping the record's other headers. A header of the same key is replaced, not repeated: a
 /// record built from a consumed message's headers must not carry the old `traceparent` beside the new one,
@@ -157,51 +150,36 @@ fn record_outgoing(
     record_key_and_payload(key, payload, attributes);
 }
 
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> MessageFacts for FutureRecord<'_, K, P> {
-    fn system(&self) -> MessagingSystem {
-        MessagingSystem::Kafka
-    }
-    fn destination(&self) -> Option<&str> {
-        Some(self.topic)
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        record_outgoing(
-            self.partition,
-            self.key.map(ToBytes::to_bytes),
-            self.payload.map(ToBytes::to_bytes),
-            attributes,
-        )
-    }
+/// Implements [`MessageFacts`] and [`PublishedMessage`] for an rdkafka record type (they share their fields).
+macro_rules! published_kafka_record {
+    ([$($generics:tt)*] $record:ty) => {
+        impl<$($generics)*> MessageFacts for $record {
+            fn system(&self) -> MessagingSystem {
+                MessagingSystem::Kafka
+            }
+            fn destination(&self) -> Option<&str> {
+                Some(self.topic)
+            }
+            fn record_attributes(&self, attributes: &mut SpanAttributes) {
+                record_outgoing(
+                    self.partition,
+                    self.key.map(ToBytes::to_bytes),
+                    self.payload.map(ToBytes::to_bytes),
+                    attributes,
+                )
+            }
+        }
+
+        impl<$($generics)*> PublishedMessage for $record {
+            fn set_header(&mut self, key: &str, value: &str) {
+                set_header(&mut self.headers, key, value)
+            }
+        }
+    };
 }
 
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized> PublishedMessage for FutureRecord<'_, K, P> {
-    fn set_header(&mut self, key: &str, value: &str) {
-        set_header(&mut self.headers, key, value)
-    }
-}
-
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> MessageFacts for BaseRecord<'_, K, P, D> {
-    fn system(&self) -> MessagingSystem {
-        MessagingSystem::Kafka
-    }
-    fn destination(&self) -> Option<&str> {
-        Some(self.topic)
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        record_outgoing(
-            self.partition,
-            self.key.map(ToBytes::to_bytes),
-            self.payload.map(ToBytes::to_bytes),
-            attributes,
-        )
-    }
-}
-
-impl<K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque> PublishedMessage for BaseRecord<'_, K, P, D> {
-    fn set_header(&mut self, key: &str, value: &str) {
-        set_header(&mut self.headers, key, value)
-    }
-}
+published_kafka_record!([K: ToBytes + ?Sized, P: ToBytes + ?Sized] FutureRecord<'_, K, P>);
+published_kafka_record!([K: ToBytes + ?Sized, P: ToBytes + ?Sized, D: IntoOpaque] BaseRecord<'_, K, P, D>);
 
 /// Kafka headers to publish while no record exists yet, collecting what a propagator writes.
 struct HeaderList(Option<OwnedHeaders>);
