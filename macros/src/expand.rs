@@ -38,7 +38,10 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
             );
         }
         if let Some(replay) = &options.replay {
-            errors.at(replay, "`replay` marks the span of one replayed message; this handler takes a batch");
+            errors.at(
+                replay,
+                "`replay` marks the span of one replayed message; this handler takes a batch: remove `replay`, and to mark each message's span, pass a `Handler::consumer(..).replay()` to `MessageSpan::in_batch` in the body",
+            );
             errors.at(&batch.ty, "this parameter is a batch of messages");
         }
     }

@@ -120,8 +120,11 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
             if role.options().contains(&"attributes") {
                 options.attributes.extend(attributes);
             }
-        } else if name == "replay" && role == Role::Consumer && !input.peek(Token![=]) {
-            options.replay = Some(key.clone());
+        } else if name == "replay" && !input.peek(Token![=]) {
+            match role {
+                Role::Consumer => options.replay = Some(key.clone()),
+                Role::Producer => unknown_option(role, &key, errors),
+            }
         } else {
             if !input.peek(Token![=]) {
                 let hint = if role.options().contains(&name.as_str()) {
@@ -171,6 +174,11 @@ fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
         None if name == "routing_key" => format!(
             "`routing_key` is an option of #[traced_producer] only: a consumer takes it from the delivery; \
              #[{}] takes {known_list}",
+            role.attribute()
+        ),
+        None if name == "parent" || name == "replay" => format!(
+            "`{name}` is an option of #[traced_consumer] only: it says how a handler treats the context it \
+             receives; #[{}] takes {known_list}",
             role.attribute()
         ),
         None if name == "group" => format!(

@@ -18,8 +18,8 @@ const PUBLISHED: &[(&str, System)] = &[
     ("AMQPProperties", System::RabbitMq),
 ];
 
-const CONSUMED_LIST: &str =
-    "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery` (by value or by reference)";
+const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery` (by value or by \
+     reference), or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`)";
 
 /// The parameter holding the message (consumer) or record (producer).
 pub(crate) struct MessageParameter {
@@ -73,7 +73,7 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
         let Some(shape) = recognise(ty, known) else { continue };
         if found.is_some() || rejected {
             let what = match role {
-                Role::Consumer => "a second message parameter: a handler takes one message".to_owned(),
+                Role::Consumer => "a second message parameter: a handler takes one message, or one batch of messages (`&[M]`, `Vec<M>`), not both; pass the others as a batch or handle them in the body".to_owned(),
                 Role::Producer => "a second record parameter: tracehop writes the context into one record it receives; build further records in the body with `tracehop::kafka::trace_headers()`".to_owned(),
             };
             errors.at(argument, what);
@@ -133,17 +133,23 @@ fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
         }),
         Type::Paren(inner) => recognise(&inner.elem, known),
         Type::Group(inner) => recognise(&inner.elem, known),
-        Type::Slice(slice) => {
-            recognise(&slice.elem, known).filter(|shape| !shape.batch).map(|shape| Shape { batch: true, ..shape })
-        }
+        Type::Slice(slice) => recognise(&slice.elem, known).filter(|shape| !shape.batch).map(|shape| Shape {
+            batch: true,
+            by_reference: false,
+            mutable_reference: false,
+            ..shape
+        }),
         Type::Path(path) if path.qself.is_none() => {
             let last = path.path.segments.last()?;
             if last.ident == "Vec" {
                 let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else { return None };
                 let Some(syn::GenericArgument::Type(element)) = arguments.args.first() else { return None };
-                return recognise(element, known)
-                    .filter(|shape| !shape.batch && !shape.by_reference)
-                    .map(|shape| Shape { batch: true, ..shape });
+                return recognise(element, known).filter(|shape| !shape.batch).map(|shape| Shape {
+                    batch: true,
+                    by_reference: false,
+                    mutable_reference: false,
+                    ..shape
+                });
             }
             known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| Shape {
                 system: *system,

@@ -1,0 +1,8 @@
+use rdkafka::message::BorrowedMessage;
+
+#[tracehop::traced_consumer(parent = 1)]
+pub fn on_order(message: &BorrowedMessage<'_>) {
+    let _ = message;
+}
+
+fn main() {}

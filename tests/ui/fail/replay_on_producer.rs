@@ -1,0 +1,8 @@
+use rdkafka::producer::FutureRecord;
+
+#[tracehop::traced_producer(replay)]
+pub fn prepare(record: &mut FutureRecord<'_, str, str>) {
+    let _ = record;
+}
+
+fn main() {}
