@@ -34,6 +34,7 @@ async fn message_span_without_macros_continues_the_trace() {
     assert!(matches!(tracehop::extract_context(&message), IncomingContext::Continued(_)));
     let length = MessageSpan::consumer(&HANDLE, &message)
         .attributes(&mut |attributes| attributes.add("app.handled_by", "hand"))
+        .server("127.0.0.1", 9092)
         .start()
         .run(|| Ok::<_, std::io::Error>(message.payload().map_or(0, <[u8]>::len)))
         .expect("handled");
@@ -52,6 +53,9 @@ async fn message_span_without_macros_continues_the_trace() {
     assert_eq!(attribute(consumer_span, "messaging.consumer.group.name"), Some(Value::from("no-macros")));
     assert_eq!(attribute(consumer_span, "app.handled_by"), Some(Value::from("hand")));
     assert_eq!(attribute(consumer_span, "code.function.name"), Some(Value::from("runtime_api::handle")));
+    assert_eq!(attribute(consumer_span, "server.address"), Some(Value::from("127.0.0.1")));
+    assert_eq!(attribute(consumer_span, "server.port"), Some(Value::I64(9092)));
+    assert_eq!(attribute(producer_span, "server.address"), None);
     assert_eq!(consumer_span.status, Status::Unset);
 }
 

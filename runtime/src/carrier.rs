@@ -5,6 +5,7 @@
 //! sends. Extraction, strict validation, injection and the spans are written once, on top of them.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
@@ -365,11 +366,11 @@ pub fn inject_current_context<M: PublishedMessage + ?Sized>(message: &mut M) {
 /// future) into `total`; see [`INJECTIONS_IN_SCOPE`]. Restores the outer scope's count on drop, panics included.
 pub(crate) struct InjectionScope<'a> {
     outer: u32,
-    total: &'a Cell<u32>,
+    total: &'a AtomicU32,
 }
 
 impl<'a> InjectionScope<'a> {
-    pub(crate) fn enter(total: &'a Cell<u32>) -> Self {
+    pub(crate) fn enter(total: &'a AtomicU32) -> Self {
         Self { outer: INJECTIONS_IN_SCOPE.with(|count| count.replace(0)), total }
     }
 }
@@ -377,6 +378,6 @@ impl<'a> InjectionScope<'a> {
 impl Drop for InjectionScope<'_> {
     fn drop(&mut self) {
         let inner = INJECTIONS_IN_SCOPE.with(|count| count.replace(self.outer));
-        self.total.set(self.total.get().saturating_add(inner));
+        self.total.fetch_add(inner, Ordering::Relaxed);
     }
 }

@@ -1,11 +1,11 @@
 //! The span of one handled or published message: how it starts, what it records and how it ends.
 
 use std::any::Any;
-use std::cell::Cell;
 use std::fmt::Display;
 use std::future::Future;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::task::{Context as TaskContext, Poll};
 
@@ -88,6 +88,7 @@ pub struct SpanStart<'a> {
     message: Option<&'a dyn MessageFacts>,
     destination: Option<&'a str>,
     routing_key: Option<&'a str>,
+    server: Option<(&'a str, u16)>,
     user_attributes: Option<&'a mut dyn FnMut(&mut SpanAttributes)>,
 }
 
@@ -107,6 +108,13 @@ impl<'a> SpanStart<'a> {
         self
     }
 
+    /// The broker this span's message came from or goes to: `server.address` and `server.port`. A message does
+    /// not know its broker, so the macros cannot fill these in; code that knows the connection's address can.
+    pub fn server(mut self, address: &'a str, port: u16) -> Self {
+        self.server = Some((address, port));
+        self
+    }
+
     /// The record this producer span publishes: its facts (topic, partition, key, body size) become the span's
     /// attributes. Write the span's context into it with [`MessageSpan::inject`] once the span has started.
     pub fn describing<M: MessageFacts>(mut self, record: &'a M) -> Self {
@@ -123,7 +131,7 @@ impl<'a> SpanStart<'a> {
     /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
     /// attribute.
     pub fn start(self) -> MessageSpan {
-        let SpanStart { handler, origin, message, destination, routing_key, user_attributes } = self;
+        let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes } = self;
         let role = handler.role();
         let replay = handler.is_replay();
         // The parent, the one link (a single message's producer) and why an incoming context was not continued.
@@ -206,6 +214,10 @@ impl<'a> SpanStart<'a> {
             if let (Some(MessagingSystem::RabbitMq), Some(routing_key)) = (system, routing_key) {
                 attributes.add(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, routing_key);
             }
+            if let Some((address, port)) = server {
+                attributes.add(semconv::SERVER_ADDRESS, address);
+                attributes.add(semconv::SERVER_PORT, port);
+            }
             if let Some(rejection) = rejection {
                 attributes.add(CONTEXT_REJECTED_ATTRIBUTE, rejection.as_str());
             }
@@ -215,7 +227,7 @@ impl<'a> SpanStart<'a> {
             span.set_attributes(attributes.into_inner());
         }
 
-        MessageSpan { context: parent_context.with_span(span), handler, injections: Cell::new(0), ended: false }
+        MessageSpan { context: parent_context.with_span(span), handler, injections: AtomicU32::new(0), ended: false }
     }
 }
 
@@ -288,7 +300,8 @@ pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
 pub struct MessageSpan {
     context: Context,
     handler: &'static Handler,
-    injections: Cell<u32>,
+    // Atomic only so a future holding the span stays `Sync`; one thread updates it at a time.
+    injections: AtomicU32,
     ended: bool,
 }
 
@@ -305,6 +318,7 @@ impl MessageSpan {
             message: Some(message),
             destination: None,
             routing_key: None,
+            server: None,
             user_attributes: None,
         }
     }
@@ -323,6 +337,7 @@ impl MessageSpan {
             message: None,
             destination: None,
             routing_key: None,
+            server: None,
             user_attributes: None,
         }
     }
@@ -332,9 +347,9 @@ impl MessageSpan {
     /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
     /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
     /// count but add no link. The links are computed only when the span is recorded; under
-    /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions of
-    /// [`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL): the destination is recorded only when
-    /// every message has the same one.
+    /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions 1.42.0
+    /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
+    /// `messaging.batch.message_count`, and the destination only when every message has the same one.
     pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
         let destination = messages.first().and_then(|first| first.destination());
         let shared_destination = destination
@@ -369,6 +384,7 @@ impl MessageSpan {
             message: None,
             destination: None,
             routing_key: None,
+            server: None,
             user_attributes: None,
         }
     }
@@ -402,6 +418,7 @@ impl MessageSpan {
             message: Some(message),
             destination: None,
             routing_key: None,
+            server: None,
             user_attributes: None,
         }
     }
@@ -429,7 +446,7 @@ impl MessageSpan {
     /// ```
     pub fn inject<M: PublishedMessage + ?Sized>(&self, record: &mut M) {
         if propagate(&self.context, record) {
-            self.injections.set(self.injections.get().saturating_add(1));
+            self.injections.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -518,7 +535,7 @@ impl MessageSpan {
         }
         self.ended = true;
         let span = self.context.span();
-        if self.handler.role() == Role::Producer && self.injections.get() == 0 {
+        if self.handler.role() == Role::Producer && self.injections.load(Ordering::Relaxed) == 0 {
             if self.handler.first_missing_injection() {
                 tracing::warn!(
                     handler = self.handler.function(),
@@ -590,5 +607,18 @@ where
                 resume_unwind(panic)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn spans_and_instrumented_futures_are_send_and_sync() {
+        assert_send_sync::<MessageSpan>();
+        assert_send_sync::<Instrumented<std::future::Ready<()>, fn(&(), &MessageSpan)>>();
     }
 }
