@@ -9,6 +9,7 @@ use syn::{Item, ItemFn, ReturnType, Type};
 use crate::errors::Errors;
 use crate::options::{self, Destination, Options, Role, System};
 use crate::signature::{self, MessageParameter};
+use crate::validate;
 
 pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
@@ -22,46 +23,7 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
     };
     signature::check_traceable(role, &function.sig, &mut errors);
     let message = signature::message_parameter(role, &function.sig, &mut errors);
-    let known_system =
-        options.system.as_ref().map(|(system, _)| *system).or(message.as_ref().map(|message| message.system));
-    if let (Some((_, key)), Some(System::Kafka)) = (&options.routing_key, known_system) {
-        errors.at(
-            key,
-            "`routing_key` is a RabbitMQ option; this producer publishes to Kafka, whose record carries its own key",
-        );
-    }
-    if let Some(batch) = message.as_ref().filter(|message| message.batch) {
-        if let Some((options::Parent::Continue, literal)) = &options.parent {
-            errors.at(
-                literal,
-                "a batch span never continues a producer's trace: it links to every message's; remove `parent`, or write `parent = \"none\"` to ignore the messages' contexts",
-            );
-        }
-        if let Some(replay) = &options.replay {
-            errors.at(
-                replay,
-                "`replay` marks the span of one replayed message; this handler takes a batch: remove `replay`, and to mark each message's span, pass a `Handler::consumer(..).replay()` to `MessageSpan::in_batch` in the body",
-            );
-            errors.at(&batch.ty, "this parameter is a batch of messages");
-        }
-    }
-    if let (Some((system, literal)), Some(message)) = (&options.system, &message) {
-        if *system != message.system {
-            errors.at(
-                literal,
-                format!(
-                    "`system = \"{}\"` contradicts the {} parameter's type, which is a {} type; remove `system` (tracehop takes it from the type)",
-                    literal.value(),
-                    match role {
-                        Role::Consumer => "message",
-                        Role::Producer => "record",
-                    },
-                    message.system.name(),
-                ),
-            );
-            errors.at(&message.ty, format!("this is a {} type", message.system.name()));
-        }
-    }
+    validate::options_against_signature(role, &options, message.as_ref(), &mut errors);
     if !errors.is_empty() {
         return with_errors(errors, item);
     }

@@ -1,0 +1,53 @@
+//! Checks that need both the options and the signature: each mistake reported at its token, none stopping the
+//! others.
+
+use crate::errors::Errors;
+use crate::options::{Options, Parent, Role, System};
+use crate::signature::MessageParameter;
+
+pub(crate) fn options_against_signature(
+    role: Role,
+    options: &Options,
+    message: Option<&MessageParameter>,
+    errors: &mut Errors,
+) {
+    let known_system = options.system.as_ref().map(|(system, _)| *system).or(message.map(|message| message.system));
+    if let (Some((_, key)), Some(System::Kafka)) = (&options.routing_key, known_system) {
+        errors.at(
+            key,
+            "`routing_key` is a RabbitMQ option; this producer publishes to Kafka, whose record carries its own key",
+        );
+    }
+    if let Some(batch) = message.filter(|message| message.batch) {
+        if let Some((Parent::Continue, literal)) = &options.parent {
+            errors.at(
+                literal,
+                "a batch span never continues a producer's trace: it links to every message's; remove `parent`, or write `parent = \"none\"` to ignore the messages' contexts",
+            );
+        }
+        if let Some(replay) = &options.replay {
+            errors.at(
+                replay,
+                "`replay` marks the span of one replayed message; this handler takes a batch: remove `replay`, and to mark each message's span, pass a `Handler::consumer(..).replay()` to `MessageSpan::in_batch` in the body",
+            );
+            errors.at(&batch.ty, "this parameter is a batch of messages");
+        }
+    }
+    if let (Some((system, literal)), Some(message)) = (&options.system, message) {
+        if *system != message.system {
+            errors.at(
+                literal,
+                format!(
+                    "`system = \"{}\"` contradicts the {} parameter's type, which is a {} type; remove `system` (tracehop takes it from the type)",
+                    literal.value(),
+                    match role {
+                        Role::Consumer => "message",
+                        Role::Producer => "record",
+                    },
+                    message.system.name(),
+                ),
+            );
+            errors.at(&message.ty, format!("this is a {} type", message.system.name()));
+        }
+    }
+}
