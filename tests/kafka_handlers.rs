@@ -353,3 +353,37 @@ async fn sync_handler_returning_a_future_is_traced_until_the_future_completes() 
         .expect("the future's span is in the trace");
     assert_eq!(child.parent_span_id, consumer.span_context.span_id());
 }
+
+type BoxedOutcome<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, OrderError>> + Send + 'a>>;
+
+/// The shape `#[async_trait]` gives an `async fn`.
+#[tracehop::traced_consumer(group = "futures")]
+fn settle_boxed(
+    message: &OwnedMessage,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, OrderError>> + Send + '_>> {
+    Box::pin(async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _child = global::tracer("futures").start("settle boxed");
+        Ok(message.offset())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_handler_returning_a_boxed_future_is_traced_until_the_future_completes() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("boxed-future");
+    let message = published_message(&broker, &topic, "futures", "order").await;
+
+    let future: BoxedOutcome<'_> = settle_boxed(&message);
+    assert!(spans_to(&topic).iter().all(|span| span.span_kind != SpanKind::Consumer), "open until it completes");
+    assert_eq!(future.await, Ok(message.offset()));
+
+    let (producer, consumer) = producer_and_consumer(&topic);
+    assert_child_of(&consumer, &producer);
+    let child = suite::spans_of_trace(producer.span_context.trace_id())
+        .into_iter()
+        .find(|span| span.name == "settle boxed")
+        .expect("the future's span is in the trace");
+    assert_eq!(child.parent_span_id, consumer.span_context.span_id());
+}

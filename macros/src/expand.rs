@@ -181,14 +181,20 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             None => quote!(async move #block),
         };
         quote!(__tracehop_span.instrument_recording(#future, #record).await)
-    } else if let Some(future_output) = future_output(&sig.output) {
-        // A sync function returning `impl Future`: the span covers the future, from this call until it completes,
-        // and records the future's output. The body runs in a closure so an early `return` is instrumented too.
-        quote! {
+    } else if let Some((future_output, boxed)) = future_output(&sig.output) {
+        // A sync function returning a future (`impl Future`, or the `Pin<Box<dyn Future>>` of `#[async_trait]`):
+        // the span covers the future, from this call until it completes, and records the future's output. The
+        // body runs in a closure so an early `return` is instrumented too.
+        let instrumented = quote! {
             __tracehop_span.instrument_recording(
                 #private::evaluate(move || #block),
                 |__tracehop_output: &#future_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span),
             )
+        };
+        if boxed {
+            quote!(::std::boxed::Box::pin(#instrumented))
+        } else {
+            instrumented
         }
     } else {
         let annotation = output.as_ref().map(|output| quote!(-> #output));
@@ -207,11 +213,34 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     }
 }
 
-/// `X` when `output` is `-> impl Future<Output = X>` (with any further bounds).
-fn future_output(output: &ReturnType) -> Option<Type> {
+/// `(X, false)` when `output` is `-> impl Future<Output = X>`, `(X, true)` when it is
+/// `-> Pin<Box<dyn Future<Output = X>>>` (with any further bounds).
+fn future_output(output: &ReturnType) -> Option<(Type, bool)> {
     let ReturnType::Type(_, ty) = output else { return None };
-    let Type::ImplTrait(bounds) = &**ty else { return None };
-    bounds.bounds.iter().find_map(|bound| {
+    match &**ty {
+        Type::ImplTrait(bounds) => future_bound_output(&bounds.bounds).map(|output| (output, false)),
+        Type::Path(pin) => {
+            let pin = pin.path.segments.last().filter(|segment| segment.ident == "Pin")?;
+            let boxed = single_type_argument(&pin.arguments)?;
+            let Type::Path(boxed) = boxed else { return None };
+            let boxed = boxed.path.segments.last().filter(|segment| segment.ident == "Box")?;
+            let Type::TraitObject(future) = single_type_argument(&boxed.arguments)? else { return None };
+            future_bound_output(&future.bounds).map(|output| (output, true))
+        }
+        _ => None,
+    }
+}
+
+fn single_type_argument(arguments: &syn::PathArguments) -> Option<&Type> {
+    let syn::PathArguments::AngleBracketed(arguments) = arguments else { return None };
+    match arguments.args.first()? {
+        syn::GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    }
+}
+
+fn future_bound_output(bounds: &syn::punctuated::Punctuated<syn::TypeParamBound, syn::Token![+]>) -> Option<Type> {
+    bounds.iter().find_map(|bound| {
         let syn::TypeParamBound::Trait(bound) = bound else { return None };
         let segment = bound.path.segments.last()?;
         if segment.ident != "Future" {
