@@ -95,7 +95,64 @@ pub use span::{
     CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE,
     REPLAY_ORIGINAL_TIME_ATTRIBUTE,
 };
-pub use tracehop_macros::{traced_consumer, traced_producer};
+/// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
+/// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
+///
+/// The handler takes one message (rdkafka's `BorrowedMessage`/`OwnedMessage`, lapin's `Delivery`; by value or by
+/// reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`: one span linked to every message). It may be
+/// sync or `async`, a free function or a method, generic, and return anything; its result is passed through.
+///
+/// Options: `group = "..."`, `destination = "..."` or `= expr`, `name = "..."`, `system = "kafka" | "rabbitmq"`,
+/// `parent = "continue" | "link" | "none"` ([`ParentPolicy`]), `replay` ([`Handler::replay`]) and
+/// `attributes(app.key = expr, ...)`.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] mod example {
+/// use rdkafka::message::{BorrowedMessage, OwnedMessage};
+///
+/// #[tracehop::traced_consumer(group = "inventory-service", attributes(app.partition = message.partition()))]
+/// async fn reserve(message: &BorrowedMessage<'_>) -> Result<(), std::io::Error> {
+///     Ok(())
+/// }
+///
+/// #[tracehop::traced_consumer(group = "audit", replay)]
+/// fn audit(message: OwnedMessage) {}
+///
+/// #[tracehop::traced_consumer(group = "billing")]
+/// fn bill(messages: &[OwnedMessage]) -> usize {
+///     messages.len()
+/// }
+/// # use rdkafka::Message;
+/// # }
+/// ```
+#[doc(inline)]
+pub use tracehop_macros::traced_consumer;
+
+/// Traces a publish function: a PRODUCER span, a child of the current context, whose context reaches the
+/// published message's headers.
+///
+/// Either the function takes the record (rdkafka's `FutureRecord`/`BaseRecord`, lapin's `BasicProperties`; by
+/// value or `&mut`) and the expansion writes the context into it before the body runs, or the body builds the
+/// headers with [`kafka::trace_headers`]/`rabbitmq::trace_properties` (or [`inject_current_context`],
+/// [`inject_creation_context`]). A span that ends with nothing injected is marked and warned about once.
+///
+/// Options: `destination = "..."` or `= expr`, `name = "..."`, `system = "kafka" | "rabbitmq"` (needed when the
+/// signature names no record and more than one broker feature is on), `routing_key = ...` (RabbitMQ) and
+/// `attributes(app.key = expr, ...)`.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] mod example {
+/// use std::time::Duration;
+/// use rdkafka::producer::{FutureProducer, FutureRecord};
+///
+/// #[tracehop::traced_producer(attributes(app.order.id = order_id))]
+/// async fn publish(producer: &FutureProducer, order_id: u64, record: FutureRecord<'_, str, str>) {
+///     let _ = producer.send(record, Duration::from_secs(5)).await;
+/// }
+/// # }
+/// ```
+#[doc(inline)]
+pub use tracehop_macros::traced_producer;
 pub use w3c::{
     validate_baggage, validate_traceparent, validate_tracestate_size, BaggageRejection, MAX_BAGGAGE_LEN,
     MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
