@@ -28,8 +28,14 @@ fn print_span(span: &SpanData, in_trace: &[&SpanData], depth: usize) {
     } else {
         format!("parent {}", span.parent_span_id)
     };
+    let group = span
+        .attributes
+        .iter()
+        .find(|attribute| attribute.key.as_str() == "messaging.consumer.group.name")
+        .map(|group| format!(" [{}]", group.value))
+        .unwrap_or_default();
     println!(
-        "{:indent$}{:?} \"{}\" span {} ({parent}) {:.1} ms",
+        "{:indent$}{:?} \"{}\"{group} span {} ({parent}) {:.1} ms",
         "",
         span.span_kind,
         span.name,
