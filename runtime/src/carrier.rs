@@ -94,39 +94,34 @@ pub trait PublishedMessage: MessageFacts {
     fn set_header(&mut self, key: &str, value: &str);
 }
 
-impl<M: MessageFacts + ?Sized> MessageFacts for &M {
-    fn system(&self) -> MessagingSystem {
-        (**self).system()
-    }
-    fn destination(&self) -> Option<&str> {
-        (**self).destination()
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        (**self).record_attributes(attributes)
-    }
-    fn record_identity(&self, attributes: &mut SpanAttributes) {
-        (**self).record_identity(attributes)
-    }
-    fn timestamp_millis(&self) -> Option<i64> {
-        (**self).timestamp_millis()
-    }
+/// A reference to a message says what the message says.
+macro_rules! facts_through_reference {
+    ($($reference:ty),*) => {$(
+        impl<M: MessageFacts + ?Sized> MessageFacts for $reference {
+            fn system(&self) -> MessagingSystem {
+                (**self).system()
+            }
+            fn destination(&self) -> Option<&str> {
+                (**self).destination()
+            }
+            fn record_attributes(&self, attributes: &mut SpanAttributes) {
+                (**self).record_attributes(attributes)
+            }
+            fn record_identity(&self, attributes: &mut SpanAttributes) {
+                (**self).record_identity(attributes)
+            }
+            fn timestamp_millis(&self) -> Option<i64> {
+                (**self).timestamp_millis()
+            }
+        }
+    )*};
 }
+
+facts_through_reference!(&M, &mut M);
 
 impl<M: ConsumedMessage + ?Sized> ConsumedMessage for &M {
     fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
         (**self).headers()
-    }
-}
-
-impl<M: MessageFacts + ?Sized> MessageFacts for &mut M {
-    fn system(&self) -> MessagingSystem {
-        (**self).system()
-    }
-    fn destination(&self) -> Option<&str> {
-        (**self).destination()
-    }
-    fn record_attributes(&self, attributes: &mut SpanAttributes) {
-        (**self).record_attributes(attributes)
     }
 }
 
