@@ -154,8 +154,8 @@ pub use tracehop_macros::traced_consumer;
 #[doc(inline)]
 pub use tracehop_macros::traced_producer;
 pub use w3c::{
-    validate_baggage, validate_traceparent, validate_tracestate_size, BaggageRejection, MAX_BAGGAGE_LEN,
-    MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
+    validate_baggage, validate_traceparent, validate_tracestate_size, BaggageRejection, W3cTraceContext,
+    MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
 };
 
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a

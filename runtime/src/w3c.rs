@@ -5,6 +5,16 @@
 //! checks them against the W3C Trace Context specification before any propagator sees them, and says which
 //! rule a rejected header broke.
 
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+
+use crate::carrier::{TRACEPARENT_HEADER, TRACESTATE_HEADER};
 use crate::ContextRejection;
 
 /// Length of a version-`00` `traceparent`: `vv-<32 hex>-<16 hex>-ff`.
@@ -66,6 +76,80 @@ pub fn validate_traceparent(value: &str) -> Result<(), ContextRejection> {
         return Err(ContextRejection::ZeroSpanId);
     }
     Ok(())
+}
+
+/// The ids and sampling flag of a valid `traceparent`.
+fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextRejection> {
+    validate_traceparent(value)?;
+    // Validated: ASCII, with the fields where the specification puts them.
+    let trace_id = u128::from_str_radix(&value[3..35], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    let span_id = u64::from_str_radix(&value[36..52], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    let flags = u8::from_str_radix(&value[53..55], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags) & TraceFlags::SAMPLED))
+}
+
+/// The W3C Trace Context propagator (`traceparent`, `tracestate`), held to the same strict rules as the rest of
+/// tracehop ([`validate_traceparent`], [`validate_tracestate_size`]) and built for the per-message path: it
+/// parses without intermediate allocations and writes no empty `tracestate` header.
+/// [`install_propagator`](crate::install_propagator) installs it with OpenTelemetry's baggage propagator.
+///
+/// ```
+/// use opentelemetry::propagation::TextMapPropagator;
+/// use opentelemetry::trace::TraceContextExt;
+/// use std::collections::HashMap;
+///
+/// let headers = HashMap::from([(
+///     "traceparent".to_owned(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+/// )]);
+/// let context = tracehop::W3cTraceContext::new().extract(&headers);
+/// assert!(context.span().span_context().is_sampled());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct W3cTraceContext {
+    _private: (),
+}
+
+impl W3cTraceContext {
+    /// The propagator.
+    pub const fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+impl TextMapPropagator for W3cTraceContext {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return;
+        }
+        let mut traceparent = String::with_capacity(55);
+        let flags = (span_context.trace_flags() & TraceFlags::SAMPLED).to_u8();
+        let _ = write!(traceparent, "00-{}-{}-{flags:02x}", span_context.trace_id(), span_context.span_id());
+        injector.set(TRACEPARENT_HEADER, traceparent);
+        let trace_state = span_context.trace_state().header();
+        if !trace_state.is_empty() {
+            injector.set(TRACESTATE_HEADER, trace_state);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let Some(Ok((trace_id, span_id, flags))) = extractor.get(TRACEPARENT_HEADER).map(parse_traceparent) else {
+            return cx.clone();
+        };
+        let trace_state = extractor
+            .get(TRACESTATE_HEADER)
+            .filter(|value| validate_tracestate_size(value).is_ok())
+            .and_then(|value| TraceState::from_str(value).ok())
+            .unwrap_or_default();
+        cx.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, trace_state))
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        static FIELDS: OnceLock<[String; 2]> = OnceLock::new();
+        FieldIter::new(FIELDS.get_or_init(|| [TRACEPARENT_HEADER.to_owned(), TRACESTATE_HEADER.to_owned()]))
+    }
 }
 
 /// Checks the size of a `tracestate` value: at most [`MAX_TRACESTATE_LEN`] bytes and
@@ -189,6 +273,54 @@ mod tests {
     use super::*;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_the_ids_and_only_the_sampled_flag() {
+        let (trace_id, span_id, flags) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
+        assert_eq!(trace_id, TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+        assert_eq!(span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert_eq!(flags, TraceFlags::SAMPLED);
+    }
+
+    #[test]
+    fn round_trips_a_context_without_an_empty_tracestate() {
+        use std::collections::HashMap;
+        let propagator = W3cTraceContext::new();
+        let span_context = SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            SpanId::from(0x00f067aa0ba902b7),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let mut headers: HashMap<String, String> = HashMap::new();
+        propagator.inject_context(&Context::new().with_remote_span_context(span_context.clone()), &mut headers);
+        assert_eq!(
+            headers,
+            HashMap::from([(
+                "traceparent".to_owned(),
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()
+            )])
+        );
+        headers.insert("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned());
+        let extracted = propagator.extract(&headers);
+        let extracted = extracted.span().span_context().clone();
+        assert_eq!(extracted.trace_id(), span_context.trace_id());
+        assert_eq!(extracted.span_id(), span_context.span_id());
+        assert!(extracted.is_remote() && extracted.is_sampled());
+        assert_eq!(extracted.trace_state().get("congo"), Some("t61rcWkgMzE"));
+    }
+
+    #[test]
+    fn extracts_nothing_from_a_malformed_header() {
+        use std::collections::HashMap;
+        let headers = HashMap::from([(
+            "traceparent".to_owned(),
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01".to_owned(),
+        )]);
+        assert!(!W3cTraceContext::new().extract(&headers).span().span_context().is_valid());
+    }
 
     #[test]
     fn accepts_a_valid_version_00_header() {
