@@ -92,3 +92,65 @@ async fn forwarding_old_headers_replaces_the_stale_traceparent() {
     assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
     assert_ne!(consumer_span.parent_span_id, SpanId::from_hex("2222222222222222").unwrap());
 }
+
+/// A third broker's message: implementing tracehop's two small traits is all it takes, for the runtime API and
+/// for the macros (`message = ...`, `record = ...`).
+#[derive(Default)]
+struct Frame {
+    channel: String,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+impl tracehop::MessageFacts for Frame {
+    fn system(&self) -> MessagingSystem {
+        MessagingSystem::Other("frames")
+    }
+    fn destination(&self) -> Option<&str> {
+        Some(&self.channel)
+    }
+    fn record_attributes(&self, attributes: &mut tracehop::SpanAttributes) {
+        attributes.add("messaging.message.body.size", 0_i64);
+    }
+}
+
+impl tracehop::ConsumedMessage for Frame {
+    fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        self.headers.iter().map(|(key, value)| (key.as_str(), Some(value.as_slice())))
+    }
+}
+
+impl tracehop::PublishedMessage for Frame {
+    fn set_header(&mut self, key: &str, value: &str) {
+        self.headers.retain(|(existing, _)| existing != key);
+        self.headers.push((key.to_owned(), value.as_bytes().to_vec()));
+    }
+}
+
+#[tracehop::traced_producer(record = frame)]
+fn send_frame(frame: &mut Frame) {
+    let _ = frame;
+}
+
+#[tracehop::traced_consumer(message = frame, group = "frames")]
+fn receive_frame(frame: &Frame) {
+    let _ = frame;
+}
+
+#[test]
+fn a_third_broker_takes_two_small_trait_impls() {
+    suite::spans();
+    let mut frame = Frame { channel: suite::unique_topic("frames"), ..Frame::default() };
+    send_frame(&mut frame);
+    assert!(frame.headers.iter().any(|(key, _)| key == "traceparent"));
+    receive_frame(&frame);
+
+    let spans = spans_to(&frame.channel);
+    let producer = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("producer span");
+    let consumer = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("consumer span");
+    assert_eq!(producer.name, format!("send {}", frame.channel));
+    assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
+    assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
+    assert_eq!(attribute(consumer, "messaging.system"), Some(Value::from("frames")));
+    assert_eq!(attribute(producer, "messaging.system"), Some(Value::from("frames")));
+    assert_eq!(attribute(consumer, "messaging.consumer.group.name"), Some(Value::from("frames")));
+}

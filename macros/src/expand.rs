@@ -22,7 +22,7 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
         }
     };
     signature::check_traceable(role, &function.sig, &mut errors);
-    let message = signature::message_parameter(role, &function.sig, &mut errors);
+    let message = signature::message_parameter(role, &function.sig, options.parameter.as_ref(), &mut errors);
     validate::options_against_signature(role, &options, message.as_ref(), &mut errors);
     if !errors.is_empty() {
         return with_errors(errors, item);
@@ -74,11 +74,10 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         Role::Consumer => quote!(consumer),
         Role::Producer => quote!(producer),
     };
-    let system = options
-        .system
-        .as_ref()
-        .map(|(system, literal)| (literal.span(), *system))
-        .or_else(|| message.map(|message| (proc_macro2::Span::call_site(), message.system)));
+    let system =
+        options.system.as_ref().map(|(system, literal)| (literal.span(), *system)).or_else(|| {
+            message.and_then(|message| message.system).map(|system| (proc_macro2::Span::call_site(), system))
+        });
     let mut handler = quote! {
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
@@ -89,7 +88,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             System::RabbitMq => quote_spanned!(span=> #private::rabbitmq_system()),
         };
         handler.extend(quote!(.system(#system)));
-    } else if role == Role::Producer {
+    } else if role == Role::Producer && message.is_none() {
         handler.extend(quote!(.system(#private::sole_system())));
     }
     if let Some(Destination::Fixed(destination)) = &options.destination {
@@ -119,12 +118,13 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     let mut start = match (role, message) {
         (Role::Consumer, Some(message)) if message.batch => {
             let name = &message.name;
-            quote!(#private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, &#name[..]))
+            quote_spanned!(name.span()=> #private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, &#name[..]))
         }
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
             let borrowed = if message.by_reference { quote!(#name) } else { quote!(&#name) };
-            quote!(#private::MessageSpan::consumer(&__TRACEHOP_HANDLER, #borrowed))
+            // Spanned on the parameter, so a type that is not a message is reported there.
+            quote_spanned!(name.span()=> #private::MessageSpan::consumer(&__TRACEHOP_HANDLER, #borrowed))
         }
         (Role::Consumer, None) => {
             unreachable!("a consumer without a message parameter was reported as an error")

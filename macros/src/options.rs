@@ -24,8 +24,8 @@ impl Role {
 
     fn options(self) -> &'static [&'static str] {
         match self {
-            Role::Consumer => &["system", "destination", "group", "name", "parent", "replay", "attributes"],
-            Role::Producer => &["system", "destination", "routing_key", "name", "attributes"],
+            Role::Consumer => &["message", "system", "destination", "group", "name", "parent", "replay", "attributes"],
+            Role::Producer => &["record", "system", "destination", "routing_key", "name", "attributes"],
         }
     }
 }
@@ -65,6 +65,8 @@ fn example(option: &str) -> &'static str {
         "name" => "name = \"reserve stock\"",
         "routing_key" => "routing_key = \"order.created\"",
         "parent" => "parent = \"link\"",
+        "message" => "message = delivery",
+        "record" => "record = properties",
         _ => "attributes(app.order.id = order.id)",
     }
 }
@@ -79,6 +81,9 @@ pub(crate) struct Options {
     pub(crate) attributes: Vec<UserAttribute>,
     pub(crate) parent: Option<(Parent, LitStr)>,
     pub(crate) replay: Option<Ident>,
+    /// `message = name` (consumers) or `record = name` (producers): the parameter tracehop reads or writes, for
+    /// types it does not know by name.
+    pub(crate) parameter: Option<Ident>,
 }
 
 /// `parent = "continue" | "link" | "none"`.
@@ -145,6 +150,8 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
                 "group" if role == Role::Consumer => options.group = string_literal(&value, "group", errors),
                 "name" => options.name = string_literal(&value, "name", errors),
                 "parent" if role == Role::Consumer => options.parent = parent(&value, errors),
+                "message" if role == Role::Consumer => options.parameter = parameter_name(&value, "message", errors),
+                "record" if role == Role::Producer => options.parameter = parameter_name(&value, "record", errors),
                 "replay" if role == Role::Consumer => match &value {
                     Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
                         if flag.value {
@@ -201,6 +208,23 @@ fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
                 &literal,
                 format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""),
             );
+            None
+        }
+    }
+}
+
+fn parameter_name(value: &Expr, option: &str, errors: &mut Errors) -> Option<Ident> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => match path.path.get_ident() {
+            Some(ident) => Some(ident.clone()),
+            None => {
+                errors
+                    .at(value, format!("`{option}` takes the name of a parameter, for example `{}`", example(option)));
+                None
+            }
+        },
+        other => {
+            errors.at(other, format!("`{option}` takes the name of a parameter, for example `{}`", example(option)));
             None
         }
     }

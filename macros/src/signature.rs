@@ -24,7 +24,9 @@ const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage`, or l
 /// The parameter holding the message (consumer) or record (producer).
 pub(crate) struct MessageParameter {
     pub(crate) name: Ident,
-    pub(crate) system: System,
+    /// Known from the type's name; `None` for a parameter named with `message = ...`/`record = ...` whose type
+    /// tracehop does not know by name (an alias, another broker's message).
+    pub(crate) system: Option<System>,
     /// The type names its broker here; errors about `system` point at it.
     pub(crate) ty: Type,
     /// The binding is `mut` or the type is `&mut`: the expansion need not rebind it to write into it.
@@ -57,7 +59,14 @@ pub(crate) fn check_traceable(role: Role, signature: &Signature, errors: &mut Er
     }
 }
 
-pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut Errors) -> Option<MessageParameter> {
+/// The parameter holding the message or record: the one `explicit` names (`message = name`, `record = name`),
+/// else the one whose type tracehop knows by name.
+pub(crate) fn message_parameter(
+    role: Role,
+    signature: &Signature,
+    explicit: Option<&Ident>,
+    errors: &mut Errors,
+) -> Option<MessageParameter> {
     let known = match role {
         Role::Consumer => CONSUMED,
         Role::Producer => PUBLISHED,
@@ -70,7 +79,18 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
     let mut rejected = false;
     for argument in &signature.inputs {
         let FnArg::Typed(PatType { pat, ty, .. }) = argument else { continue };
-        let Some(shape) = recognise(ty, known) else { continue };
+        let shape = match explicit {
+            Some(explicit) => match &**pat {
+                Pat::Ident(binding) if binding.ident == *explicit => {
+                    recognise(ty, known).unwrap_or_else(|| shape_of(ty))
+                }
+                _ => continue,
+            },
+            None => match recognise(ty, known) {
+                Some(shape) => shape,
+                None => continue,
+            },
+        };
         if found.is_some() || rejected {
             let what = match role {
                 Role::Consumer => "a second message parameter: a handler takes one message, or one batch of messages (`&[M]`, `Vec<M>`), not both; pass the others as a batch or handle them in the body".to_owned(),
@@ -109,6 +129,12 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
             batch: shape.batch,
         });
     }
+    if let (None, Some(explicit)) = (&found, explicit) {
+        if !rejected {
+            errors.at(explicit, format!("no parameter named `{explicit}`: name the parameter that holds the {noun}"));
+        }
+        return None;
+    }
     if found.is_none() && !rejected && role == Role::Consumer {
         errors
             .at(&signature.ident, format!("#[traced_consumer] needs a parameter holding the message: {CONSUMED_LIST}"));
@@ -117,7 +143,7 @@ pub(crate) fn message_parameter(role: Role, signature: &Signature, errors: &mut 
 }
 
 struct Shape {
-    system: System,
+    system: Option<System>,
     by_reference: bool,
     mutable_reference: bool,
     batch: bool,
@@ -152,12 +178,31 @@ fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
                 });
             }
             known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| Shape {
-                system: *system,
+                system: Some(*system),
                 by_reference: false,
                 mutable_reference: false,
                 batch: false,
             })
         }
         _ => None,
+    }
+}
+
+/// How a parameter of a type tracehop does not know by name is passed: by reference or not, one or a batch.
+fn shape_of(ty: &Type) -> Shape {
+    match ty {
+        Type::Reference(reference) => {
+            Shape { by_reference: true, mutable_reference: reference.mutability.is_some(), ..shape_of(&reference.elem) }
+        }
+        Type::Paren(inner) => shape_of(&inner.elem),
+        Type::Group(inner) => shape_of(&inner.elem),
+        Type::Slice(_) => Shape { system: None, by_reference: false, mutable_reference: false, batch: true },
+        Type::Path(path) => Shape {
+            system: None,
+            by_reference: false,
+            mutable_reference: false,
+            batch: path.path.segments.last().is_some_and(|last| last.ident == "Vec"),
+        },
+        _ => Shape { system: None, by_reference: false, mutable_reference: false, batch: false },
     }
 }

@@ -11,7 +11,8 @@ pub(crate) fn options_against_signature(
     message: Option<&MessageParameter>,
     errors: &mut Errors,
 ) {
-    let known_system = options.system.as_ref().map(|(system, _)| *system).or(message.map(|message| message.system));
+    let known_system =
+        options.system.as_ref().map(|(system, _)| *system).or(message.and_then(|message| message.system));
     if let (Some((_, key)), Some(System::Kafka)) = (&options.routing_key, known_system) {
         errors.at(
             key,
@@ -34,7 +35,8 @@ pub(crate) fn options_against_signature(
         }
     }
     if let (Some((system, literal)), Some(message)) = (&options.system, message) {
-        if *system != message.system {
+        let message_system = message.system.unwrap_or(*system);
+        if *system != message_system {
             errors.at(
                 literal,
                 format!(
@@ -44,10 +46,10 @@ pub(crate) fn options_against_signature(
                         Role::Consumer => "message",
                         Role::Producer => "record",
                     },
-                    message.system.name(),
+                    message_system.name(),
                 ),
             );
-            errors.at(&message.ty, format!("this is a {} type", message.system.name()));
+            errors.at(&message.ty, format!("this is a {} type", message_system.name()));
         }
     }
 }

@@ -45,7 +45,9 @@
 //! ([`install_propagator`] installs the W3C ones) and a tracer provider, before the first message.
 //!
 //! ## Attribute options
-//! Both macros take `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
+//! Both macros take `message = name` (consumers) or `record = name` (producers) for a parameter whose type
+//! tracehop does not know by name (an alias, or another broker's type implementing [`ConsumedMessage`] or
+//! [`PublishedMessage`]), `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
 //! `name = "span name"` and `attributes(app.key = expr, ...)`. `#[traced_consumer]` also takes
 //! `group = "consumer-group"`, `parent = "continue" | "link" | "none"` ([`ParentPolicy`]) and `replay`
 //! ([`Handler::replay`]); `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ).
