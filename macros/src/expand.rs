@@ -118,7 +118,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     let mut start = match (role, message) {
         (Role::Consumer, Some(message)) if message.batch => {
             let name = &message.name;
-            quote_spanned!(name.span()=> #private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, &#name[..]))
+            quote_spanned!(name.span()=> #private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, #private::batch(&#name)))
         }
         (Role::Consumer, Some(message)) => {
             let name = &message.name;

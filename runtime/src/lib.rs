@@ -218,6 +218,12 @@ pub mod __private {
         future
     }
 
+    /// The messages of a batch parameter (`&[M]`, `Vec<M>`, `&Vec<M>`) as a slice.
+    #[inline]
+    pub fn batch<M, B: AsRef<[M]> + ?Sized>(batch: &B) -> &[M] {
+        batch.as_ref()
+    }
+
     /// The destination named by a `destination = expr` option.
     #[inline]
     pub fn destination<T: crate::DestinationName + ?Sized>(destination: &T) -> &str {
