@@ -93,6 +93,18 @@ pub struct SpanStart<'a> {
 }
 
 impl<'a> SpanStart<'a> {
+    fn new(handler: &'static Handler, origin: Origin<'a>, message: Option<&'a dyn MessageFacts>) -> Self {
+        SpanStart {
+            handler,
+            origin,
+            message,
+            destination: None,
+            routing_key: None,
+            server: None,
+            user_attributes: None,
+        }
+    }
+
     /// The destination, computed per message, for handlers whose destination is neither fixed nor the message's
     /// own (`destination = expr` in the macros).
     pub fn destination(mut self, destination: &'a str) -> Self {
@@ -312,15 +324,7 @@ impl MessageSpan {
         let policy = handler.parent_policy();
         // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
         let incoming = (policy != ParentPolicy::None).then(|| extract_context(message));
-        SpanStart {
-            handler,
-            origin: Origin::Message { incoming, policy },
-            message: Some(message),
-            destination: None,
-            routing_key: None,
-            server: None,
-            user_attributes: None,
-        }
+        SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message))
     }
 
     /// Prepares the PRODUCER span of a publish, a child of the current context.
@@ -331,15 +335,7 @@ impl MessageSpan {
     /// the span is current. A producer span that ends with no injection records `tracehop.context.injected = false` and
     /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
     pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
-        SpanStart {
-            handler,
-            origin: Origin::Current { link: None },
-            message: None,
-            destination: None,
-            routing_key: None,
-            server: None,
-            user_attributes: None,
-        }
+        SpanStart::new(handler, Origin::Current { link: None }, None)
     }
 
     /// Prepares the CONSUMER span of a batch of messages handled at once: a new trace with no producer parent,
@@ -373,20 +369,16 @@ impl MessageSpan {
             }
             BatchLinks { links, dropped }
         };
-        SpanStart {
+        SpanStart::new(
             handler,
-            origin: Origin::Batch(Batch {
+            Origin::Batch(Batch {
                 count: messages.len(),
                 destination: shared_destination,
                 system: messages.first().map(|first| first.system()),
                 links: Box::new(links),
             }),
-            message: None,
-            destination: None,
-            routing_key: None,
-            server: None,
-            user_attributes: None,
-        }
+            None,
+        )
     }
 
     /// Prepares the CONSUMER span of one message of a batch, for handlers that want a span per message too: a
@@ -412,15 +404,7 @@ impl MessageSpan {
     /// ```
     pub fn in_batch<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
         let link = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
-        SpanStart {
-            handler,
-            origin: Origin::Current { link },
-            message: Some(message),
-            destination: None,
-            routing_key: None,
-            server: None,
-            user_attributes: None,
-        }
+        SpanStart::new(handler, Origin::Current { link }, Some(message))
     }
 
     /// The context holding this span (and, for a continued consumer, the producer's baggage).
