@@ -67,7 +67,10 @@ fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
 
 fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>, function: ItemFn) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = function;
-    let private = quote!(::tracehop::__private);
+    let private = match &options.crate_path {
+        Some(path) => quote!(#path::__private),
+        None => quote!(::tracehop::__private),
+    };
     let function_name = sig.ident.to_string();
 
     let handler_kind = match role {

@@ -24,8 +24,10 @@ impl Role {
 
     fn options(self) -> &'static [&'static str] {
         match self {
-            Role::Consumer => &["message", "system", "destination", "group", "name", "parent", "replay", "attributes"],
-            Role::Producer => &["record", "system", "destination", "routing_key", "name", "attributes"],
+            Role::Consumer => {
+                &["message", "system", "destination", "group", "name", "parent", "replay", "attributes", "crate"]
+            }
+            Role::Producer => &["record", "system", "destination", "routing_key", "name", "attributes", "crate"],
         }
     }
 }
@@ -67,6 +69,7 @@ fn example(option: &str) -> &'static str {
         "parent" => "parent = \"link\"",
         "message" => "message = delivery",
         "record" => "record = properties",
+        "crate" => "crate = \"::my_tracehop\"",
         _ => "attributes(app.order.id = order.id)",
     }
 }
@@ -84,6 +87,8 @@ pub(crate) struct Options {
     /// `message = name` (consumers) or `record = name` (producers): the parameter tracehop reads or writes, for
     /// types it does not know by name.
     pub(crate) parameter: Option<Ident>,
+    /// `crate = "path"`: where the `tracehop` crate is, for a dependency renamed in Cargo.toml.
+    pub(crate) crate_path: Option<syn::Path>,
 }
 
 /// `parent = "continue" | "link" | "none"`.
@@ -152,6 +157,7 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
                 "parent" if role == Role::Consumer => options.parent = parent(&value, errors),
                 "message" if role == Role::Consumer => options.parameter = parameter_name(&value, "message", errors),
                 "record" if role == Role::Producer => options.parameter = parameter_name(&value, "record", errors),
+                "crate" => options.crate_path = crate_path(&value, errors),
                 "replay" if role == Role::Consumer => match &value {
                     Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
                         if flag.value {
@@ -207,6 +213,24 @@ fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
             errors.at(
                 &literal,
                 format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""),
+            );
+            None
+        }
+    }
+}
+
+fn crate_path(value: &Expr, errors: &mut Errors) -> Option<syn::Path> {
+    let literal = string_literal(value, "crate", errors)?;
+    match literal.parse::<syn::Path>() {
+        Ok(path) => Some(path),
+        Err(_) => {
+            errors.at(
+                &literal,
+                format!(
+                    "`{}` is not a path; write where tracehop is, for example `{}`",
+                    literal.value(),
+                    example("crate")
+                ),
             );
             None
         }

@@ -50,7 +50,8 @@
 //! [`PublishedMessage`]), `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
 //! `name = "span name"` and `attributes(app.key = expr, ...)`. `#[traced_consumer]` also takes
 //! `group = "consumer-group"`, `parent = "continue" | "link" | "none"` ([`ParentPolicy`]) and `replay`
-//! ([`Handler::replay`]); `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ).
+//! ([`Handler::replay`]); `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ). With tracehop renamed
+//! in Cargo.toml, `crate = "::th"` tells the expansion where to find it.
 //!
 //! ## Batches
 //! A consumer taking `&[M]`, `Vec<M>` or `&Vec<M>` of messages gets one span linked to every message
