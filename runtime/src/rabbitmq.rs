@@ -133,6 +133,23 @@ mod tests {
     }
 
     #[test]
+    fn a_delivery_keeps_its_amqp_timestamp_in_milliseconds_and_its_identity() {
+        let mut delivery = Delivery::mock(7, "orders".into(), "order.created".into(), false, b"{}".to_vec());
+        assert_eq!(delivery.timestamp_millis(), None);
+        delivery.properties = BasicProperties::default().with_timestamp(1_700_000_000).with_message_id("m-1".into());
+        assert_eq!(delivery.timestamp_millis(), Some(1_700_000_000_000));
+        let mut identity = SpanAttributes::default();
+        delivery.record_identity(&mut identity);
+        assert_eq!(
+            identity.into_inner(),
+            vec![
+                opentelemetry::KeyValue::new("messaging.message.id", "m-1"),
+                opentelemetry::KeyValue::new("messaging.rabbitmq.message.delivery_tag", 7_i64),
+            ]
+        );
+    }
+
+    #[test]
     fn setting_a_header_keeps_the_other_properties_and_headers() {
         let mut existing = FieldTable::default();
         existing.insert("tenant".into(), AMQPValue::LongString("acme".into()));
