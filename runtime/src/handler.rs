@@ -50,14 +50,6 @@ pub enum ParentPolicy {
 }
 
 impl ParentPolicy {
-    const fn to_u8(self) -> u8 {
-        match self {
-            Self::Continue => 0,
-            Self::Link => 1,
-            Self::None => 2,
-        }
-    }
-
     pub(crate) const fn from_u8(value: u8) -> Self {
         match value {
             1 => Self::Link,
@@ -67,7 +59,11 @@ impl ParentPolicy {
     }
 
     pub(crate) const fn encoded(self) -> u8 {
-        self.to_u8()
+        match self {
+            Self::Continue => 0,
+            Self::Link => 1,
+            Self::None => 2,
+        }
     }
 }
 

@@ -169,7 +169,7 @@ pub mod __private {
     pub use crate::__record_outcome as record_outcome;
     pub use crate::outcome::select as outcome;
     pub use crate::{Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
-    pub use core::{concat, module_path, stringify};
+    pub use core::{concat, module_path};
 
     /// [`MessagingSystem::Kafka`], or a compile error naming the feature to enable when `kafka` is off.
     pub const fn kafka_system() -> MessagingSystem {

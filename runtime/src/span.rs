@@ -66,15 +66,17 @@ enum Origin<'a> {
     Batch(Batch<'a>),
 }
 
-/// The messages of a batch span, as what the span needs of them.
+/// The messages of a batch span, as what the span needs of them. What takes a pass over every message is
+/// computed only for a recorded span, by `facts`.
 struct Batch<'a> {
     count: usize,
-    destination: Option<&'a str>,
     system: Option<MessagingSystem>,
-    links: Box<dyn FnOnce(usize) -> BatchLinks + 'a>,
+    facts: Box<dyn FnOnce(usize) -> BatchFacts<'a> + 'a>,
 }
 
-struct BatchLinks {
+struct BatchFacts<'a> {
+    /// The destination, when every message has the same one.
+    destination: Option<&'a str>,
     links: Vec<Link>,
     dropped: usize,
 }
@@ -179,14 +181,15 @@ impl<'a> SpanStart<'a> {
 
         if span.is_recording() {
             let facts = message;
+            let batch_facts = batch.map(|batch| (batch.count, batch.system, (batch.facts)(max_links_per_span())));
             let system = facts
                 .map(|facts| facts.system())
-                .or(batch.as_ref().and_then(|batch| batch.system))
+                .or(batch_facts.as_ref().and_then(|(_, system, _)| *system))
                 .or(handler.configured_system());
             let destination = destination
                 .or(handler.configured_destination())
                 .or_else(|| facts.and_then(|facts| facts.destination()))
-                .or_else(|| batch.as_ref().and_then(|batch| batch.destination));
+                .or_else(|| batch_facts.as_ref().and_then(|(_, _, facts)| facts.destination));
             if handler.configured_span_name().is_none() {
                 if let Some(destination) = destination {
                     let destination = system.map_or(destination, |system| system.span_name_destination(destination));
@@ -212,9 +215,8 @@ impl<'a> SpanStart<'a> {
                     attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
                 }
             }
-            if let Some(batch) = batch {
-                attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, batch.count);
-                let BatchLinks { links, dropped } = (batch.links)(max_links_per_span());
+            if let Some((count, _, BatchFacts { links, dropped, .. })) = batch_facts {
+                attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count);
                 for Link { span_context, attributes: link_attributes, .. } in links {
                     span.add_link(span_context, link_attributes);
                 }
@@ -347,15 +349,16 @@ impl MessageSpan {
     /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
     /// `messaging.batch.message_count`, and the destination only when every message has the same one.
     pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
-        let destination = messages.first().and_then(|first| first.destination());
-        let shared_destination = destination
-            .filter(|destination| messages.iter().all(|message| message.destination() == Some(*destination)));
         let policy = handler.parent_policy();
-        let links = move |cap: usize| {
+        let facts = move |cap: usize| {
+            let destination = messages
+                .first()
+                .and_then(|first| first.destination())
+                .filter(|destination| messages.iter().all(|message| message.destination() == Some(*destination)));
             let mut links = Vec::new();
             let mut dropped = 0;
             if policy == ParentPolicy::None {
-                return BatchLinks { links, dropped };
+                return BatchFacts { destination, links, dropped };
             }
             for message in messages {
                 let IncomingContext::Continued(context) = extract_context(message) else { continue };
@@ -367,15 +370,14 @@ impl MessageSpan {
                 message.record_identity(&mut identity);
                 links.push(Link::new(context.span().span_context().clone(), identity.into_inner(), 0));
             }
-            BatchLinks { links, dropped }
+            BatchFacts { destination, links, dropped }
         };
         SpanStart::new(
             handler,
             Origin::Batch(Batch {
                 count: messages.len(),
-                destination: shared_destination,
                 system: messages.first().map(|first| first.system()),
-                links: Box::new(links),
+                facts: Box::new(facts),
             }),
             None,
         )
