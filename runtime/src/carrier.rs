@@ -4,6 +4,7 @@
 //! message) for what it delivers and [`PublishedMessage`] (write headers, describe the message) for what it
 //! sends. Extraction, strict validation, injection and the spans are written once, on top of them.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -12,15 +13,10 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{global, Context};
 
 use crate::attributes::SpanAttributes;
-use crate::w3c::{validate_baggage, validate_traceparent, validate_tracestate_size};
+use crate::w3c::{
+    ContextRejection, TraceHeaders, Trimmed, Trims, BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER,
+};
 use crate::MessagingSystem;
-
-/// Header carrying the W3C trace parent.
-pub const TRACEPARENT_HEADER: &str = "traceparent";
-/// Header carrying the W3C trace state.
-pub const TRACESTATE_HEADER: &str = "tracestate";
-/// Header carrying the W3C baggage.
-pub const BAGGAGE_HEADER: &str = "baggage";
 
 /// What a message says about itself on its span, whichever way it travels.
 pub trait MessageFacts {
@@ -131,166 +127,113 @@ impl<M: PublishedMessage + ?Sized> PublishedMessage for &mut M {
     }
 }
 
-/// Why an incoming message's trace context was not continued. Recorded on the span as
-/// `tracehop.context.rejected` (see [`ContextRejection::as_str`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ContextRejection {
-    /// The message has no `traceparent` header and the installed propagator found no other context.
-    Missing,
-    /// More than one `traceparent` header: tracehop cannot tell which one is the producer's, so it continues
-    /// neither.
-    DuplicateTraceparent,
-    /// The `traceparent` bytes are not UTF-8.
-    NotUtf8,
-    /// The `traceparent` value is not bytes: null (Kafka), or an AMQP value that is neither a string nor a byte
-    /// array.
-    UnreadableTraceparent,
-    /// The `traceparent` is too short, or its fields are not where the specification puts them.
-    WrongLength,
-    /// A `traceparent` field holds a character that is not hexadecimal.
-    InvalidHex,
-    /// A `traceparent` field holds upper-case hexadecimal, which the specification forbids.
-    UppercaseHex,
-    /// Version `ff`, which the specification declares invalid.
-    InvalidVersion,
-    /// Bytes after the last field of a version-`00` `traceparent`.
-    TrailingData,
-    /// A trace id of all zeros.
-    ZeroTraceId,
-    /// A parent span id of all zeros.
-    ZeroSpanId,
-    /// A `tracestate` longer than [`MAX_TRACESTATE_LEN`](crate::MAX_TRACESTATE_LEN) bytes or with more than
-    /// [`MAX_TRACESTATE_MEMBERS`](crate::MAX_TRACESTATE_MEMBERS) members.
-    OversizedTracestate,
-    /// The `tracestate` bytes are not UTF-8.
-    TracestateNotUtf8,
-    /// The `tracestate` value is not bytes (see [`ContextRejection::UnreadableTraceparent`]).
-    UnreadableTracestate,
-    /// The `traceparent` passed tracehop's checks but the installed propagator produced no valid context
-    /// (for example because no W3C propagator is installed; see [`install_propagator`](crate::install_propagator)).
-    PropagatorRejected,
-}
-
-impl ContextRejection {
-    /// The stable, low-cardinality code recorded on the span.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Missing => "missing",
-            Self::DuplicateTraceparent => "duplicate_traceparent",
-            Self::NotUtf8 => "traceparent_not_utf8",
-            Self::UnreadableTraceparent => "traceparent_unreadable",
-            Self::WrongLength => "traceparent_wrong_length",
-            Self::InvalidHex => "traceparent_invalid_hex",
-            Self::UppercaseHex => "traceparent_uppercase_hex",
-            Self::InvalidVersion => "traceparent_invalid_version",
-            Self::TrailingData => "traceparent_trailing_data",
-            Self::ZeroTraceId => "traceparent_zero_trace_id",
-            Self::ZeroSpanId => "traceparent_zero_span_id",
-            Self::OversizedTracestate => "tracestate_oversized",
-            Self::TracestateNotUtf8 => "tracestate_not_utf8",
-            Self::UnreadableTracestate => "tracestate_unreadable",
-            Self::PropagatorRejected => "propagator_rejected",
-        }
-    }
-}
-
-impl std::fmt::Display for ContextRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// The trace context an incoming message carried, after validation.
 #[derive(Clone, Debug)]
 pub enum IncomingContext {
     /// A valid producer context (with the baggage, when a baggage propagator is installed): the consumer span
-    /// continues its trace.
-    Continued(Context),
+    /// continues its trace. The [`Trims`] say what of its `tracestate` and `baggage` was left out.
+    Continued(Context, Trims),
     /// No usable context: the consumer span starts a new trace and records why.
     NewRoot(ContextRejection),
 }
 
 /// Reads the trace context of `message` with the globally installed propagator, after checking the W3C
-/// headers strictly.
+/// headers strictly, in one pass over the headers.
 ///
 /// Rules, in order: several `traceparent` headers are rejected as ambiguous
 /// ([`ContextRejection::DuplicateTraceparent`]); a `traceparent` must be UTF-8 and pass
-/// [`validate_traceparent`]; a `tracestate` must be UTF-8 and pass
-/// [`validate_tracestate_size`]; a `baggage` that fails [`validate_baggage`] is left out while the trace
-/// continues. A message without `traceparent` is still offered to the propagator, so a
-/// user-installed non-W3C propagator (B3, Jaeger) keeps working. Never panics and never logs above `debug`.
+/// [`validate_traceparent`](crate::validate_traceparent); a `tracestate` ([`trim_tracestate`](crate::trim_tracestate)) and a `baggage`
+/// ([`trim_baggage`](crate::trim_baggage)) lose only their malformed or excess members, and the trace continues. A message without
+/// `traceparent` is still offered to the propagator, so a user-installed non-W3C propagator (B3, Jaeger)
+/// keeps working. Header names match exactly (see [`TRACEPARENT_HEADER`](crate::TRACEPARENT_HEADER)). Never panics and never logs above
+/// `debug`.
 pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingContext {
-    let carrier = HeaderExtractor::new(message);
-    if let Err(rejection) = check_w3c_headers(message) {
-        tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
-        return IncomingContext::NewRoot(rejection);
-    }
+    let carrier = match HeaderExtractor::checked(message) {
+        Ok(carrier) => carrier,
+        Err(rejection) => {
+            tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
+            return IncomingContext::NewRoot(rejection);
+        }
+    };
     // From an empty context, not the current one: a message without context must not continue whatever span
     // (or baggage) happens to be current where the handler is called.
     let context =
         global::get_text_map_propagator(|propagator| propagator.extract_with_context(&Context::new(), &carrier));
     if context.span().span_context().is_valid() {
-        IncomingContext::Continued(context)
+        if let Some(reason) = carrier.trims.tracestate {
+            tracing::debug!(reason = reason.as_str(), "tracehop: incoming tracestate trimmed");
+        }
+        if let Some(reason) = carrier.trims.baggage {
+            tracing::debug!(reason = reason.as_str(), "tracehop: incoming baggage trimmed");
+        }
+        IncomingContext::Continued(context, carrier.trims)
     } else {
-        let has_traceparent = message.headers().any(|(key, _)| key == TRACEPARENT_HEADER);
-        let rejection = if has_traceparent { ContextRejection::PropagatorRejected } else { ContextRejection::Missing };
+        let rejection =
+            if carrier.has_traceparent { ContextRejection::PropagatorRejected } else { ContextRejection::Missing };
         tracing::debug!(reason = rejection.as_str(), "tracehop: incoming trace context not continued");
         IncomingContext::NewRoot(rejection)
     }
 }
 
-fn check_w3c_headers<M: ConsumedMessage + ?Sized>(message: &M) -> Result<(), ContextRejection> {
-    let mut traceparent = None;
-    let mut tracestate = None;
-    for (key, value) in message.headers() {
-        if key == TRACEPARENT_HEADER {
-            if traceparent.is_some() {
-                return Err(ContextRejection::DuplicateTraceparent);
-            }
-            traceparent = Some(value);
-        } else if key == TRACESTATE_HEADER && tracestate.is_none() {
-            tracestate = Some(value);
-        }
-    }
-    if let Some(traceparent) = traceparent {
-        let traceparent = traceparent.ok_or(ContextRejection::UnreadableTraceparent)?;
-        let traceparent = std::str::from_utf8(traceparent).map_err(|_| ContextRejection::NotUtf8)?;
-        validate_traceparent(traceparent)?;
-        if let Some(tracestate) = tracestate {
-            let tracestate = tracestate.ok_or(ContextRejection::UnreadableTracestate)?;
-            let tracestate = std::str::from_utf8(tracestate).map_err(|_| ContextRejection::TracestateNotUtf8)?;
-            validate_tracestate_size(tracestate)?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads a message's headers for an OpenTelemetry propagator: the first header of a key, when it is UTF-8.
-/// A `baggage` header that fails [`validate_baggage`](crate::validate_baggage) is withheld (logged at `debug`),
-/// so the trace continues without it.
+/// Reads a message's headers for an OpenTelemetry propagator. The W3C headers are found in one pass when the
+/// extractor is made and served as tracehop passes them on: a `traceparent` only when valid (its 55
+/// characters of fields), a `tracestate` and a `baggage` trimmed of their malformed or excess members
+/// ([`trim_tracestate`](crate::trim_tracestate), [`trim_baggage`](crate::trim_baggage)). Any other key is looked up among the headers: its first header,
+/// when its value is UTF-8.
 pub struct HeaderExtractor<'a, M: ?Sized> {
     message: &'a M,
+    has_traceparent: bool,
+    traceparent: Option<&'a str>,
+    tracestate: Option<Cow<'a, str>>,
+    baggage: Option<Cow<'a, str>>,
+    trims: Trims,
 }
 
 impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
-    /// An extractor reading `message`'s headers.
+    /// An extractor reading `message`'s headers. A `traceparent` that breaks the W3C rules is not served.
     pub fn new(message: &'a M) -> Self {
-        Self { message }
+        let headers = TraceHeaders::scan(message.headers());
+        let traceparent = headers.traceparent().ok().flatten();
+        Self::serving(message, &headers, traceparent)
+    }
+
+    /// The extractor, or why the message's `traceparent` cannot be continued.
+    fn checked(message: &'a M) -> Result<Self, ContextRejection> {
+        let headers = TraceHeaders::scan(message.headers());
+        let traceparent = headers.traceparent()?;
+        Ok(Self::serving(message, &headers, traceparent))
+    }
+
+    fn serving(message: &'a M, headers: &TraceHeaders<'a>, traceparent: Option<&'a str>) -> Self {
+        // W3C: a `tracestate` means nothing without a valid `traceparent`, and is not read.
+        let tracestate = traceparent.and_then(|_| headers.tracestate());
+        let baggage = headers.baggage();
+        let trims = Trims {
+            tracestate: tracestate.as_ref().and_then(Trimmed::reason),
+            baggage: baggage.as_ref().and_then(Trimmed::reason),
+        };
+        Self {
+            message,
+            has_traceparent: headers.has_traceparent(),
+            traceparent,
+            tracestate: tracestate.and_then(Trimmed::into_value),
+            baggage: baggage.and_then(Trimmed::into_value),
+            trims,
+        }
     }
 }
 
 impl<M: ConsumedMessage + ?Sized> Extractor for HeaderExtractor<'_, M> {
     fn get(&self, key: &str) -> Option<&str> {
-        let (_, value) = self.message.headers().find(|(header, _)| *header == key)?;
-        let value = std::str::from_utf8(value?).ok()?;
-        if key == BAGGAGE_HEADER {
-            if let Err(rejection) = validate_baggage(value) {
-                tracing::debug!(reason = rejection.as_str(), "tracehop: incoming baggage not continued");
-                return None;
+        match key {
+            TRACEPARENT_HEADER => self.traceparent,
+            TRACESTATE_HEADER => self.tracestate.as_deref(),
+            BAGGAGE_HEADER => self.baggage.as_deref(),
+            _ => {
+                let (_, value) = self.message.headers().find(|(header, _)| *header == key)?;
+                std::str::from_utf8(value?).ok()
             }
         }
-        Some(value)
     }
 
     fn keys(&self) -> Vec<&str> {

@@ -9,13 +9,11 @@
 
 use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 
 use rdkafka::bindings;
-use rdkafka::message::{
-    BorrowedHeaders, BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes,
-};
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Headers, Message, OwnedHeaders, OwnedMessage, ToBytes};
 use rdkafka::producer::{BaseRecord, FutureRecord};
 use rdkafka::util::IntoOpaque;
 
@@ -120,22 +118,48 @@ fn headers_of_owned(message: &OwnedMessage) -> Option<&BorrowedHeaders> {
 consumed_kafka_message!(BorrowedMessage<'_>, headers_of_borrowed);
 consumed_kafka_message!(OwnedMessage, headers_of_owned);
 
-/// Sets one header, keeping the record's other headers. A header of the same key is replaced, not repeated: a
-/// record built from a consumed message's headers must not carry the old `traceparent` beside the new one,
-/// which consumers reject as ambiguous.
+/// Sets one header, keeping the record's other headers as they are. A header of the same key is replaced, not
+/// repeated: a record built from a consumed message's headers must not carry the old `traceparent` beside the
+/// new one, which consumers reject as ambiguous.
+///
+/// The other headers are never read as text: headers forwarded from a consumed message may have names that
+/// are not UTF-8 (rdkafka's own `Headers::iter` panics on those), and they go on unchanged.
 fn set_header(headers: &mut Option<OwnedHeaders>, key: &str, value: &str) {
-    let existing = match headers.take() {
-        None => OwnedHeaders::new_with_capacity(2),
-        Some(existing) if existing.iter().any(|header| header.key == key) => {
-            let mut kept = OwnedHeaders::new_with_capacity(existing.count());
-            for header in existing.iter().filter(|header| header.key != key) {
-                kept = kept.insert(header);
-            }
-            kept
-        }
-        Some(existing) => existing,
+    let headers = headers.get_or_insert_with(|| OwnedHeaders::new_with_capacity(2));
+    let has_key = headers_of(Some(headers.as_borrowed())).any(|(name, _)| name == key);
+    if has_key {
+        remove_headers(headers, key);
+    }
+    let native = native_headers(headers);
+    // SAFETY: `native` is the header list `headers` owns, writable (an `OwnedHeaders` is never a consumed
+    // message's read-only list) and exclusively borrowed here; librdkafka copies the name and value.
+    let error = unsafe {
+        bindings::rd_kafka_header_add(
+            native,
+            key.as_ptr().cast::<c_char>(),
+            key.len() as isize,
+            value.as_ptr().cast::<c_void>(),
+            value.len() as isize,
+        )
     };
-    *headers = Some(existing.insert(Header { key, value: Some(value) }));
+    if error != bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        tracing::debug!(header = key, ?error, "tracehop: librdkafka refused a trace header");
+    }
+}
+
+/// Removes every header named `key`. librdkafka compares names as C strings, as it hands them out.
+fn remove_headers(headers: &mut OwnedHeaders, key: &str) {
+    // Propagators write plain header names; one with a NUL cannot be named to librdkafka and stays.
+    let Ok(name) = CString::new(key) else { return };
+    // SAFETY: as in `set_header`; `name` is NUL-terminated and outlives the call.
+    let _ = unsafe { bindings::rd_kafka_header_remove(native_headers(headers), name.as_ptr()) };
+}
+
+/// The librdkafka header list an `OwnedHeaders` owns.
+fn native_headers(headers: &mut OwnedHeaders) -> *mut bindings::rd_kafka_headers_t {
+    // `as_borrowed` is a reference to librdkafka's list itself (see `header_at`); the `&mut` borrow of the
+    // owner makes writing through it exclusive.
+    headers.as_borrowed() as *const BorrowedHeaders as *mut bindings::rd_kafka_headers_t
 }
 
 fn record_outgoing(
@@ -223,9 +247,66 @@ pub fn with_trace_context(headers: OwnedHeaders) -> OwnedHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rdkafka::message::Header;
+
+    /// Every header as raw bytes, read through librdkafka (rdkafka's `Headers::iter` panics on names that are
+    /// not UTF-8).
+    fn raw_pairs(headers: &OwnedHeaders) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let native = headers.as_borrowed() as *const BorrowedHeaders as *const bindings::rd_kafka_headers_t;
+        (0..headers.count())
+            .map(|index| {
+                let (mut name, mut value, mut size): (*const c_char, *const c_void, usize) =
+                    (ptr::null(), ptr::null(), 0);
+                // SAFETY: a valid list and an index below its count.
+                let error = unsafe { bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+                assert_eq!(error, bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+                // SAFETY: on success both point into the list.
+                let name = unsafe { CStr::from_ptr(name) }.to_bytes().to_vec();
+                let value = (!value.is_null())
+                    .then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec());
+                (name, value)
+            })
+            .collect()
+    }
 
     fn pairs(headers: &OwnedHeaders) -> Vec<(String, Option<Vec<u8>>)> {
-        headers.iter().map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec))).collect()
+        raw_pairs(headers).into_iter().map(|(name, value)| (String::from_utf8(name).unwrap(), value)).collect()
+    }
+
+    /// Headers as a foreign producer may send them, with a name that is not UTF-8.
+    fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: &[u8]) -> OwnedHeaders {
+        let mut headers = headers;
+        // SAFETY: an owned, writable list; librdkafka copies name and value.
+        let error = unsafe {
+            bindings::rd_kafka_header_add(
+                native_headers(&mut headers),
+                name.as_ptr().cast(),
+                name.len() as isize,
+                value.as_ptr().cast(),
+                value.len() as isize,
+            )
+        };
+        assert_eq!(error, bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+        headers
+    }
+
+    #[test]
+    fn forwarded_headers_whose_names_are_not_utf8_go_on_unchanged() {
+        let forwarded = with_raw_header(OwnedHeaders::new(), b"caf\xe9", b"au lait");
+        let forwarded = with_raw_header(forwarded, b"traceparent", b"stale");
+        let forwarded = forwarded.insert(Header { key: "tenant", value: Some("acme") });
+        let mut headers = Some(forwarded.clone());
+        set_header(&mut headers, "traceparent", "fresh");
+        assert_eq!(
+            raw_pairs(headers.as_ref().unwrap()),
+            vec![
+                (b"caf\xe9".to_vec(), Some(b"au lait".to_vec())),
+                (b"tenant".to_vec(), Some(b"acme".to_vec())),
+                (b"traceparent".to_vec(), Some(b"fresh".to_vec())),
+            ]
+        );
+        let with_context = with_trace_context(forwarded);
+        assert_eq!(raw_pairs(&with_context)[0], (b"caf\xe9".to_vec(), Some(b"au lait".to_vec())));
     }
 
     #[test]

@@ -37,8 +37,10 @@
 //!
 //! ## Missing or malformed context
 //! Is not an error: the handler runs under a new root trace whose span records why in
-//! `tracehop.context.rejected` (see [`ContextRejection`]). Nothing panics and nothing is logged per message above
-//! `debug`.
+//! `tracehop.context.rejected` (see [`ContextRejection`]). Only the `traceparent` decides: a `tracestate` or
+//! `baggage` that breaks the W3C rules or limits loses just the offending members, the trace continues, and the
+//! span records why in `tracehop.context.tracestate.trimmed` or `tracehop.context.baggage.trimmed` (see
+//! [`TrimReason`]). Nothing panics and nothing is logged per message above `debug`.
 //!
 //! ## Set-up
 //! tracehop uses OpenTelemetry's global tracer provider and global propagator. Install a propagator once
@@ -82,9 +84,8 @@ pub mod rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use carrier::{
-    extract_context, inject_context, inject_current_context, ConsumedMessage, ContextRejection, HeaderExtractor,
-    HeaderInjector, IncomingContext, MessageFacts, PublishedMessage, BAGGAGE_HEADER, TRACEPARENT_HEADER,
-    TRACESTATE_HEADER,
+    extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
+    IncomingContext, MessageFacts, PublishedMessage,
 };
 pub use handler::{Handler, MessagingSystem, ParentPolicy, Role};
 pub use outcome::HandlerOutcome;
@@ -94,9 +95,9 @@ pub use settings::{
 };
 pub use setup::install_propagator;
 pub use span::{
-    inject_creation_context, Instrumented, MessageSpan, SpanStart, CONTEXT_INJECTED_ATTRIBUTE,
-    CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE,
-    REPLAY_ORIGINAL_TIME_ATTRIBUTE,
+    inject_creation_context, Instrumented, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
+    CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
+    REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
 /// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
@@ -157,8 +158,9 @@ pub use tracehop_macros::traced_consumer;
 #[doc(inline)]
 pub use tracehop_macros::traced_producer;
 pub use w3c::{
-    validate_baggage, validate_traceparent, validate_tracestate_size, BaggageRejection, W3cTraceContext,
-    MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
+    trim_baggage, trim_tracestate, validate_traceparent, ContextRejection, TrimReason, Trimmed, Trims, W3cBaggage,
+    W3cTraceContext, BAGGAGE_HEADER, MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN,
+    MAX_TRACESTATE_MEMBERS, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a

@@ -2,13 +2,14 @@
 
 use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
-use opentelemetry_sdk::propagation::BaggagePropagator;
 
-use crate::W3cTraceContext;
+use crate::{W3cBaggage, W3cTraceContext};
 
-/// Installs the W3C propagators (tracehop's [`W3cTraceContext`] for `traceparent`/`tracestate`, OpenTelemetry's
-/// for `baggage`) as OpenTelemetry's global text-map propagator, which tracehop uses on both sides of the broker.
-/// Any other propagator you install instead (B3, Jaeger, the SDK's own) works too.
+/// Installs the W3C propagators (tracehop's [`W3cTraceContext`] for `traceparent`/`tracestate` and
+/// [`W3cBaggage`] for `baggage`) as OpenTelemetry's global text-map propagator, which tracehop uses on both
+/// sides of the broker. What they write, tracehop's consumers read back whole; other W3C readers (the
+/// OpenTelemetry SDK's, other languages') read it too. Any other propagator you install instead (B3, Jaeger, the
+/// SDK's own) works as well.
 ///
 /// OpenTelemetry's default global propagator propagates nothing: without this call (or your own
 /// `opentelemetry::global::set_text_map_propagator`), every consumer span starts a new trace with
@@ -16,6 +17,6 @@ use crate::W3cTraceContext;
 pub fn install_propagator() {
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(W3cTraceContext::new()),
-        Box::new(BaggagePropagator::new()),
+        Box::new(W3cBaggage::new()),
     ]));
 }

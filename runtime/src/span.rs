@@ -21,6 +21,7 @@ use crate::carrier::{
 use crate::handler::{Handler, MessagingSystem, ParentPolicy, Role};
 use crate::outcome::HandlerOutcome;
 use crate::settings::max_links_per_span;
+use crate::w3c::{TrimReason, Trims};
 
 /// Attribute naming why an incoming context was not continued; its values are
 /// [`ContextRejection::as_str`](crate::ContextRejection::as_str).
@@ -38,6 +39,14 @@ pub const REPLAY_ATTRIBUTE: &str = "tracehop.replay";
 /// Attribute holding a replayed message's own time (the Kafka timestamp, the AMQP `timestamp` property), in
 /// milliseconds since the Unix epoch, when the message carries one.
 pub const REPLAY_ORIGINAL_TIME_ATTRIBUTE: &str = "tracehop.replay.original_time_ms";
+
+/// Attribute naming why members of a continued context's `tracestate` were left out; its values are
+/// [`TrimReason::as_str`](crate::TrimReason::as_str).
+pub const TRACESTATE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.tracestate.trimmed";
+
+/// Attribute naming why members of a continued context's `baggage` were left out; its values are
+/// [`TrimReason::as_str`](crate::TrimReason::as_str).
+pub const BAGGAGE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.baggage.trimmed";
 
 /// Attribute counting the valid message contexts a batch span did not link to, past
 /// [`max_links_per_span`](crate::max_links_per_span).
@@ -148,15 +157,20 @@ impl<'a> SpanStart<'a> {
         let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes } = self;
         let role = handler.role();
         let replay = handler.is_replay();
-        // The parent, the one link (a single message's producer) and why an incoming context was not continued.
+        // The parent, the one link (a single message's producer), why an incoming context was not continued and
+        // what of it was trimmed.
+        let mut trims = Trims::default();
         let (parent_context, link, rejection, batch) = match origin {
-            Origin::Message { incoming: Some(IncomingContext::Continued(context)), policy: ParentPolicy::Continue } => {
+            Origin::Message { incoming: Some(IncomingContext::Continued(context, trimmed)), policy } => {
                 let producer = context.span().span_context().clone();
-                (context, Some(producer), None, None)
-            }
-            Origin::Message { incoming: Some(IncomingContext::Continued(context)), .. } => {
-                // Linked, never adopted: no trace id, sampling flag or baggage of the producer's crosses over.
-                (Context::new(), Some(context.span().span_context().clone()), None, None)
+                if policy == ParentPolicy::Continue {
+                    trims = trimmed;
+                    (context, Some(producer), None, None)
+                } else {
+                    // Linked, never adopted: no trace id, sampling flag or baggage of the producer's crosses over.
+                    trims.tracestate = trimmed.tracestate;
+                    (Context::new(), Some(producer), None, None)
+                }
             }
             Origin::Message { incoming: Some(IncomingContext::NewRoot(rejection)), .. } => {
                 (Context::new(), None, Some(rejection), None)
@@ -164,7 +178,10 @@ impl<'a> SpanStart<'a> {
             Origin::Message { incoming: None, .. } => (Context::new(), None, None, None),
             Origin::Current { link } => {
                 let link = match link {
-                    Some(IncomingContext::Continued(context)) => Some(context.span().span_context().clone()),
+                    Some(IncomingContext::Continued(context, trimmed)) => {
+                        trims.tracestate = trimmed.tracestate;
+                        Some(context.span().span_context().clone())
+                    }
                     _ => None,
                 };
                 (Context::current(), link, None, None)
@@ -235,13 +252,22 @@ impl<'a> SpanStart<'a> {
             if let Some(rejection) = rejection {
                 attributes.add(CONTEXT_REJECTED_ATTRIBUTE, rejection.as_str());
             }
+            attributes.add(TRACESTATE_TRIMMED_ATTRIBUTE, trims.tracestate.map(TrimReason::as_str));
+            attributes.add(BAGGAGE_TRIMMED_ATTRIBUTE, trims.baggage.map(TrimReason::as_str));
             if let Some(add) = user_attributes {
-                add(&mut attributes);
+                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| add(&mut attributes))) {
+                    // The handler never runs: its span says so, with the attributes made so far, and ends.
+                    span.set_attributes(attributes.into_inner());
+                    let span = MessageSpan::new(parent_context.with_span(span), handler);
+                    span.record_panic(&*panic, "an attributes(...) expression panicked, so the handler did not run");
+                    drop(span);
+                    resume_unwind(panic);
+                }
             }
             span.set_attributes(attributes.into_inner());
         }
 
-        MessageSpan { context: parent_context.with_span(span), handler, injections: AtomicU32::new(0), ended: false }
+        MessageSpan::new(parent_context.with_span(span), handler)
     }
 }
 
@@ -320,6 +346,10 @@ pub struct MessageSpan {
 }
 
 impl MessageSpan {
+    fn new(context: Context, handler: &'static Handler) -> Self {
+        MessageSpan { context, handler, injections: AtomicU32::new(0), ended: false }
+    }
+
     /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
     /// it (parent and link) or, when missing or malformed, start a new trace that records why.
     pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
@@ -361,7 +391,7 @@ impl MessageSpan {
                 return BatchFacts { destination, links, dropped };
             }
             for message in messages {
-                let IncomingContext::Continued(context) = extract_context(message) else { continue };
+                let IncomingContext::Continued(context, _) = extract_context(message) else { continue };
                 if links.len() == cap {
                     dropped += 1;
                     continue;
@@ -457,7 +487,7 @@ impl MessageSpan {
                 value
             }
             Err(panic) => {
-                self.record_panic(&*panic);
+                self.record_panic(&*panic, "panicked");
                 self.end();
                 resume_unwind(panic)
             }
@@ -502,13 +532,16 @@ impl MessageSpan {
         span.set_status(Status::error(message));
     }
 
-    fn record_panic(&self, panic: &(dyn Any + Send)) {
+    /// Records a panic caught while `doing` as the span's error.
+    fn record_panic(&self, panic: &(dyn Any + Send), doing: &str) {
         let message = panic
             .downcast_ref::<&'static str>()
             .copied()
-            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-            .unwrap_or("the handler panicked");
-        self.record_error("panic", &format_args!("panicked: {message}"));
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str));
+        match message {
+            Some(message) => self.record_error("panic", &format_args!("{doing}: {message}")),
+            None => self.record_error("panic", &format_args!("{doing} (with a payload that is not a string)")),
+        }
     }
 
     fn injection_scope(&self) -> Option<InjectionScope<'_>> {
@@ -588,7 +621,7 @@ where
                 Poll::Ready(output)
             }
             Err(panic) => {
-                span.record_panic(&*panic);
+                span.record_panic(&*panic, "panicked");
                 drop(this.span.take());
                 resume_unwind(panic)
             }

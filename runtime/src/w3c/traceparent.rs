@@ -1,0 +1,282 @@
+//! `traceparent`: the one header that decides whether a trace continues, and the propagator that reads and
+//! writes it with `tracestate`.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use opentelemetry::propagation::text_map_propagator::FieldIter;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+
+use super::{trim_tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+
+/// Length of a version-`00` `traceparent`, and of the fields every later version starts with:
+/// `vv-<32 hex>-<16 hex>-ff`.
+const TRACEPARENT_LEN: usize = 55;
+
+/// Checks one `traceparent` value against the W3C Trace Context specification, level 1.
+///
+/// Version `00` must be exactly 55 characters. A later version (`01`–`fe`) may carry more fields after a `-`,
+/// as the specification requires parsers to accept. Hex must be lower case, the ids must not be all zeros and
+/// version `ff` is invalid.
+///
+/// ```
+/// use tracehop::{validate_traceparent, ContextRejection};
+///
+/// assert_eq!(validate_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), Ok(()));
+/// assert_eq!(
+///     validate_traceparent("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+///     Err(ContextRejection::UppercaseHex),
+/// );
+/// ```
+pub fn validate_traceparent(value: &str) -> Result<(), ContextRejection> {
+    check(value.as_bytes()).map(|_| ())
+}
+
+/// Checks a `traceparent` as it arrived, and returns its first 55 characters: all of a version-`00` header,
+/// and the fields a later version shares with it, which is all a parser may read of one. Reads at most those
+/// 55 bytes and the one after them, however long the header is.
+pub(super) fn check(value: &[u8]) -> Result<&str, ContextRejection> {
+    if value.len() < TRACEPARENT_LEN {
+        return std::str::from_utf8(value).map_or(Err(ContextRejection::NotUtf8), |_| Err(ContextRejection::WrongLength));
+    }
+    let fields = match std::str::from_utf8(&value[..TRACEPARENT_LEN]) {
+        Ok(fields) => fields,
+        // A character cut at the 55th byte by a longer header is not broken UTF-8; its bytes fail the hex
+        // check below.
+        Err(error) if error.error_len().is_none() && value.len() > TRACEPARENT_LEN => "",
+        Err(_) => return Err(ContextRejection::NotUtf8),
+    };
+    let bytes = value;
+    let dashes = [2, 35, 52];
+    if dashes.iter().any(|&dash| bytes[dash] != b'-') {
+        return Err(ContextRejection::WrongLength);
+    }
+    let hex_fields = [&bytes[0..2], &bytes[3..35], &bytes[36..52], &bytes[53..55]];
+    for field in hex_fields {
+        for &byte in field {
+            match byte {
+                b'0'..=b'9' | b'a'..=b'f' => {}
+                b'A'..=b'F' => return Err(ContextRejection::UppercaseHex),
+                _ => return Err(ContextRejection::InvalidHex),
+            }
+        }
+    }
+    let version = &bytes[0..2];
+    if version == b"ff" {
+        return Err(ContextRejection::InvalidVersion);
+    }
+    if bytes.len() > TRACEPARENT_LEN && (version == b"00" || bytes[TRACEPARENT_LEN] != b'-') {
+        return Err(ContextRejection::TrailingData);
+    }
+    if hex_fields[1].iter().all(|&byte| byte == b'0') {
+        return Err(ContextRejection::ZeroTraceId);
+    }
+    if hex_fields[2].iter().all(|&byte| byte == b'0') {
+        return Err(ContextRejection::ZeroSpanId);
+    }
+    // Every one of the 55 bytes passed a dash or hex check: ASCII, so `fields` holds all of them.
+    Ok(fields)
+}
+
+/// The ids and sampling flag of a valid `traceparent`.
+fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextRejection> {
+    let fields = check(value.as_bytes())?;
+    let trace_id = u128::from_str_radix(&fields[3..35], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    let span_id = u64::from_str_radix(&fields[36..52], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    let flags = u8::from_str_radix(&fields[53..55], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags) & TraceFlags::SAMPLED))
+}
+
+/// The W3C Trace Context propagator (`traceparent`, `tracestate`), held to the same strict rules as the rest of
+/// tracehop ([`validate_traceparent`], [`trim_tracestate`](crate::trim_tracestate)) and built for the
+/// per-message path: it parses without intermediate allocations and writes no empty `tracestate` header.
+/// [`install_propagator`](crate::install_propagator) installs it with [`W3cBaggage`](crate::W3cBaggage).
+///
+/// A `tracestate` that breaks the rules never costs the trace: its offending members are dropped (W3C's
+/// truncation rule for one over [`MAX_TRACESTATE_LEN`](crate::MAX_TRACESTATE_LEN) bytes) and the
+/// `traceparent` is continued.
+///
+/// ```
+/// use opentelemetry::propagation::TextMapPropagator;
+/// use opentelemetry::trace::TraceContextExt;
+/// use std::collections::HashMap;
+///
+/// let headers = HashMap::from([(
+///     "traceparent".to_owned(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+/// )]);
+/// let context = tracehop::W3cTraceContext::new().extract(&headers);
+/// assert!(context.span().span_context().is_sampled());
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct W3cTraceContext {
+    _private: (),
+}
+
+impl W3cTraceContext {
+    /// The propagator.
+    pub const fn new() -> Self {
+        Self { _private: () }
+    }
+}
+
+impl TextMapPropagator for W3cTraceContext {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        let span = cx.span();
+        let span_context = span.span_context();
+        if !span_context.is_valid() {
+            return;
+        }
+        let mut traceparent = String::with_capacity(TRACEPARENT_LEN);
+        let flags = (span_context.trace_flags() & TraceFlags::SAMPLED).to_u8();
+        let _ = write!(traceparent, "00-{}-{}-{flags:02x}", span_context.trace_id(), span_context.span_id());
+        injector.set(TRACEPARENT_HEADER, traceparent);
+        let trace_state = span_context.trace_state().header();
+        if !trace_state.is_empty() {
+            injector.set(TRACESTATE_HEADER, trace_state);
+        }
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        let Some(Ok((trace_id, span_id, flags))) = extractor.get(TRACEPARENT_HEADER).map(parse_traceparent) else {
+            return cx.clone();
+        };
+        let trace_state = extractor
+            .get(TRACESTATE_HEADER)
+            .and_then(|value| {
+                let trimmed = trim_tracestate(value.as_bytes());
+                // Every member kept is one OpenTelemetry's parser accepts, so this parse does not fail.
+                trimmed.value().and_then(|value| TraceState::from_str(value).ok())
+            })
+            .unwrap_or_default();
+        cx.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, trace_state))
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        static FIELDS: OnceLock<[String; 2]> = OnceLock::new();
+        FieldIter::new(FIELDS.get_or_init(|| [TRACEPARENT_HEADER.to_owned(), TRACESTATE_HEADER.to_owned()]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn parses_the_ids_and_only_the_sampled_flag() {
+        let (trace_id, span_id, flags) =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
+        assert_eq!(trace_id, TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+        assert_eq!(span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert_eq!(flags, TraceFlags::SAMPLED);
+    }
+
+    #[test]
+    fn round_trips_a_context_without_an_empty_tracestate() {
+        use std::collections::HashMap;
+        let propagator = W3cTraceContext::new();
+        let span_context = SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            SpanId::from(0x00f067aa0ba902b7),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        let mut headers: HashMap<String, String> = HashMap::new();
+        propagator.inject_context(&Context::new().with_remote_span_context(span_context.clone()), &mut headers);
+        assert_eq!(headers, HashMap::from([("traceparent".to_owned(), VALID.to_owned())]));
+        headers.insert("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned());
+        let extracted = propagator.extract(&headers);
+        let extracted = extracted.span().span_context().clone();
+        assert_eq!(extracted.trace_id(), span_context.trace_id());
+        assert_eq!(extracted.span_id(), span_context.span_id());
+        assert!(extracted.is_remote() && extracted.is_sampled());
+        assert_eq!(extracted.trace_state().get("congo"), Some("t61rcWkgMzE"));
+    }
+
+    #[test]
+    fn a_malformed_tracestate_member_costs_only_itself() {
+        use std::collections::HashMap;
+        let headers = HashMap::from([
+            ("traceparent".to_owned(), VALID.to_owned()),
+            ("tracestate".to_owned(), "congo=t61rcWkgMzE,Bad Key=x,rojo=00f067aa0ba902b7".to_owned()),
+        ]);
+        let extracted = W3cTraceContext::new().extract(&headers);
+        assert_eq!(
+            extracted.span().span_context().trace_state().header(),
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+        );
+    }
+
+    #[test]
+    fn extracts_nothing_from_a_malformed_header() {
+        use std::collections::HashMap;
+        let headers = HashMap::from([(
+            "traceparent".to_owned(),
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01".to_owned(),
+        )]);
+        assert!(!W3cTraceContext::new().extract(&headers).span().span_context().is_valid());
+    }
+
+    #[test]
+    fn accepts_a_valid_version_00_header() {
+        assert_eq!(validate_traceparent(VALID), Ok(()));
+    }
+
+    #[test]
+    fn accepts_a_future_version_with_extra_fields_and_reads_only_the_shared_ones() {
+        let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+        assert_eq!(validate_traceparent(future), Ok(()));
+        assert_eq!(check(future.as_bytes()), Ok(&future[..55]));
+        let mut not_utf8_later = future.as_bytes().to_vec();
+        not_utf8_later.push(0xff);
+        assert_eq!(check(&not_utf8_later), Ok(&future[..55]), "bytes past the shared fields are not read");
+    }
+
+    #[test]
+    fn a_long_header_is_judged_by_its_first_56_bytes() {
+        let long = format!("{VALID}{}", "-x".repeat(50_000));
+        assert_eq!(check(long.as_bytes()), Err(ContextRejection::TrailingData));
+        let mut not_utf8 = VALID.as_bytes().to_vec();
+        not_utf8.extend(std::iter::repeat_n(0xff, 100_000));
+        assert_eq!(check(&not_utf8), Err(ContextRejection::TrailingData));
+        assert_eq!(check(&vec![b'x'; 100_000]), Err(ContextRejection::WrongLength));
+    }
+
+    #[test]
+    fn rejects_each_broken_rule_with_its_own_reason() {
+        let cases: [(&[u8], ContextRejection); 15] = [
+            (b"", ContextRejection::WrongLength),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", ContextRejection::WrongLength),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", ContextRejection::WrongLength),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902g7-01", ContextRejection::InvalidHex),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00F067AA0BA902B7-01", ContextRejection::UppercaseHex),
+            (b"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::InvalidVersion),
+            (b"00-00000000000000000000000000000000-00f067aa0ba902b7-01", ContextRejection::ZeroTraceId),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ContextRejection::ZeroSpanId),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00", ContextRejection::TrailingData),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ", ContextRejection::TrailingData),
+            (b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", ContextRejection::TrailingData),
+            (b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::WrongLength),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xff", ContextRejection::NotUtf8),
+            (b"\x80\x00\xc3\x28\xfe\xff", ContextRejection::NotUtf8),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xc3\xa9", ContextRejection::InvalidHex),
+        ];
+        for (header, reason) in cases {
+            assert_eq!(check(header), Err(reason), "{:?}", String::from_utf8_lossy(header));
+        }
+    }
+
+    #[test]
+    fn multi_byte_characters_do_not_panic() {
+        let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0é";
+        assert_eq!(validate_traceparent(header), Err(ContextRejection::InvalidHex));
+        let header = "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(validate_traceparent(header), Err(ContextRejection::WrongLength));
+    }
+}
