@@ -1,9 +1,11 @@
 //! Missing or bad trace context is not an error. A foreign or broken producer publishes straight through
 //! rdkafka (no tracehop) onto the embedded broker with crafted headers; a real consumer receives each message and
-//! hands it to a #[traced_consumer] handler. Every malformed, missing, ambiguous or oversized context must give a
+//! hands it to a #[traced_consumer] handler. Every malformed, missing or ambiguous `traceparent` must give a
 //! CONSUMER span that starts a new root trace, records why in `tracehop.context.rejected`, runs the handler and
-//! returns its value unchanged, without panicking and without logging above `debug`. Valid controls (including
-//! the exact tracestate limits) must continue the producer's trace, so each rejection assertion can fail.
+//! returns its value unchanged, without panicking and without logging above `debug`. A `tracestate` that breaks
+//! the rules loses only its offending members: the trace continues and the span records why in
+//! `tracehop.context.tracestate.trimmed`. Valid controls (including the exact tracestate limits) must continue
+//! the producer's trace with its tracestate whole, so each rejection assertion can fail.
 //!
 //! Joining a consumer group on the mock cluster takes seconds, so each test publishes the whole table onto one
 //! topic and reads it with one consumer, matching every message to its case by key.
@@ -60,12 +62,24 @@ async fn on_owned_value(message: OwnedMessage) -> Result<Handled, String> {
 }
 
 /// What the consumer span of a case must show.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 enum Expect {
     /// A new root trace with `tracehop.context.rejected` set to this exact code.
     NewRoot(&'static str),
-    /// The header's trace continued: parent and link are the header's span.
-    Continued { trace_id: TraceId, span_id: SpanId },
+    /// The header's trace continued: parent and link are the header's span, whose `tracestate` the consumer
+    /// span carries as `tracestate` says, trimmed for the reason `trimmed` names
+    /// (`tracehop.context.tracestate.trimmed`).
+    Continued { trace_id: TraceId, span_id: SpanId, tracestate: String, trimmed: Option<&'static str> },
+}
+
+/// The header's trace continued, its `tracestate` (if any) passed on whole.
+fn continued(trace_id: TraceId, span_id: SpanId, tracestate: &str) -> Expect {
+    Expect::Continued { trace_id, span_id, tracestate: tracestate.to_owned(), trimmed: None }
+}
+
+/// The header's trace continued, its `tracestate` trimmed to `kept` for the reason `code`.
+fn trimmed(trace_id: TraceId, span_id: SpanId, kept: &str, code: &'static str) -> Expect {
+    Expect::Continued { trace_id, span_id, tracestate: kept.to_owned(), trimmed: Some(code) }
 }
 
 struct Case {
@@ -279,32 +293,43 @@ fn cases() -> Vec<Case> {
         "traceparent_zero_span_id",
     ));
 
-    // Oversized or non-UTF-8 tracestate next to a valid traceparent.
-    let (t, s, id, _) = fresh_ids();
-    cases.push(rejected(
-        "tracestate-33-members",
-        vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", tracestate(33, 5))],
-        vec![id],
-        "tracestate_oversized",
-    ));
-    let (t, s, id, _) = fresh_ids();
+    // A tracestate that breaks the rules costs only its offending members, never the trace (W3C: drop or
+    // truncate tracestate members, never the traceparent).
+    let (t, s, trace_id, span_id) = fresh_ids();
+    cases.push(Case {
+        name: "tracestate-33-members",
+        headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", tracestate(33, 5))],
+        written_trace_ids: vec![trace_id],
+        expect: trimmed(trace_id, span_id, &tracestate(32, 5), "too_many_members"),
+    });
+    let (t, s, trace_id, span_id) = fresh_ids();
     let long = format!("{}v", tracestate(27, 18));
     assert_eq!(long.len(), 513);
-    cases.push(rejected(
-        "tracestate-513-bytes",
-        vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", long)],
-        vec![id],
-        "tracestate_oversized",
-    ));
-    let (t, s, id, _) = fresh_ids();
-    cases.push(rejected(
-        "tracestate-not-utf8",
-        vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", b"congo=\xfft61rcWkgMzE".to_vec())],
-        vec![id],
-        "tracestate_not_utf8",
-    ));
+    cases.push(Case {
+        name: "tracestate-513-bytes",
+        headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", long)],
+        written_trace_ids: vec![trace_id],
+        expect: trimmed(trace_id, span_id, &tracestate(26, 18), "oversized"),
+    });
+    let (t, s, trace_id, span_id) = fresh_ids();
+    cases.push(Case {
+        name: "tracestate-member-not-utf8",
+        headers: vec![
+            header("traceparent", format!("00-{t}-{s}-01")),
+            header("tracestate", b"congo=\xfft61rcWkgMzE,rojo=00f067aa0ba902b7".to_vec()),
+        ],
+        written_trace_ids: vec![trace_id],
+        expect: trimmed(trace_id, span_id, "rojo=00f067aa0ba902b7", "malformed_member"),
+    });
+    let (t, s, trace_id, span_id) = fresh_ids();
+    cases.push(Case {
+        name: "tracestate-only-member-malformed",
+        headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", "Congo=t61rcWkgMzE")],
+        written_trace_ids: vec![trace_id],
+        expect: trimmed(trace_id, span_id, "", "malformed_member"),
+    });
 
-    // Controls: valid contexts are continued, up to the exact tracestate limits.
+    // Controls: valid contexts are continued, their tracestate whole up to the exact limits.
     let (t, s, trace_id, span_id) = fresh_ids();
     cases.push(Case {
         name: "control-valid-with-tracestate",
@@ -313,23 +338,23 @@ fn cases() -> Vec<Case> {
             header("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
         ],
         written_trace_ids: vec![trace_id],
-        expect: Expect::Continued { trace_id, span_id },
+        expect: continued(trace_id, span_id, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"),
     });
     let (t, s, trace_id, span_id) = fresh_ids();
     cases.push(Case {
         name: "control-tracestate-32-members",
         headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", tracestate(32, 5))],
         written_trace_ids: vec![trace_id],
-        expect: Expect::Continued { trace_id, span_id },
+        expect: continued(trace_id, span_id, &tracestate(32, 5)),
     });
     let (t, s, trace_id, span_id) = fresh_ids();
     let longest = tracestate(27, 18);
     assert_eq!(longest.len(), 512);
     cases.push(Case {
         name: "control-tracestate-512-bytes",
-        headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", longest)],
+        headers: vec![header("traceparent", format!("00-{t}-{s}-01")), header("tracestate", longest.clone())],
         written_trace_ids: vec![trace_id],
-        expect: Expect::Continued { trace_id, span_id },
+        expect: continued(trace_id, span_id, &longest),
     });
 
     let (t, s, trace_id, span_id) = fresh_ids();
@@ -337,7 +362,7 @@ fn cases() -> Vec<Case> {
         name: "control-future-version-with-extra-fields",
         headers: vec![header("traceparent", format!("cc-{t}-{s}-01-what-the-future-holds"))],
         written_trace_ids: vec![trace_id],
-        expect: Expect::Continued { trace_id, span_id },
+        expect: continued(trace_id, span_id, ""),
     });
 
     let names: HashSet<_> = cases.iter().map(|case| case.name).collect();
@@ -413,8 +438,8 @@ fn check(
         ("messaging.message.body.size", Value::I64(payload.len() as i64)),
     ];
 
-    match case.expect {
-        Expect::NewRoot(code) => {
+    match &case.expect {
+        &Expect::NewRoot(code) => {
             assert_eq!(span.parent_span_id, SpanId::INVALID, "{name}: a new root has no parent");
             assert!(!span.parent_span_is_remote, "{name}: no remote parent");
             assert!(span.links.links.is_empty(), "{name}: a new root links to nothing: {:?}", span.links.links);
@@ -431,7 +456,7 @@ fn check(
             );
             want.push(("tracehop.context.rejected", Value::from(code)));
         }
-        Expect::Continued { trace_id, span_id } => {
+        &Expect::Continued { trace_id, span_id, ref tracestate, trimmed } => {
             assert_eq!(span.span_context.trace_id(), trace_id, "{name}: continues the header's trace");
             assert_eq!(span.parent_span_id, span_id, "{name}: parent is the header's span");
             assert!(span.parent_span_is_remote, "{name}: remote parent");
@@ -443,6 +468,11 @@ fn check(
                 None,
                 "{name}: a continued context records no rejection"
             );
+            assert_eq!(&span.span_context.trace_state().header(), tracestate, "{name}: the tracestate passed on");
+            assert_eq!(span.links.links[0].span_context.trace_state().header(), *tracestate, "{name}: link tracestate");
+            if let Some(code) = trimmed {
+                want.push(("tracehop.context.tracestate.trimmed", Value::from(code)));
+            }
         }
     }
     assert_eq!(attributes(&span), expected(&want), "{name}: the span's attributes");
@@ -462,7 +492,7 @@ fn verify(
     let mut new_roots = HashSet::new();
     for (case, offset, handled) in results {
         let span = check(case, topic, group, function, offset, handled);
-        if let Expect::NewRoot(_) = case.expect {
+        if let Expect::NewRoot(_) = &case.expect {
             assert!(
                 new_roots.insert(span.span_context.trace_id()),
                 "{}: its new root trace id is shared with another message",
@@ -540,7 +570,7 @@ fn check_logs(results: &[(&Case, i64, Result<Handled, String>, CapturedLogs)]) {
         assert!(warnings.is_empty(), "{name}: nothing is logged at warn or above: {warnings:?}");
         let debug = logs.at_least(tracing::Level::DEBUG);
         let mentions_rejection = debug.iter().any(|message| message.contains("incoming trace context not continued"));
-        match case.expect {
+        match &case.expect {
             Expect::NewRoot(_) => {
                 assert!(mentions_rejection, "{name}: a debug event says the context was not continued: {debug:?}")
             }
@@ -674,28 +704,37 @@ async fn async_handler_on_owned_message_by_value_starts_a_new_root_for_every_bad
 }
 
 #[tracehop::traced_consumer(group = "fallback-baggage")]
-fn baggage_seen_by(_message: &BorrowedMessage<'_>) -> Option<String> {
+fn baggage_seen_by(_message: &BorrowedMessage<'_>) -> Vec<String> {
     use opentelemetry::baggage::BaggageExt;
     let context = Context::current();
-    let baggage = context.baggage();
-    (!baggage.is_empty()).then(|| baggage.iter().map(|(key, (value, _))| format!("{key}={value}")).collect())
+    let mut seen: Vec<String> = context.baggage().iter().map(|(key, (value, _))| format!("{key}={value}")).collect();
+    seen.sort();
+    seen
 }
 
-/// A malformed `baggage` beside a valid `traceparent`: the trace continues without the baggage, and neither
-/// tracehop nor OpenTelemetry's baggage propagator (which warns about every malformed header it parses; the
-/// suite enables its internal logs) logs above debug.
+/// A `baggage` with malformed members beside a valid `traceparent`: the trace continues, every well-formed
+/// member arrives (a `%` that starts no escape included, as OpenTelemetry's own writer leaves it), the span
+/// names why members were dropped, and nothing is logged above debug (the suite enables OpenTelemetry's
+/// internal logs, whose baggage reader would warn about every malformed header).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_baggage_is_left_out_and_the_trace_continues_without_a_warning() {
+async fn malformed_baggage_members_are_left_out_alone_and_the_trace_continues_without_a_warning() {
     suite::spans();
     let broker = Broker::start();
     let topic = suite::unique_topic("fallback-baggage");
     broker.create_topic(&topic, 1);
     let consumer = broker.consumer("fallback-baggage", &topic);
     let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    broker.send_raw(&topic, "malformed", b"m", &[("traceparent", traceparent), ("baggage", b"garbage,k=%FF")]).await;
-    broker.send_raw(&topic, "valid", b"v", &[("traceparent", traceparent), ("baggage", b"tenant=acme")]).await;
+    let cases: [(&str, &[u8], &[&str], Option<&str>); 4] = [
+        ("malformed", b"garbage,tenant=acme,k=%FF", &["tenant=acme"], Some("malformed_member")),
+        ("all-malformed", b"garbage,k=%FF", &[], Some("malformed_member")),
+        ("unescaped-percent", b"note=50%off,tenant=acme", &["note=50%off", "tenant=acme"], None),
+        ("valid", b"tenant=acme", &["tenant=acme"], None),
+    ];
+    for (key, baggage, _, _) in cases {
+        broker.send_raw(&topic, key, b"m", &[("traceparent", traceparent), ("baggage", baggage)]).await;
+    }
 
-    for (key, expected_baggage) in [("malformed", None), ("valid", Some("tenant=acme".to_owned()))] {
+    for (key, _, expected_baggage, _) in cases {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
             .expect("a message within 30 seconds")
@@ -707,10 +746,15 @@ async fn malformed_baggage_is_left_out_and_the_trace_continues_without_a_warning
     }
 
     let spans = spans_to(&topic);
-    assert_eq!(spans.len(), 2);
-    for span in &spans {
+    assert_eq!(spans.len(), cases.len());
+    for (key, _, _, trimmed) in cases {
+        let span = spans
+            .iter()
+            .find(|span| attribute(span, "messaging.kafka.message.key") == Some(Value::from(key)))
+            .expect("a span per message");
         assert_eq!(span.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
         assert_eq!(span.parent_span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
         assert_eq!(attribute(span, "tracehop.context.rejected"), None);
+        assert_eq!(attribute(span, "tracehop.context.baggage.trimmed"), trimmed.map(Value::from), "{key}");
     }
 }

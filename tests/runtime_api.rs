@@ -31,7 +31,7 @@ async fn message_span_without_macros_continues_the_trace() {
         .expect("delivered");
 
     let message: OwnedMessage = receive(&consumer).await;
-    assert!(matches!(tracehop::extract_context(&message), IncomingContext::Continued(_)));
+    assert!(matches!(tracehop::extract_context(&message), IncomingContext::Continued(_, _)));
     let length = MessageSpan::consumer(&HANDLE, &message)
         .attributes(&mut |attributes| attributes.add("app.handled_by", "hand"))
         .server("127.0.0.1", 9092)

@@ -258,7 +258,8 @@ mod tests {
                 let (mut name, mut value, mut size): (*const c_char, *const c_void, usize) =
                     (ptr::null(), ptr::null(), 0);
                 // SAFETY: a valid list and an index below its count.
-                let error = unsafe { bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+                let error =
+                    unsafe { bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
                 assert_eq!(error, bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
                 // SAFETY: on success both point into the list.
                 let name = unsafe { CStr::from_ptr(name) }.to_bytes().to_vec();

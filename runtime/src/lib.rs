@@ -159,8 +159,8 @@ pub use tracehop_macros::traced_consumer;
 pub use tracehop_macros::traced_producer;
 pub use w3c::{
     trim_baggage, trim_tracestate, validate_traceparent, ContextRejection, TrimReason, Trimmed, Trims, W3cBaggage,
-    W3cTraceContext, BAGGAGE_HEADER, MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN,
-    MAX_TRACESTATE_MEMBERS, TRACEPARENT_HEADER, TRACESTATE_HEADER,
+    W3cTraceContext, BAGGAGE_HEADER, MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS,
+    TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a

@@ -47,9 +47,9 @@ fn member(raw: &[u8]) -> Result<Option<Member<'_>>, ()> {
     let value = value.trim_matches([' ', '\t']);
     let valid_key = !key.is_empty() && key.bytes().all(is_token_byte);
     let valid_value = value.bytes().all(|byte| byte.is_ascii_graphic()) && decode(value).is_some();
-    let valid_properties = properties.split(';').all(|property| {
-        property.bytes().all(|byte| matches!(byte, 0x20..=0x7e | b'\t')) && decode(property).is_some()
-    });
+    let valid_properties = properties
+        .split(';')
+        .all(|property| property.bytes().all(|byte| matches!(byte, 0x20..=0x7e | b'\t')) && decode(property).is_some());
     if valid_key && valid_value && valid_properties {
         Ok(Some(Member { text, key, value, properties }))
     } else {
@@ -338,9 +338,14 @@ mod tests {
             })
             .collect();
         let mut headers = HashMap::new();
-        propagator.inject_context(&Context::new().with_baggage(entries(&baggage).into_iter().map(
-            |(key, (value, metadata))| KeyValueMetadata::new(key, value, metadata.as_str()),
-        )), &mut headers);
+        propagator.inject_context(
+            &Context::new().with_baggage(
+                entries(&baggage)
+                    .into_iter()
+                    .map(|(key, (value, metadata))| KeyValueMetadata::new(key, value, metadata.as_str())),
+            ),
+            &mut headers,
+        );
         assert_eq!(trim_baggage(headers["baggage"].as_bytes()).reason(), None, "{}", headers["baggage"]);
         let extracted = propagator.extract(&headers);
         assert_eq!(entries(extracted.baggage()), entries(&baggage), "{}", headers["baggage"]);

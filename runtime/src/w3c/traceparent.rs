@@ -40,7 +40,8 @@ pub fn validate_traceparent(value: &str) -> Result<(), ContextRejection> {
 /// 55 bytes and the one after them, however long the header is.
 pub(super) fn check(value: &[u8]) -> Result<&str, ContextRejection> {
     if value.len() < TRACEPARENT_LEN {
-        return std::str::from_utf8(value).map_or(Err(ContextRejection::NotUtf8), |_| Err(ContextRejection::WrongLength));
+        return std::str::from_utf8(value)
+            .map_or(Err(ContextRejection::NotUtf8), |_| Err(ContextRejection::WrongLength));
     }
     let fields = match std::str::from_utf8(&value[..TRACEPARENT_LEN]) {
         Ok(fields) => fields,
@@ -207,10 +208,7 @@ mod tests {
             ("tracestate".to_owned(), "congo=t61rcWkgMzE,Bad Key=x,rojo=00f067aa0ba902b7".to_owned()),
         ]);
         let extracted = W3cTraceContext::new().extract(&headers);
-        assert_eq!(
-            extracted.span().span_context().trace_state().header(),
-            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
-        );
+        assert_eq!(extracted.span().span_context().trace_state().header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
     }
 
     #[test]
