@@ -19,7 +19,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, T
 use opentelemetry::{global, Context, Value};
 use opentelemetry_sdk::trace::SpanData;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use suite::{attribute, attributes, expected, spans_of_trace, spans_to, Broker, CapturedLogs};
 
@@ -645,23 +645,7 @@ async fn header_name_that_is_not_utf8_does_not_panic() {
     let consumer = broker.consumer(group, &topic);
     let case = rejected("header-name-not-utf8", vec![], vec![], "missing");
 
-    // rdkafka's safe API only takes `&str` names, so the header is added through librdkafka itself.
-    // `BorrowedHeaders` is rdkafka's zero-sized view whose address is the `rd_kafka_headers_t` pointer.
-    let headers = OwnedHeaders::new();
-    let name: &[u8] = b"x-\xff\xfe-name";
-    let value: &[u8] = b"value";
-    let native = headers.as_borrowed() as *const BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
-    // SAFETY: `native` is the live header list `headers` owns; librdkafka copies `name` and `value`.
-    let error = unsafe {
-        rdkafka::bindings::rd_kafka_header_add(
-            native,
-            name.as_ptr().cast(),
-            name.len() as isize,
-            value.as_ptr().cast(),
-            value.len() as isize,
-        )
-    };
-    assert_eq!(error, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    let headers = suite::with_raw_header(OwnedHeaders::new(), b"x-\xff\xfe-name", Some(b"value"));
     let payload = case.payload();
     let record = FutureRecord::to(&topic).key(case.name).payload(&payload).headers(headers);
     broker.producer().send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");

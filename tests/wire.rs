@@ -17,53 +17,13 @@ use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId};
 use opentelemetry::{Context, Value};
 use opentelemetry_sdk::trace::SpanData;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedHeaders, Header, Headers, Message, OwnedHeaders, OwnedMessage, Timestamp};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage, Timestamp};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use suite::{attribute, spans_to, Broker};
+use suite::{attribute, raw_headers, spans_to, with_raw_header, Broker};
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const SPAN_ID: &str = "00f067aa0ba902b7";
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-
-/// `headers` with one more header, added through librdkafka itself: rdkafka's safe API only takes `&str`
-/// names, and a foreign producer can send any bytes.
-fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: &[u8]) -> OwnedHeaders {
-    // `BorrowedHeaders` is rdkafka's zero-sized view whose address is the `rd_kafka_headers_t` pointer.
-    let native = headers.as_borrowed() as *const BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
-    // SAFETY: `native` is the live, writable header list `headers` owns; librdkafka copies name and value.
-    let error = unsafe {
-        rdkafka::bindings::rd_kafka_header_add(
-            native,
-            name.as_ptr().cast(),
-            name.len() as isize,
-            value.as_ptr().cast(),
-            value.len() as isize,
-        )
-    };
-    assert_eq!(error, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-    headers
-}
-
-/// Every header of `headers` as raw bytes, read through librdkafka (rdkafka's `Headers::iter` panics on a name
-/// that is not UTF-8).
-fn raw_headers(headers: &BorrowedHeaders) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let native = headers as *const BorrowedHeaders as *const rdkafka::bindings::rd_kafka_headers_t;
-    (0..headers.count())
-        .map(|index| {
-            let mut name = std::ptr::null();
-            let mut value = std::ptr::null();
-            let mut size = 0;
-            // SAFETY: a live list and an index below its count.
-            let error =
-                unsafe { rdkafka::bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
-            assert_eq!(error, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-            // SAFETY: on success both point into the list, which outlives this call.
-            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes().to_vec();
-            let value = unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec();
-            (name, value)
-        })
-        .collect()
-}
 
 #[tracehop::traced_producer]
 async fn forward(producer: &FutureProducer, record: FutureRecord<'_, str, [u8]>) -> Result<(i32, i64), KafkaError> {
@@ -95,7 +55,7 @@ async fn a_forwarded_header_whose_name_is_not_utf8_goes_on_and_the_trace_continu
     let producer = broker.producer();
 
     let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(TRACEPARENT) });
-    let headers = with_raw_header(headers, b"x-\xff\xfe-name", b"value");
+    let headers = with_raw_header(headers, b"x-\xff\xfe-name", Some(b"value"));
     let headers = headers.insert(Header { key: "tenant", value: Some("acme") });
     let record = FutureRecord::to(&upstream).key("original").payload(&b"order"[..]).headers(headers);
     producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
@@ -111,11 +71,11 @@ async fn a_forwarded_header_whose_name_is_not_utf8_goes_on_and_the_trace_continu
     let forwarded_traceparent =
         format!("00-{}-{}-01", forward_span.span_context.trace_id(), forward_span.span_context.span_id());
     assert_eq!(
-        raw_headers(received.headers().expect("headers").as_borrowed()),
+        raw_headers(received.headers().expect("headers")),
         vec![
-            (b"x-\xff\xfe-name".to_vec(), b"value".to_vec()),
-            (b"tenant".to_vec(), b"acme".to_vec()),
-            (b"traceparent".to_vec(), forwarded_traceparent.into_bytes()),
+            (b"x-\xff\xfe-name".to_vec(), Some(b"value".to_vec())),
+            (b"tenant".to_vec(), Some(b"acme".to_vec())),
+            (b"traceparent".to_vec(), Some(forwarded_traceparent.into_bytes())),
         ]
     );
     assert_eq!(relay_span.span_context.trace_id(), TraceId::from_hex(TRACE_ID).unwrap());

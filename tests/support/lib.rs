@@ -273,3 +273,45 @@ pub async fn declare_queue(channel: &lapin::Channel, queue: &str) {
         .await
         .expect("queue.declare");
 }
+
+/// `headers` with one more header, added through librdkafka itself: rdkafka's safe API takes only `&str` names
+/// (and panics reading back any other), while a foreign producer can send any bytes. A `None` value is null.
+pub fn with_raw_header(headers: OwnedHeaders, name: &[u8], value: Option<&[u8]>) -> OwnedHeaders {
+    let native = native_headers(&headers).cast_mut();
+    let (value, size) = value.map_or((std::ptr::null(), 0), |value| (value.as_ptr(), value.len() as isize));
+    // SAFETY: `native` is the live, writable header list `headers` owns (held by value here); librdkafka
+    // copies the name and the value.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_header_add(native, name.as_ptr().cast(), name.len() as isize, value.cast(), size)
+    };
+    assert_eq!(error, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+    headers
+}
+
+/// Every header of `headers` as raw bytes (`None` for a null value), read through librdkafka.
+pub fn raw_headers(headers: &OwnedHeaders) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    use rdkafka::message::Headers;
+    let native = native_headers(headers);
+    (0..headers.count())
+        .map(|index| {
+            let mut name = std::ptr::null();
+            let mut value = std::ptr::null();
+            let mut size = 0;
+            // SAFETY: a live list and an index below its count.
+            let error =
+                unsafe { rdkafka::bindings::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size) };
+            assert_eq!(error, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+            // SAFETY: on success both point into the list, which outlives this call.
+            let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes().to_vec();
+            let value =
+                (!value.is_null()).then(|| unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec());
+            (name, value)
+        })
+        .collect()
+}
+
+/// librdkafka's header list behind `headers`: rdkafka's `BorrowedHeaders` is a zero-sized view whose address is
+/// the `rd_kafka_headers_t` pointer.
+fn native_headers(headers: &OwnedHeaders) -> *const rdkafka::bindings::rd_kafka_headers_t {
+    headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *const rdkafka::bindings::rd_kafka_headers_t
+}
