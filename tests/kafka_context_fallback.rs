@@ -438,8 +438,8 @@ fn check(
         ("messaging.message.body.size", Value::I64(payload.len() as i64)),
     ];
 
-    match &case.expect {
-        &Expect::NewRoot(code) => {
+    match case.expect {
+        Expect::NewRoot(code) => {
             assert_eq!(span.parent_span_id, SpanId::INVALID, "{name}: a new root has no parent");
             assert!(!span.parent_span_is_remote, "{name}: no remote parent");
             assert!(span.links.links.is_empty(), "{name}: a new root links to nothing: {:?}", span.links.links);
@@ -456,7 +456,7 @@ fn check(
             );
             want.push(("tracehop.context.rejected", Value::from(code)));
         }
-        &Expect::Continued { trace_id, span_id, ref tracestate, trimmed } => {
+        Expect::Continued { trace_id, span_id, ref tracestate, trimmed } => {
             assert_eq!(span.span_context.trace_id(), trace_id, "{name}: continues the header's trace");
             assert_eq!(span.parent_span_id, span_id, "{name}: parent is the header's span");
             assert!(span.parent_span_is_remote, "{name}: remote parent");
@@ -708,7 +708,9 @@ async fn malformed_baggage_members_are_left_out_alone_and_the_trace_continues_wi
     broker.create_topic(&topic, 1);
     let consumer = broker.consumer("fallback-baggage", &topic);
     let traceparent = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let cases: [(&str, &[u8], &[&str], Option<&str>); 4] = [
+    /// Message key, baggage header, the members the handler sees, `tracehop.context.baggage.trimmed`.
+    type BaggageCase = (&'static str, &'static [u8], &'static [&'static str], Option<&'static str>);
+    let cases: [BaggageCase; 4] = [
         ("malformed", b"garbage,tenant=acme,k=%FF", &["tenant=acme"], Some("malformed_member")),
         ("all-malformed", b"garbage,k=%FF", &[], Some("malformed_member")),
         ("unescaped-percent", b"note=50%off,tenant=acme", &["note=50%off", "tenant=acme"], None),

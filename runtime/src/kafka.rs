@@ -47,7 +47,8 @@ fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes
 ///
 /// rdkafka's own `Headers::iter` panics on a header name that is not UTF-8 (it unwraps the conversion), and any
 /// producer can send one; so tracehop reads the headers through librdkafka's C API and skips such names, which
-/// can be no trace header.
+/// can be no trace header. librdkafka hands names out as C strings: a name ends at its first NUL byte
+/// (`traceparent\0junk` reads as `traceparent`), and it compares them the same way when removing a header.
 fn headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
     headers.into_iter().flat_map(|headers| (0..headers.count()).filter_map(move |index| header_at(headers, index)))
 }

@@ -1,0 +1,15 @@
+//! Kafka header extraction, and the consumer span built from it.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use tracehop::{Handler, MessageSpan};
+
+static HANDLER: Handler = Handler::consumer("fuzz::kafka_extract").group("fuzz");
+
+fuzz_target!(|data: &[u8]| {
+    wire::set_up();
+    let headers = wire::headers(data);
+    let message = wire::kafka_message(wire::kafka_headers(&headers), 0);
+    let _ = tracehop::extract_context(&message);
+    MessageSpan::consumer(&HANDLER, &message).start().run(|| ());
+});
