@@ -9,39 +9,23 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Timestamp};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use tracehop::{extract_context, Handler, MessageSpan};
+
+mod support;
+use support::{order_message, DiscardingExporter};
 
 static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
 static PRODUCER: Handler = Handler::producer("bench::publish");
 
 fn message(traceparent: &str) -> OwnedMessage {
-    let headers = OwnedHeaders::new()
-        .insert(Header { key: "traceparent", value: Some(traceparent) })
-        .insert(Header { key: "tracestate", value: Some("congo=t61rcWkgMzE") });
-    OwnedMessage::new(
-        Some(b"{\"id\":7}".to_vec()),
-        Some(b"order-7".to_vec()),
-        "orders".to_owned(),
-        Timestamp::NotAvailable,
-        0,
-        42,
-        Some(headers),
+    order_message(
+        OwnedHeaders::new()
+            .insert(Header { key: "traceparent", value: Some(traceparent) })
+            .insert(Header { key: "tracestate", value: Some("congo=t61rcWkgMzE") }),
     )
-}
-
-/// Drops every span: export stays out of the measurement, which is tracehop plus the SDK's own span work.
-#[derive(Debug)]
-struct DiscardingExporter;
-
-impl SpanExporter for DiscardingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(black_box(batch));
-        Ok(())
-    }
 }
 
 fn install(sampler: Sampler) {

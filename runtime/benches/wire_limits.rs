@@ -8,43 +8,25 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::global;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage, Timestamp};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use tracehop::{Handler, MessageSpan};
+
+mod support;
+use support::{order_message, DiscardingExporter};
 
 static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 fn message(headers: &[(String, String)]) -> OwnedMessage {
-    let headers = headers.iter().fold(OwnedHeaders::new_with_capacity(headers.len()), |owned, (key, value)| {
+    order_message(headers.iter().fold(OwnedHeaders::new_with_capacity(headers.len()), |owned, (key, value)| {
         owned.insert(Header { key, value: Some(value) })
-    });
-    OwnedMessage::new(
-        Some(b"{\"id\":7}".to_vec()),
-        Some(b"order-7".to_vec()),
-        "orders".to_owned(),
-        Timestamp::NotAvailable,
-        0,
-        42,
-        Some(headers),
-    )
+    }))
 }
 
 fn header(key: &str, value: impl Into<String>) -> (String, String) {
     (key.to_owned(), value.into())
-}
-
-/// Drops every span: export stays out of the measurement.
-#[derive(Debug)]
-struct DiscardingExporter;
-
-impl SpanExporter for DiscardingExporter {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        drop(black_box(batch));
-        Ok(())
-    }
 }
 
 fn limits(c: &mut Criterion) {
