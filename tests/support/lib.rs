@@ -65,10 +65,19 @@ pub fn expected(pairs: &[(&str, Value)]) -> Vec<(String, Value)> {
     pairs
 }
 
-/// A topic name no other test of this process uses.
+/// A topic, exchange or queue name no other test uses, in this run or any other on the same broker: a per-run
+/// nonce and a per-process counter, so a shared broker (`AMQP_URL`) never hands one run another run's message.
 pub fn unique_topic(prefix: &str) -> String {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!("{prefix}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+    static RUN: OnceLock<u64> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds every `RandomState` from the OS's randomness.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.finish()
+    });
+    format!("{prefix}-{run:016x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// librdkafka's mock cluster: a Kafka-protocol broker on loopback, in this process.
@@ -151,9 +160,20 @@ impl CapturedLogs {
     }
 }
 
-struct Capture(CapturedLogs);
+thread_local! {
+    /// Where the events of this thread go while [`capture_logs`] runs on it.
+    static CAPTURING: std::cell::RefCell<Option<CapturedLogs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The process-wide subscriber behind [`capture_logs`]. It is global and interested in every callsite, always:
+/// a thread-scoped subscriber lets `tracing` cache a callsite as uninteresting while another thread hits it
+/// with no subscriber, and then loses the events a capture should see.
+struct Capture;
 
 impl tracing::Subscriber for Capture {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::always()
+    }
     fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
         true
     }
@@ -171,53 +191,47 @@ impl tracing::Subscriber for Capture {
                 }
             }
         }
-        let mut message = Message(String::new());
-        event.record(&mut message);
-        (self.0).0.lock().unwrap().push((*event.metadata().level(), message.0));
+        // `try_with`: events from thread-local destructors at thread exit have nowhere to go.
+        let _ = CAPTURING.try_with(|capturing| {
+            if let Some(logs) = capturing.borrow().as_ref() {
+                let mut message = Message(String::new());
+                event.record(&mut message);
+                logs.0.lock().unwrap().push((*event.metadata().level(), message.0));
+            }
+        });
     }
     fn enter(&self, _: &tracing::span::Id) {}
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// Runs `body` on this thread with every `tracing` event captured.
+/// Runs `body` on this thread with every `tracing` event it emits on this thread captured.
 pub fn capture_logs<R>(body: impl FnOnce() -> R) -> (R, CapturedLogs) {
-    let logs = CapturedLogs::default();
-    let result = tracing::subscriber::with_default(Capture(logs.clone()), body);
-    (result, logs)
-}
-
-/// The RabbitMQ server `scripts/test` starts (its URL in `AMQP_URL`): a channel on it, or `None` with one line
-/// saying how to run the RabbitMQ tests. With `TRACEHOP_REQUIRE_RABBITMQ` set (as `scripts/test` sets it), a
-/// missing or unreachable broker fails the test instead.
-pub async fn rabbitmq_channel(test: &str) -> Option<lapin::Channel> {
-    let required = std::env::var_os("TRACEHOP_REQUIRE_RABBITMQ").is_some();
-    let Ok(url) = std::env::var("AMQP_URL") else {
-        assert!(!required, "TRACEHOP_REQUIRE_RABBITMQ is set but AMQP_URL is not: no RabbitMQ to test against");
-        skip_notice(test, "no RabbitMQ (AMQP_URL is unset)");
-        return None;
-    };
-    let connection = match lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await {
-        Ok(connection) => connection,
-        Err(error) if !required => {
-            skip_notice(test, &format!("RabbitMQ at {url} is unreachable ({error})"));
-            return None;
-        }
-        Err(error) => panic!("RabbitMQ at {url} is unreachable: {error}"),
-    };
-    Some(connection.create_channel().await.expect("a channel"))
-}
-
-/// Says once per test process, past the test harness's output capture, that the RabbitMQ tests are skipped
-/// and how to run them.
-fn skip_notice(test: &str, why: &str) {
-    use std::io::Write;
-    static NOTICE: std::sync::Once = std::sync::Once::new();
-    NOTICE.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "RabbitMQ tests skipped ({test} first): {why}; run ./scripts/test, which starts a RabbitMQ server for them"
-        );
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        tracing::subscriber::set_global_default(Capture).expect("no other global subscriber in the test process")
     });
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            CAPTURING.with(|capturing| capturing.borrow_mut().take());
+        }
+    }
+    let logs = CapturedLogs::default();
+    CAPTURING.with(|capturing| *capturing.borrow_mut() = Some(logs.clone()));
+    let _stop = Stop;
+    (body(), logs)
+}
+
+/// A channel on the RabbitMQ server `scripts/test` starts (its URL in `AMQP_URL`). The RabbitMQ tests are
+/// `#[ignore]`d, so a bare `cargo test` reports them as ignored; `scripts/test` runs them with
+/// `--include-ignored` beside its broker, and then a missing or unreachable broker fails them.
+pub async fn rabbitmq_channel() -> lapin::Channel {
+    let url = std::env::var("AMQP_URL")
+        .expect("AMQP_URL is not set: the RabbitMQ tests run against the broker ./scripts/test starts");
+    let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|error| panic!("RabbitMQ at {url} is unreachable: {error}"));
+    connection.create_channel().await.expect("a channel")
 }
 
 /// Takes the next message of `queue`, waiting up to 10 seconds for one to arrive. Acknowledges nothing.
@@ -242,10 +256,9 @@ pub async fn declare_exchange(
 ) {
     use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
     use lapin::types::FieldTable;
-    channel
-        .exchange_declare(exchange.into(), kind, ExchangeDeclareOptions::default(), FieldTable::default())
-        .await
-        .expect("exchange.declare");
+    // Auto-deleted: gone with its last queue.
+    let options = ExchangeDeclareOptions { auto_delete: true, ..ExchangeDeclareOptions::default() };
+    channel.exchange_declare(exchange.into(), kind, options, FieldTable::default()).await.expect("exchange.declare");
     for queue in queues {
         declare_queue(channel, queue).await;
         channel
@@ -261,14 +274,18 @@ pub async fn declare_exchange(
     }
 }
 
-/// Declares a non-durable, auto-deleted queue.
+/// Declares a non-durable queue that cannot outlive the run: auto-deleted, and expired by the broker after two
+/// minutes unused (`x-expires`), even if no consumer ever attached.
 pub async fn declare_queue(channel: &lapin::Channel, queue: &str) {
     use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(120_000));
     channel
         .queue_declare(
             queue.into(),
             QueueDeclareOptions { auto_delete: true, ..QueueDeclareOptions::default() },
-            lapin::types::FieldTable::default(),
+            arguments,
         )
         .await
         .expect("queue.declare");
