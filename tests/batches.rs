@@ -345,5 +345,48 @@ fn link_cap_holds_for_ten_thousand_messages_in_one_batch() {
     assert_eq!(span.links.dropped_count, 0, "tracehop stays within the SDK's own limit");
     assert_eq!(attribute(&span, "tracehop.links.dropped"), Some(Value::I64(5_000 - cap as i64)));
     assert_eq!(attribute(&span, "messaging.batch.message_count"), Some(Value::I64(10_000)));
-    assert_eq!(span.links.links[0].span_context.trace_id(), TraceId::from_hex(&format!("{:032x}", 1)).unwrap());
+    let kept: Vec<(TraceId, SpanId, Vec<KeyValue>)> = messages
+        .iter()
+        .step_by(2)
+        .take(cap)
+        .map(|message| {
+            let id = message.offset() as u64 + 1;
+            (TraceId::from(u128::from(id)), SpanId::from(id), identity(message))
+        })
+        .collect();
+    assert_eq!(link_identity(&span), kept, "the first {cap} valid contexts, in order, each with its identity");
+}
+
+#[tracehop::traced_consumer(group = "bulk", parent = "none")]
+fn bulk_untrusted(messages: &[OwnedMessage]) -> usize {
+    messages.len()
+}
+
+/// `parent = "none"` on a batch: a new trace linked to nothing, however valid the messages' contexts.
+#[test]
+fn an_untrusted_batch_links_to_no_message() {
+    suite::spans();
+    let messages: Vec<OwnedMessage> = (0..3)
+        .map(|offset| {
+            let traceparent = format!("00-{:032x}-{:016x}-01", offset + 100, offset + 100);
+            let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&traceparent) });
+            OwnedMessage::new(
+                Some(b"{}".to_vec()),
+                None,
+                "untrusted-batch".to_owned(),
+                Timestamp::NotAvailable,
+                0,
+                offset,
+                Some(headers),
+            )
+        })
+        .collect();
+    assert_eq!(bulk_untrusted(&messages), 3);
+    let span =
+        spans_to("untrusted-batch").into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("the span");
+    assert!(span.links.links.is_empty(), "{:?}", span.links.links);
+    assert_eq!(span.parent_span_id, SpanId::INVALID);
+    assert!((100..103).all(|id| span.span_context.trace_id() != TraceId::from(id)));
+    assert_eq!(attribute(&span, "messaging.batch.message_count"), Some(Value::I64(3)));
+    assert_eq!(attribute(&span, "tracehop.links.dropped"), None);
 }

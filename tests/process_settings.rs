@@ -29,7 +29,7 @@ fn handle_batch(messages: &[OwnedMessage]) {
 }
 
 #[test]
-fn default_parent_policy_and_link_cap_apply_to_every_handler_that_sets_none() {
+fn default_parent_policies_and_link_cap_apply_to_every_handler_that_sets_none() {
     suite::spans();
     assert_eq!(tracehop::default_parent_policy(), ParentPolicy::Continue);
     tracehop::set_default_parent_policy(ParentPolicy::Link);
@@ -49,4 +49,23 @@ fn default_parent_policy_and_link_cap_apply_to_every_handler_that_sets_none() {
     let batch = spans_to("settings-batch").into_iter().find(|span| span.span_kind == SpanKind::Consumer).unwrap();
     assert_eq!(batch.links.links.len(), 2);
     assert_eq!(attribute(&batch, "tracehop.links.dropped"), Some(Value::I64(1)));
+
+    // `None` as the default: the context is ignored entirely, but a handler's own policy still wins.
+    tracehop::set_default_parent_policy(ParentPolicy::None);
+    assert_eq!(tracehop::default_parent_policy(), ParentPolicy::None);
+    handle(&message("settings-ignored", 0, 9));
+    handle_trusted(&message("settings-still-own", 0, 10));
+    handle_batch(&[message("settings-ignored-batch", 0, 11), message("settings-ignored-batch", 1, 12)]);
+
+    let ignored = &spans_to("settings-ignored")[0];
+    assert_eq!(ignored.parent_span_id, SpanId::INVALID);
+    assert_ne!(ignored.span_context.trace_id(), TraceId::from(9));
+    assert!(ignored.links.links.is_empty(), "no link either: the headers are not read");
+    assert_eq!(attribute(ignored, "tracehop.context.rejected"), None);
+    let own = &spans_to("settings-still-own")[0];
+    assert_eq!(own.span_context.trace_id(), TraceId::from(10));
+    let batch =
+        spans_to("settings-ignored-batch").into_iter().find(|span| span.span_kind == SpanKind::Consumer).unwrap();
+    assert!(batch.links.links.is_empty(), "a batch links to no ignored context");
+    assert_eq!(attribute(&batch, "messaging.batch.message_count"), Some(Value::I64(2)));
 }

@@ -163,6 +163,11 @@ pub use w3c::{
     TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
 
+/// The README's code blocks, compiled and run as doc tests (with every feature on, as the suite runs them).
+#[cfg(all(doctest, feature = "kafka", feature = "rabbitmq"))]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
+
 /// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a
 /// re-export of the public API above, reached through one absolute path so a user's imports never change what
 /// an expansion means.
