@@ -19,7 +19,7 @@ use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, T
 use opentelemetry::{global, Context, Value};
 use opentelemetry_sdk::trace::SpanData;
 use rdkafka::consumer::StreamConsumer;
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{BorrowedMessage, Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use suite::{attribute, attributes, expected, spans_of_trace, spans_to, Broker, CapturedLogs};
 
@@ -720,6 +720,15 @@ async fn malformed_baggage_members_are_left_out_alone_and_the_trace_continues_wi
         broker.send_raw(&topic, key, b"m", &[("traceparent", traceparent), ("baggage", baggage)]).await;
     }
 
+    // Positive control: the capture does see OpenTelemetry's own warning about a malformed baggage (its internal
+    // logs are on in this suite), so the absence of warnings below can fail.
+    let (_, control) = suite::capture_logs(|| {
+        use opentelemetry::propagation::TextMapPropagator;
+        let headers = std::collections::HashMap::from([("baggage".to_owned(), "garbage".to_owned())]);
+        opentelemetry_sdk::propagation::BaggagePropagator::new().extract(&headers)
+    });
+    assert_eq!(control.at_least(tracing::Level::WARN).len(), 1, "the capture sees OpenTelemetry's warnings");
+
     for (key, _, expected_baggage, _) in cases {
         let message = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
             .await
@@ -740,7 +749,57 @@ async fn malformed_baggage_members_are_left_out_alone_and_the_trace_continues_wi
             .expect("a span per message");
         assert_eq!(span.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
         assert_eq!(span.parent_span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
+        assert!(span.parent_span_is_remote, "the producer's span is a remote parent");
         assert_eq!(attribute(span, "tracehop.context.rejected"), None);
         assert_eq!(attribute(span, "tracehop.context.baggage.trimmed"), trimmed.map(Value::from), "{key}");
     }
+}
+
+/// Kafka header values may be null. A null `traceparent` is unreadable: a new root that says so. A null
+/// `tracestate` beside a valid `traceparent` costs only itself: the trace continues and the span says the
+/// tracestate was `unreadable`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_trace_header_values_are_unreadable() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("fallback-null");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("fallback-null", &topic);
+    let (t, s, trace_id, span_id) = fresh_ids();
+    let valid = format!("00-{t}-{s}-01");
+    let null = None::<&[u8]>;
+    let producer = broker.producer();
+    for (key, headers) in [
+        ("null-traceparent", OwnedHeaders::new().insert(Header { key: "traceparent", value: null })),
+        (
+            "null-tracestate",
+            OwnedHeaders::new()
+                .insert(Header { key: "traceparent", value: Some(valid.as_bytes()) })
+                .insert(Header { key: "tracestate", value: null }),
+        ),
+    ] {
+        let record = FutureRecord::to(&topic).key(key).payload("{}").headers(headers);
+        producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    }
+
+    for _ in 0..2 {
+        let message = suite::receive(&consumer).await;
+        on_owned_ref(&message).await.expect("the handler ran");
+    }
+    let spans = spans_to(&topic);
+    let span_of = |key: &str| {
+        spans
+            .iter()
+            .find(|span| attribute(span, "messaging.kafka.message.key") == Some(Value::from(key.to_owned())))
+            .unwrap_or_else(|| panic!("a span for {key}"))
+    };
+    let unreadable = span_of("null-traceparent");
+    assert_eq!(attribute(unreadable, "tracehop.context.rejected"), Some(Value::from("traceparent_unreadable")));
+    assert_eq!(unreadable.parent_span_id, SpanId::INVALID);
+    let trimmed = span_of("null-tracestate");
+    assert_eq!(attribute(trimmed, "tracehop.context.rejected"), None);
+    assert_eq!(attribute(trimmed, "tracehop.context.tracestate.trimmed"), Some(Value::from("unreadable")));
+    assert_eq!(trimmed.span_context.trace_id(), trace_id);
+    assert_eq!(trimmed.parent_span_id, span_id);
+    assert!(trimmed.parent_span_is_remote);
 }

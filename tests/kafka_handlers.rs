@@ -43,6 +43,7 @@ fn producer_and_consumer(topic: &str) -> (opentelemetry_sdk::trace::SpanData, op
 fn assert_child_of(consumer: &opentelemetry_sdk::trace::SpanData, producer: &opentelemetry_sdk::trace::SpanData) {
     assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
     assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
+    assert!(consumer.parent_span_is_remote, "the producer's span is a remote parent");
     assert_eq!(consumer.links.links.len(), 1);
     assert_eq!(consumer.links.links[0].span_context.span_id(), producer.span_context.span_id());
 }

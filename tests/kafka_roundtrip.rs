@@ -51,6 +51,7 @@ async fn consumer_span_continues_the_producer_trace_across_the_broker() {
     assert_eq!(consumer_span.name, format!("process {topic}"));
     assert_eq!(consumer_span.span_context.trace_id(), producer_span.span_context.trace_id());
     assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
+    assert!(consumer_span.parent_span_is_remote, "the producer's span is a remote parent");
     assert!(consumer_span.parent_span_is_remote);
     assert_eq!(consumer_span.links.links.len(), 1);
     assert_eq!(consumer_span.links.links[0].span_context.span_id(), producer_span.span_context.span_id());

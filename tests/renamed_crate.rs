@@ -29,4 +29,5 @@ fn expansion_reaches_the_runtime_under_its_renamed_path() {
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].span_kind, SpanKind::Consumer);
     assert_eq!(spans[0].parent_span_id, opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap());
+    assert!(spans[0].parent_span_is_remote, "the producer's span is a remote parent");
 }

@@ -160,6 +160,7 @@ fn round_trip(carrier: Carrier, context: &Context, members: &[(String, String)],
         assert_eq!(spans.len(), 1, "{carrier:?}: one consumer span");
         let span = &spans[0];
         assert_eq!(span.parent_span_id, sent.span_id(), "{carrier:?}: parent");
+        assert!(span.parent_span_is_remote, "the producer's span is a remote parent");
         assert_eq!(
             attribute(span, "tracehop.context.tracestate.trimmed"),
             trims.tracestate.map(|reason| Value::from(reason.as_str())),

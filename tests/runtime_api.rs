@@ -48,6 +48,7 @@ async fn message_span_without_macros_continues_the_trace() {
     assert_eq!(consumer_span.name, format!("process {topic}"));
     assert_eq!(consumer_span.span_context.trace_id(), producer_span.span_context.trace_id());
     assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
+    assert!(consumer_span.parent_span_is_remote, "the producer's span is a remote parent");
     assert_eq!(consumer_span.links.links[0].span_context.span_id(), producer_span.span_context.span_id());
     assert_eq!(attribute(consumer_span, "messaging.kafka.offset"), Some(Value::I64(delivery.offset)));
     assert_eq!(attribute(consumer_span, "messaging.consumer.group.name"), Some(Value::from("no-macros")));
@@ -90,6 +91,7 @@ async fn forwarding_old_headers_replaces_the_stale_traceparent() {
     let producer_span = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("producer span");
     let consumer_span = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("consumer span");
     assert_eq!(consumer_span.parent_span_id, producer_span.span_context.span_id());
+    assert!(consumer_span.parent_span_is_remote, "the producer's span is a remote parent");
     assert_ne!(consumer_span.parent_span_id, SpanId::from_hex("2222222222222222").unwrap());
 }
 
@@ -149,6 +151,7 @@ fn a_third_broker_takes_two_small_trait_impls() {
     let consumer = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("consumer span");
     assert_eq!(producer.name, format!("send {}", frame.channel));
     assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
+    assert!(consumer.parent_span_is_remote, "the producer's span is a remote parent");
     assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
     assert_eq!(attribute(consumer, "messaging.system"), Some(Value::from("frames")));
     assert_eq!(attribute(producer, "messaging.system"), Some(Value::from("frames")));

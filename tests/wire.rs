@@ -80,6 +80,7 @@ async fn a_forwarded_header_whose_name_is_not_utf8_goes_on_and_the_trace_continu
     );
     assert_eq!(relay_span.span_context.trace_id(), TraceId::from_hex(TRACE_ID).unwrap());
     assert_eq!(relay_span.parent_span_id, SpanId::from_hex(SPAN_ID).unwrap());
+    assert!(relay_span.parent_span_is_remote, "the producer's span is a remote parent");
     assert_eq!(forward_span.span_context.trace_id(), relay_span.span_context.trace_id());
     assert_eq!(forward_span.parent_span_id, relay_span.span_context.span_id());
     assert_eq!(forward_span.status, Status::Unset);
@@ -280,6 +281,7 @@ fn check_limit(case: &Limit, seen: Seen, span: &SpanData) {
     } else {
         assert_eq!(seen.trace_id, TraceId::from_hex(TRACE_ID).unwrap(), "{name}: the trace continues");
         assert_eq!(span.parent_span_id, SpanId::from_hex(SPAN_ID).unwrap(), "{name}: the producer is the parent");
+        assert!(span.parent_span_is_remote, "the producer's span is a remote parent");
         assert_eq!(seen.tracestate, case.tracestate, "{name}: tracestate");
         assert_eq!(seen.baggage, case.baggage, "{name}: baggage");
     }
