@@ -12,7 +12,7 @@ use rdkafka::consumer::StreamConsumer;
 use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage, Timestamp};
 use rdkafka::producer::{BaseProducer, BaseRecord, FutureProducer, FutureRecord, Producer};
 use suite::{attribute, receive, spans_to, Broker};
-use tracehop::{Handler, MessageSpan};
+use tracehop::MessageSpan;
 
 const FOREIGN_TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -129,16 +129,14 @@ async fn batch_mixing_valid_missing_and_malformed_contexts_counts_all_and_links_
     );
 }
 
-static PER_MESSAGE: Handler = Handler::consumer("batches::bill_each").group("billing");
-
 #[tracehop::traced_consumer(group = "billing")]
 fn bill_each(messages: Vec<OwnedMessage>) -> Vec<SpanId> {
     messages
         .iter()
         .map(|message| {
-            MessageSpan::in_batch(&PER_MESSAGE, message)
+            MessageSpan::in_batch(message)
                 .start()
-                .run_recording(|| Context::current().span().span_context().span_id(), |_, _| {})
+                .run_with_outcome(|| Context::current().span().span_context().span_id(), |_, _| {})
         })
         .collect()
 }
@@ -154,9 +152,12 @@ async fn per_message_spans_in_a_batch_are_children_of_the_batch_linked_to_their_
     for key in ["a", "b"] {
         publish(&producer, FutureRecord::to(&topic).key(key).payload("{}")).await;
     }
-    let messages = receive_all(&consumer, 2).await;
+    // A third message from a plain client, without context.
+    broker.send_raw(&topic, "c", b"{}", &[]).await;
+    let messages = receive_all(&consumer, 3).await;
 
     let per_message = bill_each(messages);
+    assert_eq!(per_message.len(), 3);
 
     let spans = spans_to(&topic);
     let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
@@ -168,9 +169,17 @@ async fn per_message_spans_in_a_batch_are_children_of_the_batch_linked_to_their_
         assert_eq!(span.name, format!("process {topic}"));
         assert_eq!(span.parent_span_id, batch.span_context.span_id(), "a child of the batch span");
         assert_eq!(span.span_context.trace_id(), batch.span_context.trace_id());
-        assert_eq!(span.links.links.len(), 1);
-        assert_eq!(span.links.links[0].span_context.span_id(), producers[index].span_context.span_id());
+        // The batch span's handler, found without a second static.
         assert_eq!(attribute(span, "code.function.name"), Some(Value::from("batches::bill_each")));
+        assert_eq!(attribute(span, "messaging.consumer.group.name"), Some(Value::from("billing")));
+        if let Some(producer) = producers.get(index) {
+            assert_eq!(span.links.links.len(), 1);
+            assert_eq!(span.links.links[0].span_context.span_id(), producer.span_context.span_id());
+            assert_eq!(attribute(span, "tracehop.context.rejected"), None);
+        } else {
+            assert!(span.links.links.is_empty(), "the plain client's message links to nothing");
+            assert_eq!(attribute(span, "tracehop.context.rejected"), Some(Value::from("missing")));
+        }
     }
 }
 

@@ -183,13 +183,13 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             Some(output) => quote!(#private::returning::<#output, _>(async move #block)),
             None => quote!(async move #block),
         };
-        quote!(__tracehop_span.instrument_recording(#future, #record).await)
+        quote!(__tracehop_span.instrument_with_outcome(#future, #record).await)
     } else if let Some((future_output, boxed)) = future_output(&sig.output) {
         // A sync function returning a future (`impl Future`, or the `Pin<Box<dyn Future>>` of `#[async_trait]`):
         // the span covers the future, from this call until it completes, and records the future's output. The
         // body runs in a closure so an early `return` is instrumented too.
         let instrumented = quote! {
-            __tracehop_span.instrument_recording(
+            __tracehop_span.instrument_with_outcome(
                 #private::evaluate(move || #block),
                 |__tracehop_output: &#future_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span),
             )
@@ -201,7 +201,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         }
     } else {
         let annotation = output.as_ref().map(|output| quote!(-> #output));
-        quote!(__tracehop_span.run_recording(move || #annotation #block, #record))
+        quote!(__tracehop_span.run_with_outcome(move || #annotation #block, #record))
     };
 
     quote! {

@@ -29,7 +29,7 @@ pub(crate) fn options_against_signature(
         if let Some(replay) = &options.replay {
             errors.at(
                 replay,
-                "`replay` marks the span of one replayed message; this handler takes a batch: remove `replay`, and to mark each message's span, pass a `Handler::consumer(..).replay()` to `MessageSpan::in_batch` in the body",
+                "`replay` marks the span of one replayed message; this handler takes a batch: remove `replay`, and to mark each message's span, pass a `Handler::consumer(..).replay()` to `MessageSpan::in_batch_as` in the body",
             );
             errors.at(&batch.ty, "this parameter is a batch of messages");
         }

@@ -5,14 +5,13 @@
 //! sends. Extraction, strict validation, injection and the spans are written once, on top of them.
 
 use std::borrow::Cow;
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use opentelemetry::propagation::{Extractor, Injector};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{global, Context};
 
 use crate::attributes::SpanAttributes;
+use crate::span::count_injection;
 use crate::w3c::{
     ContextRejection, TraceHeaders, Trimmed, Trims, BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
@@ -261,20 +260,13 @@ impl<M: PublishedMessage + ?Sized> Injector for HeaderInjector<'_, M> {
     }
 }
 
-thread_local! {
-    /// How many injections happened on this thread since the innermost producer scope was entered. Scopes save
-    /// and restore it around each run or poll, so an inner producer's injections are not counted for the outer
-    /// one and no lock or allocation is needed.
-    static INJECTIONS_IN_SCOPE: Cell<u32> = const { Cell::new(0) };
-}
-
 /// Writes the trace context of `context` into `message`'s headers with the globally installed propagator.
 ///
 /// Producer spans started by `#[traced_producer]` or [`MessageSpan::producer`](crate::MessageSpan::producer)
 /// notice this call when it happens while they are current; one that ends with no injection is reported.
 pub fn inject_context<M: PublishedMessage + ?Sized>(context: &Context, message: &mut M) {
     if propagate(context, message) {
-        INJECTIONS_IN_SCOPE.with(|count| count.set(count.get().saturating_add(1)));
+        count_injection();
     }
 }
 
@@ -298,24 +290,4 @@ pub(crate) fn propagate<M: PublishedMessage + ?Sized>(context: &Context, message
 /// ```
 pub fn inject_current_context<M: PublishedMessage + ?Sized>(message: &mut M) {
     inject_context(&Context::current(), message)
-}
-
-/// Counts the injections made while one producer scope is entered (one `run`, or one poll of an instrumented
-/// future) into `total`; see [`INJECTIONS_IN_SCOPE`]. Restores the outer scope's count on drop, panics included.
-pub(crate) struct InjectionScope<'a> {
-    outer: u32,
-    total: &'a AtomicU32,
-}
-
-impl<'a> InjectionScope<'a> {
-    pub(crate) fn enter(total: &'a AtomicU32) -> Self {
-        Self { outer: INJECTIONS_IN_SCOPE.with(|count| count.replace(0)), total }
-    }
-}
-
-impl Drop for InjectionScope<'_> {
-    fn drop(&mut self) {
-        let inner = INJECTIONS_IN_SCOPE.with(|count| count.replace(self.outer));
-        self.total.fetch_add(inner, Ordering::Relaxed);
-    }
 }

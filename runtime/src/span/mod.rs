@@ -1,0 +1,57 @@
+//! The span of one handled or published message: how it starts ([`SpanStart`], in `start`), how it lives and
+//! ends ([`MessageSpan`], in `life`), and the creation spans of records published together (`creation`).
+
+mod creation;
+mod life;
+mod start;
+
+use std::sync::OnceLock;
+
+use opentelemetry::InstrumentationScope;
+
+pub use creation::inject_creation_context;
+pub(crate) use life::count_injection;
+pub use life::{Instrumented, MessageSpan};
+pub use start::SpanStart;
+
+/// Attribute naming why an incoming context was not continued; its values are
+/// [`ContextRejection::as_str`](crate::ContextRejection::as_str).
+pub const CONTEXT_REJECTED_ATTRIBUTE: &str = "tracehop.context.rejected";
+
+/// Attribute set to `false` on a producer span during which no trace context was written into any message.
+pub const CONTEXT_INJECTED_ATTRIBUTE: &str = "tracehop.context.injected";
+
+/// Event added to a producer span during which no trace context was written into any message.
+pub const CONTEXT_NOT_INJECTED_EVENT: &str = "tracehop.context.not_injected";
+
+/// Attribute set to `true` on the span of a handler marked as handling replayed events.
+pub const REPLAY_ATTRIBUTE: &str = "tracehop.replay";
+
+/// Attribute holding a replayed message's own time (the Kafka timestamp, the AMQP `timestamp` property), in
+/// milliseconds since the Unix epoch, when the message carries one.
+pub const REPLAY_ORIGINAL_TIME_ATTRIBUTE: &str = "tracehop.replay.original_time_ms";
+
+/// Attribute naming why members of a continued context's `tracestate` were left out; its values are
+/// [`TrimReason::as_str`](crate::TrimReason::as_str).
+pub const TRACESTATE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.tracestate.trimmed";
+
+/// Attribute naming why members of a continued context's `baggage` were left out; its values are
+/// [`TrimReason::as_str`](crate::TrimReason::as_str).
+pub const BAGGAGE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.baggage.trimmed";
+
+/// Attribute counting the valid message contexts a batch span did not link to, past
+/// [`max_links_per_span`](crate::max_links_per_span).
+pub const LINKS_DROPPED_ATTRIBUTE: &str = "tracehop.links.dropped";
+
+/// The scope of every tracer tracehop uses: its name, version and the semantic conventions' schema.
+fn instrumentation_scope() -> InstrumentationScope {
+    static SCOPE: OnceLock<InstrumentationScope> = OnceLock::new();
+    SCOPE
+        .get_or_init(|| {
+            InstrumentationScope::builder("tracehop")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .with_schema_url(opentelemetry_semantic_conventions::SCHEMA_URL)
+                .build()
+        })
+        .clone()
+}
