@@ -148,7 +148,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         start.extend(quote!(.routing_key(#routing_key)));
     }
     if !options.attributes.is_empty() {
-        let sink = format_ident!("__tracehop_attributes");
+        let sink = format_ident!("__tracehop_attributes", span = proc_macro2::Span::mixed_site());
         let additions = options.attributes.iter().map(|attribute| {
             let key = &attribute.key;
             let value = &attribute.value;
@@ -157,6 +157,11 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         start.extend(quote!(.attributes(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })));
     }
 
+    // The expansion's own locals, hidden from the user's code (mixed-site hygiene): the body can neither see
+    // nor shadow them.
+    let span_local = format_ident!("__tracehop_span", span = proc_macro2::Span::mixed_site());
+    let output_local = format_ident!("__tracehop_output", span = proc_macro2::Span::mixed_site());
+
     // A by-value record bound without `mut` is rebound so the span can write into it.
     let (rebind, inject) = match (role, message) {
         (Role::Producer, Some(record)) => {
@@ -164,7 +169,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             let rebind =
                 if record.writable || record.by_reference { None } else { Some(quote!(let mut #name = #name;)) };
             let writable = if record.by_reference { quote!(&mut *#name) } else { quote!(&mut #name) };
-            (rebind, Some(quote!(__tracehop_span.inject(#writable);)))
+            (rebind, Some(quote!(#span_local.inject(#writable);)))
         }
         _ => (None, None),
     };
@@ -174,8 +179,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         ReturnType::Type(_, ty) if mentions_impl_trait(ty) => None,
         ReturnType::Type(_, ty) => Some(ty.to_token_stream()),
     };
-    let record =
-        quote!(|__tracehop_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span));
+    let record = quote!(|#output_local, #span_local| #private::record_outcome!(#output_local, #span_local));
     let run = if sig.asyncness.is_some() {
         // Naming the output type where the async block is made lets `?` and `return` in the body infer as they
         // do in the user's `async fn`.
@@ -183,15 +187,15 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             Some(output) => quote!(#private::returning::<#output, _>(async move #block)),
             None => quote!(async move #block),
         };
-        quote!(__tracehop_span.instrument_with_outcome(#future, #record).await)
+        quote!(#span_local.instrument_with_outcome(#future, #record).await)
     } else if let Some((future_output, boxed)) = future_output(&sig.output) {
         // A sync function returning a future (`impl Future`, or the `Pin<Box<dyn Future>>` of `#[async_trait]`):
         // the span covers the future, from this call until it completes, and records the future's output. The
         // body runs in a closure so an early `return` is instrumented too.
         let instrumented = quote! {
-            __tracehop_span.instrument_with_outcome(
+            #span_local.instrument_with_outcome(
                 #private::evaluate(move || #block),
-                |__tracehop_output: &#future_output, __tracehop_span| #private::record_outcome!(__tracehop_output, __tracehop_span),
+                |#output_local: &#future_output, #span_local| #private::record_outcome!(#output_local, #span_local),
             )
         };
         if boxed {
@@ -201,7 +205,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         }
     } else {
         let annotation = output.as_ref().map(|output| quote!(-> #output));
-        quote!(__tracehop_span.run_with_outcome(move || #annotation #block, #record))
+        quote!(#span_local.run_with_outcome(move || #annotation #block, #record))
     };
 
     quote! {
@@ -209,7 +213,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         #vis #sig {
             static __TRACEHOP_HANDLER: #private::Handler = #handler;
             #rebind
-            let __tracehop_span = #start.start();
+            let #span_local = #start.start();
             #inject
             #run
         }
@@ -267,4 +271,56 @@ fn mentions_impl_trait(ty: &Type) -> bool {
     let mut finder = FindImplTrait(false);
     syn::visit::visit_type(&mut finder, ty);
     finder.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(signature: &str) -> ReturnType {
+        syn::parse_str::<syn::Signature>(signature).expect("a signature").output
+    }
+
+    fn future_output_of(signature: &str) -> Option<(String, bool)> {
+        future_output(&output(signature)).map(|(ty, boxed)| (ty.to_token_stream().to_string(), boxed))
+    }
+
+    #[test]
+    fn finds_the_output_of_impl_future_and_pinned_boxed_futures() {
+        assert_eq!(future_output_of("fn f() -> impl Future<Output = u8>"), Some(("u8".to_owned(), false)));
+        assert_eq!(
+            future_output_of("fn f() -> impl Future<Output = Result<(), E>> + Send"),
+            Some(("Result < () , E >".to_owned(), false))
+        );
+        assert_eq!(
+            future_output_of("fn f() -> Pin<Box<dyn Future<Output = u8> + Send + 'static>>"),
+            Some(("u8".to_owned(), true))
+        );
+        assert_eq!(
+            future_output_of("fn f() -> std::pin::Pin<std::boxed::Box<dyn std::future::Future<Output = ()>>>"),
+            Some(("()".to_owned(), true))
+        );
+    }
+
+    #[test]
+    fn other_return_types_are_no_futures() {
+        for signature in [
+            "fn f()",
+            "fn f() -> u8",
+            "fn f() -> impl Iterator<Item = u8>",
+            "fn f() -> Box<dyn Future<Output = u8>>",
+            "fn f() -> Pin<Box<u8>>",
+            "fn f() -> impl Future",
+        ] {
+            assert_eq!(future_output_of(signature), None, "{signature}");
+        }
+    }
+
+    #[test]
+    fn impl_trait_is_found_anywhere_in_a_type() {
+        let ty = |text: &str| syn::parse_str::<Type>(text).expect("a type");
+        assert!(mentions_impl_trait(&ty("impl Future<Output = u8>")));
+        assert!(mentions_impl_trait(&ty("Result<impl Iterator<Item = u8>, E>")));
+        assert!(!mentions_impl_trait(&ty("Result<Box<dyn Iterator<Item = u8>>, E>")));
+    }
 }

@@ -1,9 +1,9 @@
 //! Procedural macros of [tracehop](https://docs.rs/tracehop): `#[traced_consumer]` and `#[traced_producer]`.
 //!
 //! Depend on `tracehop`, which re-exports them and holds everything they expand to. This crate knows syntax
-//! only: it parses the attribute and the function ([`options`], [`signature`]), validates them together
-//! ([`validate`]), collecting every mistake at the token that is wrong ([`errors`]), and expands into calls of
-//! tracehop's public API ([`expand`]).
+//! only: it parses the attribute and the function (`options`, `signature`), validates them together
+//! (`validate`), collecting every mistake at the token that is wrong (`errors`), and expands into calls of
+//! tracehop's public API (`expand`).
 
 mod errors;
 mod expand;

@@ -364,3 +364,32 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     previous[b.len()]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance_counts_insertions_deletions_and_substitutions() {
+        assert_eq!(edit_distance("group", "group"), 0);
+        assert_eq!(edit_distance("grup", "group"), 1);
+        assert_eq!(edit_distance("groupp", "group"), 1);
+        assert_eq!(edit_distance("gruop", "group"), 2);
+        assert_eq!(edit_distance("", "name"), 4);
+        assert_eq!(edit_distance("destination", ""), 11);
+        assert_eq!(edit_distance("rooting_key", "routing_key"), 1);
+    }
+
+    #[test]
+    fn attribute_keys_are_dot_separated_lower_case_segments() {
+        for valid in ["app.order.id", "app", "app.order_2.id"] {
+            assert_eq!(check_attribute_key(valid), Ok(()), "{valid}");
+        }
+        assert_eq!(check_attribute_key(""), Err("it is empty"));
+        assert_eq!(check_attribute_key("app..id"), Err("a dot-separated segment is empty"));
+        assert_eq!(check_attribute_key("app.order."), Err("a dot-separated segment is empty"));
+        for invalid in ["App.order", "app.order-id", "app.ördér"] {
+            assert!(check_attribute_key(invalid).unwrap_err().starts_with("use lower-case letters"), "{invalid}");
+        }
+    }
+}

@@ -168,9 +168,9 @@ pub use w3c::{
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-/// What `#[traced_consumer]` and `#[traced_producer]` expand to. Not a public API: everything here is a
-/// re-export of the public API above, reached through one absolute path so a user's imports never change what
-/// an expansion means.
+/// What `#[traced_consumer]` and `#[traced_producer]` expand to, reached through one absolute path so a user's
+/// imports never change what an expansion means. Not a public API: re-exports of the public API above, and a
+/// few small helpers that only turn the user's parameters and options into its arguments.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::__record_outcome as record_outcome;
