@@ -242,6 +242,49 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_borrows_for_generic_args)] // the impls for references are under test
+    fn floats_strings_and_values_keep_their_value() {
+        assert_eq!(value_of(1.5_f64), Some(Value::F64(1.5)));
+        assert_eq!(value_of(1.5_f32), Some(Value::F64(1.5)));
+        assert_eq!(value_of(&2.5_f64), Some(Value::F64(2.5)));
+        assert_eq!(value_of(String::from("a")), Some(Value::String("a".into())));
+        assert_eq!(value_of(Cow::Borrowed("b")), Some(Value::String("b".into())));
+        assert_eq!(value_of(&Cow::Borrowed("c")), Some(Value::String("c".into())));
+        assert_eq!(value_of(Value::I64(3)), Some(Value::I64(3)));
+        assert_eq!(value_of(&Value::Bool(false)), Some(Value::Bool(false)));
+        assert_eq!(value_of(&Some(4_u8)), Some(Value::I64(4)));
+        assert_eq!(value_of(&None::<u8>), None);
+        assert_eq!(value_of(&&"d"), Some(Value::String("d".into())));
+        assert_eq!(value_of(&&String::from("e")), Some(Value::String("e".into())));
+    }
+
+    #[test]
+    fn attributes_are_collected_in_order_and_counted() {
+        let mut attributes = SpanAttributes::with_capacity(16);
+        assert!(attributes.is_empty());
+        assert_eq!(attributes.len(), 0);
+        attributes.add("a", 1_u8);
+        attributes.push("b", Value::Bool(true));
+        attributes.add("c", None::<u8>);
+        assert!(!attributes.is_empty());
+        assert_eq!(attributes.len(), 2);
+        let entries = attributes.into_inner();
+        assert!(entries.capacity() >= 16, "room for a span's attributes from the start");
+        assert_eq!(entries, vec![KeyValue::new("a", 1_i64), KeyValue::new("b", true)]);
+    }
+
+    #[test]
+    fn destinations_are_named_by_any_string() {
+        fn name_of<T: DestinationName + ?Sized>(destination: &T) -> &str {
+            destination.destination_name()
+        }
+        assert_eq!(name_of("orders"), "orders");
+        assert_eq!(name_of(&String::from("payments")), "payments");
+        assert_eq!(name_of(&Cow::Borrowed("shipping")), "shipping");
+        assert_eq!(name_of(&&"audit"), "audit");
+    }
+
+    #[test]
     fn strings_options_and_references() {
         let id = String::from("ord-1");
         assert_eq!(value_of(&id), Some(Value::String("ord-1".into())));

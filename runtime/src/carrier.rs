@@ -291,3 +291,130 @@ pub(crate) fn propagate<M: PublishedMessage + ?Sized>(context: &Context, message
 pub fn inject_current_context<M: PublishedMessage + ?Sized>(message: &mut M) {
     inject_context(&Context::current(), message)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    /// A message of a made-up broker: its headers, in order.
+    struct Frame(Vec<(&'static str, Option<&'static [u8]>)>);
+
+    impl MessageFacts for Frame {
+        fn system(&self) -> MessagingSystem {
+            MessagingSystem::Other("frames")
+        }
+        fn destination(&self) -> Option<&str> {
+            None
+        }
+        fn record_attributes(&self, _attributes: &mut SpanAttributes) {}
+    }
+
+    impl ConsumedMessage for Frame {
+        fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+            self.0.iter().copied()
+        }
+    }
+
+    /// A record of the made-up broker: what was written into it, in order.
+    #[derive(Default)]
+    struct Outgoing(Vec<(String, String)>);
+
+    impl MessageFacts for Outgoing {
+        fn system(&self) -> MessagingSystem {
+            MessagingSystem::Other("frames")
+        }
+        fn destination(&self) -> Option<&str> {
+            None
+        }
+        fn record_attributes(&self, _attributes: &mut SpanAttributes) {}
+    }
+
+    impl PublishedMessage for Outgoing {
+        fn set_header(&mut self, key: &str, value: &str) {
+            self.0.retain(|(existing, _)| existing != key);
+            self.0.push((key.to_owned(), value.to_owned()));
+        }
+    }
+
+    fn producer_context() -> Context {
+        crate::install_propagator();
+        let span_context = SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            SpanId::from(0x00f067aa0ba902b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::from_key_value([("congo", "t61rcWkgMzE")]).unwrap(),
+        );
+        Context::new().with_remote_span_context(span_context)
+    }
+
+    #[test]
+    fn a_message_read_through_a_reference_is_read_whole() {
+        crate::install_propagator();
+        let frame = Frame(vec![("traceparent", Some(TRACEPARENT.as_bytes()))]);
+        let IncomingContext::Continued(context, trims) = extract_context(&&frame) else {
+            panic!("the context of a message behind a reference is continued");
+        };
+        assert_eq!(context.span().span_context().trace_id(), TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(trims, Trims::default());
+        assert_eq!(frame.timestamp_millis(), None, "no timestamp unless the broker has one");
+    }
+
+    #[test]
+    fn the_extractor_serves_the_checked_trace_headers_and_looks_up_the_others() {
+        let frame = Frame(vec![
+            ("x-request-id", Some(b"7f3c")),
+            ("traceparent", Some(TRACEPARENT.as_bytes())),
+            ("tracestate", Some(b"congo=t61rcWkgMzE,Bad=1")),
+            ("baggage", Some(b"tenant=acme")),
+            ("x-request-id", Some(b"second")),
+            ("x-binary", Some(b"\xff")),
+            ("x-null", None),
+        ]);
+        let extractor = HeaderExtractor::new(&frame);
+        assert_eq!(extractor.get("traceparent"), Some(TRACEPARENT));
+        assert_eq!(extractor.get("tracestate"), Some("congo=t61rcWkgMzE"), "trimmed of its malformed member");
+        assert_eq!(extractor.get("baggage"), Some("tenant=acme"));
+        assert_eq!(extractor.get("x-request-id"), Some("7f3c"), "the first header of a key");
+        assert_eq!(extractor.get("x-binary"), None, "not UTF-8");
+        assert_eq!(extractor.get("x-null"), None);
+        assert_eq!(extractor.get("absent"), None);
+        assert_eq!(
+            extractor.keys(),
+            vec!["x-request-id", "traceparent", "tracestate", "baggage", "x-request-id", "x-binary", "x-null"]
+        );
+        let invalid = Frame(vec![("traceparent", Some(b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"))]);
+        assert_eq!(HeaderExtractor::new(&invalid).get("traceparent"), None, "an invalid traceparent is not served");
+    }
+
+    #[test]
+    fn injection_writes_the_context_through_references_and_says_whether_it_wrote() {
+        let context = producer_context();
+        let mut record = Outgoing::default();
+        assert!(propagate(&context, &mut &mut record));
+        assert_eq!(
+            record.0,
+            vec![
+                ("traceparent".to_owned(), TRACEPARENT.to_owned()),
+                ("tracestate".to_owned(), "congo=t61rcWkgMzE".to_owned())
+            ]
+        );
+        let mut untouched = Outgoing::default();
+        assert!(!propagate(&Context::new(), &mut untouched), "no valid span: nothing to write");
+        assert!(untouched.0.is_empty());
+    }
+
+    #[test]
+    fn the_current_context_is_injected_on_request() {
+        let _attached = producer_context().attach();
+        let mut record = Outgoing::default();
+        inject_current_context(&mut record);
+        assert_eq!(record.0[0], ("traceparent".to_owned(), TRACEPARENT.to_owned()));
+        let mut counted = Outgoing::default();
+        inject_context(&Context::current(), &mut counted);
+        assert_eq!(counted.0, record.0);
+    }
+}

@@ -282,6 +282,23 @@ mod tests {
     fn assert_send_sync<T: Send + Sync>() {}
 
     #[test]
+    fn injection_scopes_count_their_own_injections_and_restore_the_outer_count() {
+        let (outer_total, inner_total) = (AtomicU32::new(0), AtomicU32::new(0));
+        {
+            let _outer = InjectionScope::enter(&outer_total);
+            count_injection();
+            {
+                let _inner = InjectionScope::enter(&inner_total);
+                count_injection();
+                count_injection();
+            }
+            count_injection();
+        }
+        assert_eq!(inner_total.load(Ordering::Relaxed), 2);
+        assert_eq!(outer_total.load(Ordering::Relaxed), 2, "the inner scope's injections are not the outer's");
+    }
+
+    #[test]
     fn spans_and_instrumented_futures_are_send_and_sync() {
         assert_send_sync::<MessageSpan>();
         assert_send_sync::<Instrumented<std::future::Ready<()>, fn(&(), &MessageSpan)>>();

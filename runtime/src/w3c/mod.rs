@@ -311,6 +311,54 @@ mod tests {
     }
 
     #[test]
+    fn every_reason_has_its_own_stable_code_and_displays_as_it() {
+        let rejections = [
+            (ContextRejection::Missing, "missing"),
+            (ContextRejection::DuplicateTraceparent, "duplicate_traceparent"),
+            (ContextRejection::NotUtf8, "traceparent_not_utf8"),
+            (ContextRejection::UnreadableTraceparent, "traceparent_unreadable"),
+            (ContextRejection::WrongLength, "traceparent_wrong_length"),
+            (ContextRejection::InvalidHex, "traceparent_invalid_hex"),
+            (ContextRejection::UppercaseHex, "traceparent_uppercase_hex"),
+            (ContextRejection::InvalidVersion, "traceparent_invalid_version"),
+            (ContextRejection::TrailingData, "traceparent_trailing_data"),
+            (ContextRejection::ZeroTraceId, "traceparent_zero_trace_id"),
+            (ContextRejection::ZeroSpanId, "traceparent_zero_span_id"),
+            (ContextRejection::PropagatorRejected, "propagator_rejected"),
+        ];
+        for (rejection, code) in rejections {
+            assert_eq!((rejection.as_str(), rejection.to_string()), (code, code.to_owned()));
+        }
+        let trims = [
+            (TrimReason::Oversized, "oversized"),
+            (TrimReason::TooManyMembers, "too_many_members"),
+            (TrimReason::MalformedMember, "malformed_member"),
+            (TrimReason::Unreadable, "unreadable"),
+        ];
+        for (reason, code) in trims {
+            assert_eq!((reason.as_str(), reason.to_string()), (code, code.to_owned()));
+        }
+    }
+
+    #[test]
+    fn a_trimmed_header_gives_up_its_value() {
+        assert_eq!(Trimmed::kept("a=1").into_value(), Some(Cow::Borrowed("a=1")));
+        assert_eq!(
+            Trimmed::rebuilt("b=2".to_owned(), TrimReason::Oversized).into_value(),
+            Some(Cow::Owned("b=2".to_owned()))
+        );
+        assert_eq!(Trimmed::rebuilt(String::new(), TrimReason::Oversized).into_value(), None);
+        assert_eq!(Trimmed::dropped(TrimReason::Unreadable).into_value(), None);
+    }
+
+    #[test]
+    fn a_traceparent_header_is_noticed_whatever_its_value() {
+        assert!(scan(&[("traceparent", None)]).has_traceparent());
+        assert!(scan(&[("traceparent", Some(&b"garbage"[..]))]).has_traceparent());
+        assert!(!scan(&[("tracestate", Some(&b"a=1"[..]))]).has_traceparent());
+    }
+
+    #[test]
     fn optional_white_space_is_spaces_and_tabs() {
         assert_eq!(trim_ows(b" \t a=b \t"), b"a=b");
         assert_eq!(trim_ows(b" \t "), b"");
