@@ -14,9 +14,13 @@ use opentelemetry::trace::{Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
+use opentelemetry::trace::Link;
+
+use super::start::{Batch, BatchFacts, BatchHandler, Origin, SpanStart};
 use super::{CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT};
-use crate::carrier::{propagate, PublishedMessage};
-use crate::handler::{Handler, Role};
+use crate::attributes::SpanAttributes;
+use crate::carrier::{extract_context, propagate, ConsumedMessage, IncomingContext, PublishedMessage};
+use crate::handler::{Handler, ParentPolicy, Role};
 use crate::outcome::HandlerOutcome;
 
 /// The span of one handled or published message, current while the handler runs and ended when it is dropped.
@@ -183,6 +187,108 @@ impl MessageSpan {
             }
         }
         span.end();
+    }
+}
+
+/// The handler per-message spans belong to when no batch span is current: [`MessageSpan::in_batch`] called
+/// outside a batch handler.
+static OUTSIDE_A_BATCH: Handler = Handler::consumer("tracehop::in_batch");
+
+impl MessageSpan {
+    /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
+    /// it (parent and link) or, when missing or malformed, start a new trace that records why.
+    pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
+        // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
+        let incoming = (policy != ParentPolicy::None).then(|| extract_context(message));
+        SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message))
+    }
+
+    /// Prepares the PRODUCER span of a publish, a child of the current context.
+    ///
+    /// Describe the record with [`SpanStart::describing`] and, once started, write the span's context into it
+    /// with [`MessageSpan::inject`]; or write the current context into the records the body builds with
+    /// [`inject_current_context`](crate::inject_current_context) (or the broker helpers that call it) while
+    /// the span is current. A producer span that ends with no injection records `tracehop.context.injected = false` and
+    /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
+    pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
+        SpanStart::new(handler, Origin::Current { link: None }, None)
+    }
+
+    /// Prepares the CONSUMER span of a batch of messages handled at once: a new trace with no producer parent,
+    /// linked to every message whose context is valid (up to [`max_links_per_span`](crate::max_links_per_span); the number left out is
+    /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
+    /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
+    /// count but add no link. The links are computed only when the span is recorded; under
+    /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions 1.42.0
+    /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
+    /// `messaging.batch.message_count`, and the destination only when every message has the same one.
+    pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
+        let facts = move |cap: usize| {
+            let destination = messages
+                .first()
+                .and_then(|first| first.destination())
+                .filter(|destination| messages.iter().all(|message| message.destination() == Some(*destination)));
+            let mut links = Vec::new();
+            let mut dropped = 0;
+            if policy == ParentPolicy::None {
+                return BatchFacts { destination, links, dropped };
+            }
+            for message in messages {
+                let IncomingContext::Continued(context, _) = extract_context(message) else { continue };
+                if links.len() == cap {
+                    dropped += 1;
+                    continue;
+                }
+                let mut identity = SpanAttributes::with_capacity(3);
+                message.record_identity(&mut identity);
+                links.push(Link::new(context.span().span_context().clone(), identity.into_inner(), 0));
+            }
+            BatchFacts { destination, links, dropped }
+        };
+        SpanStart::new(
+            handler,
+            Origin::Batch(Batch {
+                count: messages.len(),
+                system: messages.first().map(|first| first.system()),
+                facts: Box::new(facts),
+            }),
+            None,
+        )
+    }
+
+    /// Prepares the CONSUMER span of one message of a batch, for handlers that want a span per message too: a
+    /// child of the current span (the batch's), linked to the message's producer (unless the batch handler's
+    /// [`ParentPolicy`] is [`ParentPolicy::None`]), with the message's attributes and, when its context is
+    /// missing or malformed, the reason. It belongs to the handler of the batch span it runs in (its group,
+    /// function and policy); outside one, to a handler named `tracehop::in_batch`.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] {
+    /// use rdkafka::message::OwnedMessage;
+    /// use tracehop::MessageSpan;
+    ///
+    /// #[tracehop::traced_consumer(group = "inventory-service")]
+    /// fn on_orders(messages: &[OwnedMessage]) {
+    ///     for message in messages {
+    ///         MessageSpan::in_batch(message).start().run(|| {
+    ///             // handle one message
+    ///         });
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn in_batch<M: ConsumedMessage>(message: &M) -> SpanStart<'_> {
+        let handler = Context::map_current(|context| context.get::<BatchHandler>().map(|batch| batch.0));
+        Self::in_batch_as(handler.unwrap_or(&OUTSIDE_A_BATCH), message)
+    }
+
+    /// [`MessageSpan::in_batch`] under a handler of its own, for per-message spans that differ from the batch's:
+    /// replayed messages (`Handler::consumer(..).replay()`), another group or policy.
+    pub fn in_batch_as<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        let link = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
+        SpanStart::new(handler, Origin::Current { link }, Some(message))
     }
 }
 
