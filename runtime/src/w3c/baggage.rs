@@ -373,4 +373,25 @@ mod tests {
             headers["baggage"]
         );
     }
+
+    #[test]
+    fn escapes_decode_in_either_case_and_a_lone_percent_stands_for_itself() {
+        assert_eq!(decode("ab%41cd").as_deref(), Some("abAcd"));
+        assert_eq!(decode("%2f%2F%3d").as_deref(), Some("//="));
+        assert_eq!(decode("%e2%9c%93").as_deref(), Some("✓"));
+        assert_eq!(decode("50%off%").as_deref(), Some("50%off%"));
+        assert_eq!(decode("%4").as_deref(), Some("%4"));
+        assert_eq!(decode("%ff"), None);
+        assert!(matches!(decode("plain"), Some(Cow::Borrowed("plain"))));
+    }
+
+    #[test]
+    fn values_escape_what_a_reader_could_misread_and_properties_keep_their_equals_sign() {
+        let mut value = String::new();
+        encode_into(&mut value, "a=b 50% \\x,y;z\"é", false);
+        assert_eq!(value, "a%3Db%2050%25%20%5Cx%2Cy%3Bz%22%C3%A9");
+        let mut property = String::new();
+        encode_into(&mut property, "ttl=30 s%", true);
+        assert_eq!(property, "ttl=30%20s%25");
+    }
 }

@@ -277,4 +277,34 @@ mod tests {
         let header = "é0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
         assert_eq!(validate_traceparent(header), Err(ContextRejection::WrongLength));
     }
+
+    #[test]
+    fn a_character_cut_at_byte_55_is_broken_utf8_only_when_nothing_follows() {
+        let mut cut = VALID.as_bytes()[..54].to_vec();
+        cut.push(0xc3);
+        assert_eq!(check(&cut), Err(ContextRejection::NotUtf8), "55 bytes ending mid-character");
+        let mut broken_then_more = VALID.as_bytes().to_vec();
+        broken_then_more[10] = 0xff;
+        broken_then_more.extend_from_slice(b"-more");
+        assert_eq!(check(&broken_then_more), Err(ContextRejection::NotUtf8), "a broken byte within the fields");
+    }
+
+    #[test]
+    fn injection_writes_only_the_sampled_flag() {
+        use std::collections::HashMap;
+        for (flags, written) in
+            [(TraceFlags::default(), "00"), (TraceFlags::new(0x03), "01"), (TraceFlags::new(0x02), "00")]
+        {
+            let span_context = SpanContext::new(
+                TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+                SpanId::from(0x00f067aa0ba902b7),
+                flags,
+                false,
+                TraceState::default(),
+            );
+            let mut headers: HashMap<String, String> = HashMap::new();
+            W3cTraceContext::new().inject_context(&Context::new().with_remote_span_context(span_context), &mut headers);
+            assert_eq!(headers["traceparent"], format!("{}{written}", &VALID[..53]), "{flags:?}");
+        }
+    }
 }

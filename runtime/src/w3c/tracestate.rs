@@ -212,4 +212,41 @@ mod tests {
         let many = "k=v,".repeat(5000);
         assert_eq!(trimmed(many.as_bytes()), (Some(vec!["k=v"; 32].join(",")), Some(TrimReason::Oversized)));
     }
+
+    #[test]
+    fn truncation_stops_as_soon_as_the_members_fit() {
+        // 28 members of 18 bytes: 531 joined; dropping the last leaves exactly 512.
+        let header = tracestate(28, 18);
+        assert_eq!(trimmed(header.as_bytes()), (Some(tracestate(27, 18)), Some(TrimReason::Oversized)));
+    }
+
+    #[test]
+    fn a_member_of_exactly_128_characters_is_not_a_long_one() {
+        let edge = format!("edge={}", "e".repeat(123));
+        assert_eq!(edge.len(), 128);
+        // 128 + 1 + 21 members of 18 + their commas = 528: over, so the last short member goes, not `edge`.
+        let header = format!("{edge},{}", tracestate(21, 18));
+        let (value, reason) = trimmed(header.as_bytes());
+        assert_eq!(value, Some(format!("{edge},{}", tracestate(20, 18))));
+        assert_eq!(reason, Some(TrimReason::Oversized));
+    }
+
+    #[test]
+    fn members_that_fill_exactly_512_bytes_are_not_oversized_beside_a_malformed_one() {
+        let header = format!("{},B=1", tracestate(27, 18));
+        assert_eq!(trimmed(header.as_bytes()), (Some(tracestate(27, 18)), Some(TrimReason::MalformedMember)));
+    }
+
+    #[test]
+    fn the_read_limit_is_exactly_the_longest_valid_header() {
+        assert_eq!(READ_LIMIT, 16_447);
+        // A malformed member (its value is too long), then a valid one that ends exactly at the limit: read.
+        let filler = |len: usize| format!("f={}", "v".repeat(len - 2));
+        let at_limit = format!("{},a=1", filler(READ_LIMIT - 4));
+        assert_eq!(at_limit.len(), READ_LIMIT);
+        assert_eq!(trimmed(at_limit.as_bytes()), (Some("a=1".to_owned()), Some(TrimReason::MalformedMember)));
+        // One byte more and the valid member ends past the limit: not read.
+        let past_limit = format!("{},a=1", filler(READ_LIMIT - 3));
+        assert_eq!(trimmed(past_limit.as_bytes()), (None, Some(TrimReason::Oversized)));
+    }
 }
