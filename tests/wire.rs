@@ -316,3 +316,24 @@ fn amqp_headers_far_past_the_limits_cost_only_what_breaks_them() {
         check_limit(&case, seen, &only(spans_to(&exchange), SpanKind::Consumer));
     }
 }
+
+/// librdkafka hands header names out as C strings: a Kafka header named `traceparent\0junk` is read as
+/// `traceparent` (as the README says), while an AMQP name is its whole string.
+#[test]
+fn a_kafka_header_name_ends_at_its_first_nul_and_an_amqp_name_does_not() {
+    suite::spans();
+    let topic = suite::unique_topic("wire-nul");
+    let headers = with_raw_header(OwnedHeaders::new(), b"traceparent\0junk", Some(TRACEPARENT.as_bytes()));
+    let seen = on_kafka(&kafka_message(&topic, headers));
+    assert_eq!(seen.trace_id, TraceId::from_hex(TRACE_ID).unwrap(), "read as `traceparent`");
+
+    let exchange = suite::unique_topic("wire-nul-amqp");
+    let mut table = FieldTable::default();
+    table.insert("traceparent\0junk".into(), AMQPValue::LongString(LongString::from(TRACEPARENT)));
+    let mut delivery = Delivery::mock(1, exchange.as_str().into(), "orders".into(), false, b"order".to_vec());
+    delivery.properties = BasicProperties::default().with_headers(table);
+    let seen = on_delivery(&delivery);
+    assert_ne!(seen.trace_id, TraceId::from_hex(TRACE_ID).unwrap(), "another header");
+    let span = only(spans_to(&exchange), SpanKind::Consumer);
+    assert_eq!(attribute(&span, "tracehop.context.rejected"), Some(Value::from("missing")));
+}
