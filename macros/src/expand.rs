@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType, Type};
 
 use crate::errors::Errors;
-use crate::options::{self, Destination, Options, Role, System};
+use crate::options::{self, Destination, Options, Role};
 use crate::signature::{self, MessageParameter};
 use crate::validate;
 
@@ -84,15 +84,19 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     let mut handler = quote! {
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
-    if let Some((span, system)) = system {
-        // A const fn that fails to evaluate, naming the cargo feature to enable, when the broker's is off.
-        let system = match system {
-            System::Kafka => quote_spanned!(span=> #private::kafka_system()),
-            System::RabbitMq => quote_spanned!(span=> #private::rabbitmq_system()),
-        };
-        handler.extend(quote!(.system(#system)));
+    // The broker's feature trait is implemented only when its cargo feature is on: otherwise the compiler
+    // reports, at the token that named the broker, which feature to enable.
+    let feature_check = if let Some((span, system)) = system {
+        let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
+        Some(quote_spanned!(span=> <#private::Features as #private::#feature_trait>::SYSTEM))
     } else if role == Role::Producer && message.is_none() {
-        handler.extend(quote!(.system(#private::sole_system())));
+        let span = sig.ident.span();
+        Some(quote_spanned!(span=> <#private::Features as #private::SoleBroker>::SYSTEM))
+    } else {
+        None
+    };
+    if let Some(system) = feature_check {
+        handler.extend(quote!(.system(#system)));
     }
     if let Some(Destination::Fixed(destination)) = &options.destination {
         handler.extend(quote!(.destination(#destination)));
@@ -140,11 +144,13 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
     };
     if let Some(Destination::PerMessage(expression)) = &options.destination {
-        let destination = quote_spanned!(expression.span()=> #private::destination(&(#expression)));
+        let destination =
+            quote_spanned!(expression.span()=> #private::DestinationName::destination_name(&(#expression)));
         start.extend(quote!(.destination(#destination)));
     }
     if let Some((Destination::PerMessage(expression), _)) = &options.routing_key {
-        let routing_key = quote_spanned!(expression.span()=> #private::destination(&(#expression)));
+        let routing_key =
+            quote_spanned!(expression.span()=> #private::DestinationName::destination_name(&(#expression)));
         start.extend(quote!(.routing_key(#routing_key)));
     }
     if !options.attributes.is_empty() {

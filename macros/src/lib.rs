@@ -5,6 +5,7 @@
 //! (`validate`), collecting every mistake at the token that is wrong (`errors`), and expands into calls of
 //! tracehop's public API (`expand`).
 
+mod brokers;
 mod errors;
 mod expand;
 mod options;

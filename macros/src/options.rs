@@ -6,6 +6,7 @@ use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
+use crate::brokers::{self, System};
 use crate::errors::Errors;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -28,22 +29,6 @@ impl Role {
                 &["message", "system", "destination", "group", "name", "parent", "replay", "attributes", "crate"]
             }
             Role::Producer => &["record", "system", "destination", "routing_key", "name", "attributes", "crate"],
-        }
-    }
-}
-
-/// The brokers tracehop supports, as written in `system = "..."`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum System {
-    Kafka,
-    RabbitMq,
-}
-
-impl System {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            System::Kafka => "Kafka",
-            System::RabbitMq => "RabbitMQ",
         }
     }
 }
@@ -206,17 +191,14 @@ fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
 
 fn system(value: &Expr, errors: &mut Errors) -> Option<(System, LitStr)> {
     let literal = string_literal(value, "system", errors)?;
-    match literal.value().as_str() {
-        "kafka" => Some((System::Kafka, literal)),
-        "rabbitmq" => Some((System::RabbitMq, literal)),
-        other => {
-            errors.at(
-                &literal,
-                format!("unknown messaging system `{other}`; tracehop supports \"kafka\" and \"rabbitmq\""),
-            );
-            None
-        }
+    let system = System::named(&literal.value());
+    if system.is_none() {
+        errors.at(
+            &literal,
+            format!("unknown messaging system `{}`; tracehop supports {}", literal.value(), brokers::system_names()),
+        );
     }
+    system.map(|system| (system, literal))
 }
 
 fn crate_path(value: &Expr, errors: &mut Errors) -> Option<syn::Path> {

@@ -3,20 +3,9 @@
 
 use syn::{FnArg, Ident, Pat, PatIdent, PatType, Signature, Type};
 
+use crate::brokers::System;
 use crate::errors::Errors;
-use crate::options::{Role, System};
-
-/// Message types a consumer can read, by the last segment of their path, with their broker.
-const CONSUMED: &[(&str, System)] =
-    &[("BorrowedMessage", System::Kafka), ("OwnedMessage", System::Kafka), ("Delivery", System::RabbitMq)];
-
-/// Record types a producer can write the context into.
-const PUBLISHED: &[(&str, System)] = &[
-    ("FutureRecord", System::Kafka),
-    ("BaseRecord", System::Kafka),
-    ("BasicProperties", System::RabbitMq),
-    ("AMQPProperties", System::RabbitMq),
-];
+use crate::options::Role;
 
 const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery` (by value or by \
      reference), or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`)";
@@ -67,10 +56,7 @@ pub(crate) fn message_parameter(
     explicit: Option<&Ident>,
     errors: &mut Errors,
 ) -> Option<MessageParameter> {
-    let known = match role {
-        Role::Consumer => CONSUMED,
-        Role::Producer => PUBLISHED,
-    };
+    let records = role == Role::Producer;
     let (noun, verb) = match role {
         Role::Consumer => ("message", "read the trace context from it"),
         Role::Producer => ("record", "write the trace context into it"),
@@ -82,11 +68,11 @@ pub(crate) fn message_parameter(
         let shape = match explicit {
             Some(explicit) => match &**pat {
                 Pat::Ident(binding) if binding.ident == *explicit => {
-                    recognise(ty, known).unwrap_or_else(|| shape_of(ty))
+                    recognise(ty, records).unwrap_or_else(|| shape_of(ty))
                 }
                 _ => continue,
             },
-            None => match recognise(ty, known) {
+            None => match recognise(ty, records) {
                 Some(shape) => shape,
                 None => continue,
             },
@@ -149,17 +135,18 @@ struct Shape {
     batch: bool,
 }
 
-/// The broker of `ty` when it is one of `known`, and how it is passed.
-fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
+/// The broker of `ty` when it is a message type (a record type, with `records`) of the brokers' table, and how
+/// it is passed.
+fn recognise(ty: &Type, records: bool) -> Option<Shape> {
     match ty {
-        Type::Reference(reference) => recognise(&reference.elem, known).map(|shape| Shape {
+        Type::Reference(reference) => recognise(&reference.elem, records).map(|shape| Shape {
             by_reference: true,
             mutable_reference: reference.mutability.is_some(),
             ..shape
         }),
-        Type::Paren(inner) => recognise(&inner.elem, known),
-        Type::Group(inner) => recognise(&inner.elem, known),
-        Type::Slice(slice) => recognise(&slice.elem, known).filter(|shape| !shape.batch).map(|shape| Shape {
+        Type::Paren(inner) => recognise(&inner.elem, records),
+        Type::Group(inner) => recognise(&inner.elem, records),
+        Type::Slice(slice) => recognise(&slice.elem, records).filter(|shape| !shape.batch).map(|shape| Shape {
             batch: true,
             by_reference: false,
             mutable_reference: false,
@@ -170,15 +157,15 @@ fn recognise(ty: &Type, known: &[(&str, System)]) -> Option<Shape> {
             if last.ident == "Vec" {
                 let syn::PathArguments::AngleBracketed(arguments) = &last.arguments else { return None };
                 let Some(syn::GenericArgument::Type(element)) = arguments.args.first() else { return None };
-                return recognise(element, known).filter(|shape| !shape.batch).map(|shape| Shape {
+                return recognise(element, records).filter(|shape| !shape.batch).map(|shape| Shape {
                     batch: true,
                     by_reference: false,
                     mutable_reference: false,
                     ..shape
                 });
             }
-            known.iter().find(|(name, _)| last.ident == name).map(|(_, system)| Shape {
-                system: Some(*system),
+            System::of_type(&last.ident, records).map(|system| Shape {
+                system: Some(system),
                 by_reference: false,
                 mutable_reference: false,
                 batch: false,

@@ -2,7 +2,7 @@
 //! others.
 
 use crate::errors::Errors;
-use crate::options::{Options, Parent, Role, System};
+use crate::options::{Options, Parent, Role};
 use crate::signature::MessageParameter;
 
 pub(crate) fn options_against_signature(
@@ -13,11 +13,16 @@ pub(crate) fn options_against_signature(
 ) {
     let known_system =
         options.system.as_ref().map(|(system, _)| *system).or(message.and_then(|message| message.system));
-    if let (Some((_, key)), Some(System::Kafka)) = (&options.routing_key, known_system) {
-        errors.at(
-            key,
-            "`routing_key` is a RabbitMQ option; this producer publishes to Kafka, whose record carries its own key",
-        );
+    if let (Some((_, key)), Some(system)) = (&options.routing_key, known_system) {
+        if !system.broker().routes_by_key {
+            errors.at(
+                key,
+                format!(
+                    "`routing_key` is for brokers that route by a key, such as RabbitMQ; this producer publishes to {}, whose record carries its own key",
+                    system.name()
+                ),
+            );
+        }
     }
     if let Some(batch) = message.filter(|message| message.batch) {
         if let Some((Parent::Continue, literal)) = &options.parent {

@@ -11,11 +11,11 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{global, Context};
 
 use crate::attributes::SpanAttributes;
+use crate::brokers::MessagingSystem;
 use crate::span::count_injection;
 use crate::w3c::{
     ContextRejection, TraceHeaders, Trimmed, Trims, BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };
-use crate::MessagingSystem;
 
 /// What a message says about itself on its span, whichever way it travels.
 pub trait MessageFacts {

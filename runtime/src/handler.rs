@@ -2,37 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The broker a message travels through: the `messaging.system` attribute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MessagingSystem {
-    /// Apache Kafka (and Kafka-protocol brokers).
-    Kafka,
-    /// RabbitMQ.
-    RabbitMq,
-    /// Another broker, named as the semantic conventions name it.
-    Other(&'static str),
-}
-
-impl MessagingSystem {
-    /// The `messaging.system` value from the OpenTelemetry semantic conventions.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Kafka => "kafka",
-            Self::RabbitMq => "rabbitmq",
-            Self::Other(name) => name,
-        }
-    }
-
-    /// How `destination` reads in a span name. RabbitMQ's default exchange has the empty name, which the
-    /// conventions record as is; span names call it `amq.default`, as RabbitMQ itself does.
-    pub fn span_name_destination(self, destination: &str) -> &str {
-        match (self, destination) {
-            (Self::RabbitMq, "") => "amq.default",
-            _ => destination,
-        }
-    }
-}
+use crate::brokers::MessagingSystem;
 
 /// What a consumer does with the trace context a message carries: how far it trusts the producer.
 ///

@@ -67,6 +67,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
+pub mod brokers;
 mod carrier;
 mod handler;
 mod outcome;
@@ -76,18 +77,19 @@ mod span;
 mod w3c;
 
 #[cfg(feature = "kafka")]
-pub mod kafka;
+pub use brokers::kafka;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "rabbitmq")]
-pub mod rabbitmq;
+pub use brokers::rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
+pub use brokers::MessagingSystem;
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
 };
-pub use handler::{Handler, MessagingSystem, ParentPolicy, Role};
+pub use handler::{Handler, ParentPolicy, Role};
 pub use outcome::HandlerOutcome;
 pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
@@ -175,43 +177,10 @@ struct ReadmeDoctests;
 pub mod __private {
     pub use crate::__record_outcome as record_outcome;
     pub use crate::outcome::select as outcome;
-    pub use crate::{Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
+    pub use crate::{DestinationName, Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
     pub use core::{concat, module_path};
 
-    /// [`MessagingSystem::Kafka`], or a compile error naming the feature to enable when `kafka` is off.
-    pub const fn kafka_system() -> MessagingSystem {
-        if cfg!(feature = "kafka") {
-            MessagingSystem::Kafka
-        } else {
-            panic!("this handler traces Kafka, but tracehop's `kafka` feature is off: enable it in Cargo.toml, `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`")
-        }
-    }
-
-    /// [`MessagingSystem::RabbitMq`], or a compile error naming the feature to enable when `rabbitmq` is off.
-    pub const fn rabbitmq_system() -> MessagingSystem {
-        if cfg!(feature = "rabbitmq") {
-            MessagingSystem::RabbitMq
-        } else {
-            panic!("this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off: enable it in Cargo.toml, `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`")
-        }
-    }
-
-    /// The broker of a producer whose signature does not say it (no record parameter, no `system = ...`): the
-    /// one broker feature enabled. With none or several, evaluating the handler's `static` fails to compile
-    /// with a message saying to write `system = ...`.
-    pub const fn sole_system() -> MessagingSystem {
-        if cfg!(all(feature = "kafka", not(feature = "rabbitmq"))) {
-            MessagingSystem::Kafka
-        } else if cfg!(all(feature = "rabbitmq", not(feature = "kafka"))) {
-            MessagingSystem::RabbitMq
-        } else {
-            panic!(
-                "tracehop cannot tell which broker this #[traced_producer] publishes to: its signature has no \
-                 record parameter and more than one (or no) broker feature of tracehop is enabled; write \
-                 `system = \"kafka\"` or `system = \"rabbitmq\"` in the attribute"
-            )
-        }
-    }
+    pub use crate::brokers::{Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
 
     /// Runs `body`: a sync handler returning `impl Future` builds its future in a closure, so an early `return`
     /// in its body is instrumented like the tail expression.
@@ -230,11 +199,5 @@ pub mod __private {
     #[inline]
     pub fn batch<M, B: AsRef<[M]> + ?Sized>(batch: &B) -> &[M] {
         batch.as_ref()
-    }
-
-    /// The destination named by a `destination = expr` option.
-    #[inline]
-    pub fn destination<T: crate::DestinationName + ?Sized>(destination: &T) -> &str {
-        destination.destination_name()
     }
 }

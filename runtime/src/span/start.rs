@@ -14,8 +14,9 @@ use super::{
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
 use crate::attributes::SpanAttributes;
+use crate::brokers::MessagingSystem;
 use crate::carrier::{IncomingContext, MessageFacts};
-use crate::handler::{Handler, MessagingSystem, ParentPolicy, Role};
+use crate::handler::{Handler, ParentPolicy, Role};
 use crate::settings::max_links_per_span;
 use crate::w3c::{ContextRejection, TrimReason, Trims};
 
@@ -250,8 +251,9 @@ fn describe(
         }
     }
     let routing_key = routing_key.or(handler.configured_routing_key()).filter(|key| !key.is_empty());
-    if let (Some(MessagingSystem::RabbitMq), Some(routing_key)) = (system, routing_key) {
-        attributes.add(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY, routing_key);
+    if let (Some(attribute), Some(routing_key)) = (system.and_then(MessagingSystem::routing_key_attribute), routing_key)
+    {
+        attributes.add(attribute, routing_key);
     }
     if let Some((address, port)) = server {
         attributes.add(semconv::SERVER_ADDRESS, address);

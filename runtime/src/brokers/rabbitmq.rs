@@ -18,8 +18,8 @@ use opentelemetry::Context;
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
+use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
-use crate::handler::MessagingSystem;
 
 /// The bytes of an AMQP header value, for the types clients use for strings.
 fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {

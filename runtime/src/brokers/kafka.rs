@@ -18,8 +18,8 @@ use rdkafka::producer::{BaseRecord, FutureRecord};
 use rdkafka::util::IntoOpaque;
 
 use crate::attributes::SpanAttributes;
+use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
-use crate::handler::MessagingSystem;
 
 fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
     attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, message.partition().to_string());

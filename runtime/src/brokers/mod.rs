@@ -1,0 +1,116 @@
+//! The brokers tracehop knows. Each has a module of its own (`kafka`, `rabbitmq`, behind the cargo feature of
+//! the same name) holding everything about it: its message and record types, how their headers are read and
+//! written, and their semantic-convention attributes. This module names them ([`MessagingSystem`]) and lets the
+//! macros' expansions check, at compile time and in the user's words, that a broker's feature is on.
+//!
+//! A further broker is its module here, a [`MessagingSystem`] variant with its facts, a feature trait below, one
+//! entry in the macros' broker table (`macros/src/brokers.rs`) and its cargo feature.
+
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+
+/// The broker a message travels through: the `messaging.system` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum MessagingSystem {
+    /// Apache Kafka (and Kafka-protocol brokers).
+    Kafka,
+    /// RabbitMQ.
+    RabbitMq,
+    /// Another broker, named as the semantic conventions name it.
+    Other(&'static str),
+}
+
+impl MessagingSystem {
+    /// The `messaging.system` value from the OpenTelemetry semantic conventions.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Kafka => "kafka",
+            Self::RabbitMq => "rabbitmq",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// How `destination` reads in a span name. RabbitMQ's default exchange has the empty name, which the
+    /// conventions record as is; span names call it `amq.default`, as RabbitMQ itself does.
+    pub fn span_name_destination(self, destination: &str) -> &str {
+        match (self, destination) {
+            (Self::RabbitMq, "") => "amq.default",
+            _ => destination,
+        }
+    }
+
+    /// The attribute a producer's routing key is recorded under, for the brokers that route by one:
+    /// `messaging.rabbitmq.destination.routing_key` for RabbitMQ. Kafka records carry their own key instead.
+    pub fn routing_key_attribute(self) -> Option<&'static str> {
+        match self {
+            Self::RabbitMq => Some(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY),
+            Self::Kafka | Self::Other(_) => None,
+        }
+    }
+}
+
+/// The cargo features tracehop was built with, as the expansions check them; not a public API.
+#[doc(hidden)]
+pub struct Features;
+
+/// Implemented when tracehop's `kafka` feature is on: an expansion for a Kafka handler fails to compile,
+/// naming the feature, when it is off.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this handler traces Kafka, but tracehop's `kafka` feature is off",
+    label = "needs tracehop's `kafka` feature",
+    note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`"
+)]
+pub trait KafkaEnabled {
+    /// The broker.
+    const SYSTEM: MessagingSystem;
+}
+
+#[cfg(feature = "kafka")]
+impl KafkaEnabled for Features {
+    const SYSTEM: MessagingSystem = MessagingSystem::Kafka;
+}
+
+/// Implemented when tracehop's `rabbitmq` feature is on; see [`KafkaEnabled`].
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off",
+    label = "needs tracehop's `rabbitmq` feature",
+    note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`"
+)]
+pub trait RabbitMqEnabled {
+    /// The broker.
+    const SYSTEM: MessagingSystem;
+}
+
+#[cfg(feature = "rabbitmq")]
+impl RabbitMqEnabled for Features {
+    const SYSTEM: MessagingSystem = MessagingSystem::RabbitMq;
+}
+
+/// Implemented when exactly one broker feature is on: the broker of a producer whose signature names none.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "tracehop cannot tell which broker this #[traced_producer] publishes to",
+    label = "no record parameter says which broker this publishes to",
+    note = "more than one (or no) broker feature of tracehop is on; write `system = \"kafka\"` or `system = \"rabbitmq\"` in the attribute"
+)]
+pub trait SoleBroker {
+    /// The broker.
+    const SYSTEM: MessagingSystem;
+}
+
+#[cfg(all(feature = "kafka", not(feature = "rabbitmq")))]
+impl SoleBroker for Features {
+    const SYSTEM: MessagingSystem = MessagingSystem::Kafka;
+}
+
+#[cfg(all(feature = "rabbitmq", not(feature = "kafka")))]
+impl SoleBroker for Features {
+    const SYSTEM: MessagingSystem = MessagingSystem::RabbitMq;
+}
