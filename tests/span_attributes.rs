@@ -78,6 +78,9 @@ fn a_record_with_a_partition_records_it_and_one_without_does_not() {
 
     let partitioned = only(spans_to(&chosen));
     assert_eq!(partitioned.span_kind, SpanKind::Producer);
+    let scope = &partitioned.instrumentation_scope;
+    assert_eq!((scope.name(), scope.version()), ("tracehop", Some(env!("CARGO_PKG_VERSION"))));
+    assert_eq!(scope.schema_url(), Some("https://opentelemetry.io/schemas/1.42.0"), "the schema the README names");
     assert_eq!(attribute(&partitioned, "messaging.destination.partition.id"), Some(Value::from("3")));
     let unpartitioned = only(spans_to(&unchosen));
     assert_eq!(attribute(&unpartitioned, "messaging.destination.partition.id"), None);
