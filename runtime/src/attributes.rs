@@ -33,6 +33,18 @@ impl SpanAttributes {
         }
     }
 
+    /// Adds a string attribute that lives as long as the program (a literal, a `static`), without copying it:
+    /// [`SpanAttributes::add`] copies every `&str`, since it cannot tell how long one lives.
+    ///
+    /// ```
+    /// let mut attributes = tracehop::SpanAttributes::default();
+    /// attributes.add_static("app.region", "eu-west");
+    /// assert_eq!(attributes.len(), 1);
+    /// ```
+    pub fn add_static(&mut self, key: &'static str, value: &'static str) {
+        self.entries.push(KeyValue::new(Key::from_static_str(key), Value::String(StringValue::from(value))));
+    }
+
     /// Adds an attribute whose value is already an OpenTelemetry [`Value`].
     pub fn push(&mut self, key: &'static str, value: Value) {
         self.entries.push(KeyValue::new(Key::from_static_str(key), value));

@@ -22,15 +22,25 @@ use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
 
 fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
-    attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, message.partition().to_string());
+    record_partition(message.partition(), attributes);
     attributes.add(semconv::MESSAGING_KAFKA_OFFSET, message.offset());
     record_key_and_payload(message.key(), message.payload(), attributes);
 }
 
 fn record_identity<M: Message>(message: &M, attributes: &mut SpanAttributes) {
     attributes.add(semconv::MESSAGING_DESTINATION_NAME, message.topic());
-    attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, message.partition().to_string());
+    record_partition(message.partition(), attributes);
     attributes.add(semconv::MESSAGING_KAFKA_OFFSET, message.offset());
+}
+
+/// `messaging.destination.partition.id`, a string in the conventions. The first partitions' names are static, so
+/// most messages copy nothing for it.
+fn record_partition(partition: i32, attributes: &mut SpanAttributes) {
+    const NAMES: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"];
+    match usize::try_from(partition).ok().and_then(|index| NAMES.get(index)) {
+        Some(name) => attributes.add_static(semconv::MESSAGING_DESTINATION_PARTITION_ID, name),
+        None => attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, partition.to_string()),
+    }
 }
 
 fn record_key_and_payload(key: Option<&[u8]>, payload: Option<&[u8]>, attributes: &mut SpanAttributes) {
@@ -170,7 +180,7 @@ fn record_outgoing(
     attributes: &mut SpanAttributes,
 ) {
     if let Some(partition) = partition {
-        attributes.add(semconv::MESSAGING_DESTINATION_PARTITION_ID, partition.to_string());
+        record_partition(partition, attributes);
     }
     record_key_and_payload(key, payload, attributes);
 }
@@ -324,6 +334,18 @@ mod tests {
             pairs(headers.as_ref().unwrap()),
             vec![("tenant".to_owned(), Some(b"acme".to_vec())), ("traceparent".to_owned(), Some(b"fresh".to_vec()))]
         );
+    }
+
+    #[test]
+    fn partitions_are_named_by_their_number() {
+        for partition in [0, 9, 15, 16, 1234, -1] {
+            let mut attributes = SpanAttributes::default();
+            record_partition(partition, &mut attributes);
+            assert_eq!(
+                attributes.into_inner(),
+                vec![opentelemetry::KeyValue::new("messaging.destination.partition.id", partition.to_string())]
+            );
+        }
     }
 
     #[test]

@@ -39,9 +39,9 @@ pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
             create.update_name(format!("create {}", system.span_name_destination(destination)));
         }
         let mut attributes = SpanAttributes::with_capacity(8);
-        attributes.add(semconv::MESSAGING_SYSTEM, system.as_str());
-        attributes.add(semconv::MESSAGING_OPERATION_TYPE, "create");
-        attributes.add(semconv::MESSAGING_OPERATION_NAME, "create");
+        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
+        attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, "create");
+        attributes.add_static(semconv::MESSAGING_OPERATION_NAME, "create");
         attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
         record.record_attributes(&mut attributes);
         create.set_attributes(attributes.into_inner());

@@ -227,13 +227,15 @@ fn describe(
     }
     let mut attributes = SpanAttributes::with_capacity(16);
     if let Some(system) = system {
-        attributes.add(semconv::MESSAGING_SYSTEM, system.as_str());
+        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
     }
-    attributes.add(semconv::MESSAGING_OPERATION_TYPE, role.operation());
-    attributes.add(semconv::MESSAGING_OPERATION_NAME, role.operation());
+    attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, role.operation());
+    attributes.add_static(semconv::MESSAGING_OPERATION_NAME, role.operation());
     attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
-    attributes.add(semconv::MESSAGING_CONSUMER_GROUP_NAME, handler.configured_group());
-    attributes.add(semconv::CODE_FUNCTION_NAME, handler.function());
+    if let Some(group) = handler.configured_group() {
+        attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+    }
+    attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
     if let Some(facts) = message {
         facts.record_attributes(&mut attributes);
         if handler.is_replay() {
@@ -259,8 +261,15 @@ fn describe(
         attributes.add(semconv::SERVER_ADDRESS, address);
         attributes.add(semconv::SERVER_PORT, port);
     }
-    attributes.add(CONTEXT_REJECTED_ATTRIBUTE, parent.rejection.map(ContextRejection::as_str));
-    attributes.add(TRACESTATE_TRIMMED_ATTRIBUTE, parent.trims.tracestate.map(TrimReason::as_str));
-    attributes.add(BAGGAGE_TRIMMED_ATTRIBUTE, parent.trims.baggage.map(TrimReason::as_str));
+    let reasons = [
+        (CONTEXT_REJECTED_ATTRIBUTE, parent.rejection.map(ContextRejection::as_str)),
+        (TRACESTATE_TRIMMED_ATTRIBUTE, parent.trims.tracestate.map(TrimReason::as_str)),
+        (BAGGAGE_TRIMMED_ATTRIBUTE, parent.trims.baggage.map(TrimReason::as_str)),
+    ];
+    for (key, reason) in reasons {
+        if let Some(reason) = reason {
+            attributes.add_static(key, reason);
+        }
+    }
     attributes
 }

@@ -227,7 +227,7 @@ impl<'a> TraceHeaders<'a> {
         match self.traceparent {
             None => Ok(None),
             Some(None) => Err(ContextRejection::UnreadableTraceparent),
-            Some(Some(value)) => traceparent::check(value).map(Some),
+            Some(Some(value)) => traceparent::check(value).map(|traceparent| Some(traceparent.fields)),
         }
     }
 

@@ -35,59 +35,106 @@ pub fn validate_traceparent(value: &str) -> Result<(), ContextRejection> {
     check(value.as_bytes()).map(|_| ())
 }
 
-/// Checks a `traceparent` as it arrived, and returns its first 55 characters: all of a version-`00` header,
-/// and the fields a later version shares with it, which is all a parser may read of one. Reads at most those
-/// 55 bytes and the one after them, however long the header is.
-pub(super) fn check(value: &[u8]) -> Result<&str, ContextRejection> {
-    if value.len() < TRACEPARENT_LEN {
-        return std::str::from_utf8(value)
-            .map_or(Err(ContextRejection::NotUtf8), |_| Err(ContextRejection::WrongLength));
+/// A valid `traceparent`: its first 55 characters (all of a version-`00` header, and the fields a later version
+/// shares with it, which is all a parser may read of one) and what they say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Traceparent<'a> {
+    pub(super) fields: &'a str,
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+/// Checks a `traceparent` as it arrived. Reads at most its first 55 bytes and the one after them, however long
+/// the header is; a valid one (every message that carries context) is decoded in the same single pass, and
+/// only an invalid one takes the second pass that names the first rule it breaks.
+pub(super) fn check(value: &[u8]) -> Result<Traceparent<'_>, ContextRejection> {
+    if let Some(traceparent) = decode(value) {
+        return Ok(traceparent);
     }
-    let fields = match std::str::from_utf8(&value[..TRACEPARENT_LEN]) {
-        Ok(fields) => fields,
+    Err(rejection(value))
+}
+
+/// The lower-case hex digits of `digits` as a number; `None` for any other byte.
+fn lower_hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0_u128, |number, &digit| {
+        let value = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some(number << 4 | u128::from(value))
+    })
+}
+
+/// The valid `traceparent` in `value`, or `None` when some rule is broken.
+fn decode(value: &[u8]) -> Option<Traceparent<'_>> {
+    let fields = value.get(..TRACEPARENT_LEN)?;
+    if fields[2] != b'-' || fields[35] != b'-' || fields[52] != b'-' {
+        return None;
+    }
+    let version = lower_hex(&fields[0..2])?;
+    let trace_id = lower_hex(&fields[3..35])?;
+    let span_id = u64::try_from(lower_hex(&fields[36..52])?).ok()?;
+    let flags = u8::try_from(lower_hex(&fields[53..55])?).ok()?;
+    let trailing_ok = match value.get(TRACEPARENT_LEN) {
+        None => true,
+        Some(&next) => version != 0 && next == b'-',
+    };
+    if version == 0xff || !trailing_ok || trace_id == 0 || span_id == 0 {
+        return None;
+    }
+    // Dashes and hex digits only: ASCII.
+    let fields = std::str::from_utf8(fields).ok()?;
+    Some(Traceparent { fields, trace_id, span_id, flags })
+}
+
+/// Which rule an invalid `traceparent` breaks first, in the order the specification reads it.
+fn rejection(value: &[u8]) -> ContextRejection {
+    if value.len() < TRACEPARENT_LEN {
+        return if std::str::from_utf8(value).is_ok() {
+            ContextRejection::WrongLength
+        } else {
+            ContextRejection::NotUtf8
+        };
+    }
+    match std::str::from_utf8(&value[..TRACEPARENT_LEN]) {
+        Ok(_) => {}
         // A character cut at the 55th byte by a longer header is not broken UTF-8; its bytes fail the hex
         // check below.
-        Err(error) if error.error_len().is_none() && value.len() > TRACEPARENT_LEN => "",
-        Err(_) => return Err(ContextRejection::NotUtf8),
-    };
-    let bytes = value;
-    let dashes = [2, 35, 52];
-    if dashes.iter().any(|&dash| bytes[dash] != b'-') {
-        return Err(ContextRejection::WrongLength);
+        Err(error) if error.error_len().is_none() && value.len() > TRACEPARENT_LEN => {}
+        Err(_) => return ContextRejection::NotUtf8,
     }
-    let hex_fields = [&bytes[0..2], &bytes[3..35], &bytes[36..52], &bytes[53..55]];
+    let dashes = [2, 35, 52];
+    if dashes.iter().any(|&dash| value[dash] != b'-') {
+        return ContextRejection::WrongLength;
+    }
+    let hex_fields = [&value[0..2], &value[3..35], &value[36..52], &value[53..55]];
     for field in hex_fields {
         for &byte in field {
             match byte {
                 b'0'..=b'9' | b'a'..=b'f' => {}
-                b'A'..=b'F' => return Err(ContextRejection::UppercaseHex),
-                _ => return Err(ContextRejection::InvalidHex),
+                b'A'..=b'F' => return ContextRejection::UppercaseHex,
+                _ => return ContextRejection::InvalidHex,
             }
         }
     }
-    let version = &bytes[0..2];
+    let version = &value[0..2];
     if version == b"ff" {
-        return Err(ContextRejection::InvalidVersion);
+        return ContextRejection::InvalidVersion;
     }
-    if bytes.len() > TRACEPARENT_LEN && (version == b"00" || bytes[TRACEPARENT_LEN] != b'-') {
-        return Err(ContextRejection::TrailingData);
+    if value.len() > TRACEPARENT_LEN && (version == b"00" || value[TRACEPARENT_LEN] != b'-') {
+        return ContextRejection::TrailingData;
     }
     if hex_fields[1].iter().all(|&byte| byte == b'0') {
-        return Err(ContextRejection::ZeroTraceId);
+        return ContextRejection::ZeroTraceId;
     }
-    if hex_fields[2].iter().all(|&byte| byte == b'0') {
-        return Err(ContextRejection::ZeroSpanId);
-    }
-    // Every one of the 55 bytes passed a dash or hex check: ASCII, so `fields` holds all of them.
-    Ok(fields)
+    ContextRejection::ZeroSpanId
 }
 
 /// The ids and sampling flag of a valid `traceparent`.
 fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextRejection> {
-    let fields = check(value.as_bytes())?;
-    let trace_id = u128::from_str_radix(&fields[3..35], 16).map_err(|_| ContextRejection::InvalidHex)?;
-    let span_id = u64::from_str_radix(&fields[36..52], 16).map_err(|_| ContextRejection::InvalidHex)?;
-    let flags = u8::from_str_radix(&fields[53..55], 16).map_err(|_| ContextRejection::InvalidHex)?;
+    let Traceparent { trace_id, span_id, flags, .. } = check(value.as_bytes())?;
     Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags) & TraceFlags::SAMPLED))
 }
 
@@ -230,10 +277,14 @@ mod tests {
     fn accepts_a_future_version_with_extra_fields_and_reads_only_the_shared_ones() {
         let future = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
         assert_eq!(validate_traceparent(future), Ok(()));
-        assert_eq!(check(future.as_bytes()), Ok(&future[..55]));
+        assert_eq!(check(future.as_bytes()).map(|parsed| parsed.fields), Ok(&future[..55]));
         let mut not_utf8_later = future.as_bytes().to_vec();
         not_utf8_later.push(0xff);
-        assert_eq!(check(&not_utf8_later), Ok(&future[..55]), "bytes past the shared fields are not read");
+        assert_eq!(
+            check(&not_utf8_later).map(|parsed| parsed.fields),
+            Ok(&future[..55]),
+            "bytes past the shared fields are not read"
+        );
     }
 
     #[test]
@@ -266,7 +317,7 @@ mod tests {
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xc3\xa9", ContextRejection::InvalidHex),
         ];
         for (header, reason) in cases {
-            assert_eq!(check(header), Err(reason), "{:?}", String::from_utf8_lossy(header));
+            assert_eq!(check(header).map(|parsed| parsed.fields), Err(reason), "{:?}", String::from_utf8_lossy(header));
         }
     }
 

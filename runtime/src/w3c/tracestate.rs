@@ -103,7 +103,7 @@ fn member_text(member: &[u8]) -> Option<&str> {
 /// `simple-key` or `tenant@system`: lower-case letters, digits, `_ - * /`, starting with a letter or digit;
 /// a system id of 1 to 13 characters, as OpenTelemetry's `TraceState` accepts.
 fn valid_key(key: &[u8]) -> bool {
-    let key_byte = |byte: u8| byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_-*/".contains(&byte);
+    let key_byte = |byte: u8| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/');
     let starts_well =
         |part: &[u8]| part.first().is_some_and(|&byte| byte.is_ascii_lowercase() || byte.is_ascii_digit());
     if key.len() > MAX_KEY_LEN {
