@@ -123,8 +123,8 @@ impl<'a> SpanStart<'a> {
 
         if span.is_recording() {
             let described = Described { handler, message, destination, routing_key, server };
-            let batch = parent.batch.take();
-            let mut attributes = describe(&mut span, described, &parent, batch);
+            let (link, batch) = (parent.link.take(), parent.batch.take());
+            let mut attributes = describe(&mut span, described, &parent, link, batch);
             if let Some(add) = user_attributes {
                 if let Err(panic) = catch_unwind(AssertUnwindSafe(|| add(&mut attributes))) {
                     // The handler never runs: its span says so, with the attributes made so far, and ends.
@@ -203,6 +203,7 @@ fn describe(
     span: &mut BoxedSpan,
     described: Described<'_>,
     parent: &Parent<'_>,
+    link: Option<SpanContext>,
     batch: Option<Batch<'_>>,
 ) -> SpanAttributes {
     let Described { handler, message, destination, routing_key, server } = described;
@@ -222,8 +223,8 @@ fn describe(
             span.update_name(format!("{} {destination}", role.operation()));
         }
     }
-    if let Some(link) = &parent.link {
-        span.add_link(link.clone(), Vec::new());
+    if let Some(link) = link {
+        span.add_link(link, Vec::new());
     }
     let mut attributes = SpanAttributes::with_capacity(16);
     if let Some(system) = system {
