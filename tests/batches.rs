@@ -323,10 +323,10 @@ async fn records_published_together_each_carry_their_own_creation_context() {
     assert_eq!(attribute(send, tracehop::CONTEXT_INJECTED_ATTRIBUTE), None);
 }
 
-fn in_memory_message(offset: i64, traceparent: Option<String>) -> OwnedMessage {
+fn in_memory_message(topic: &str, offset: i64, traceparent: Option<String>) -> OwnedMessage {
     let headers =
         traceparent.map(|value| OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&value) }));
-    OwnedMessage::new(Some(b"{}".to_vec()), None, "huge-batch".to_owned(), Timestamp::NotAvailable, 0, offset, headers)
+    OwnedMessage::new(Some(b"{}".to_vec()), None, topic.to_owned(), Timestamp::NotAvailable, 0, offset, headers)
 }
 
 #[tracehop::traced_consumer(group = "bulk")]
@@ -342,7 +342,7 @@ fn link_cap_holds_for_ten_thousand_messages_in_one_batch() {
     let messages: Vec<OwnedMessage> = (0..10_000)
         .map(|offset| {
             let traceparent = (offset % 2 == 0).then(|| format!("00-{:032x}-{:016x}-01", offset + 1, offset + 1));
-            in_memory_message(offset, traceparent)
+            in_memory_message("huge-batch", offset, traceparent)
         })
         .collect();
 
@@ -378,16 +378,7 @@ fn an_untrusted_batch_links_to_no_message() {
     let messages: Vec<OwnedMessage> = (0..3)
         .map(|offset| {
             let traceparent = format!("00-{:032x}-{:016x}-01", offset + 100, offset + 100);
-            let headers = OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&traceparent) });
-            OwnedMessage::new(
-                Some(b"{}".to_vec()),
-                None,
-                "untrusted-batch".to_owned(),
-                Timestamp::NotAvailable,
-                0,
-                offset,
-                Some(headers),
-            )
+            in_memory_message("untrusted-batch", offset, Some(traceparent))
         })
         .collect();
     assert_eq!(bulk_untrusted(&messages), 3);

@@ -58,40 +58,42 @@ impl MessagingSystem {
 #[doc(hidden)]
 pub struct Features;
 
-/// Implemented when tracehop's `kafka` feature is on: an expansion for a Kafka handler fails to compile,
-/// naming the feature, when it is off.
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
+/// Declares the trait an expansion names for a broker: implemented for [`Features`] only when the broker's
+/// cargo feature is on, so that otherwise the compiler reports, at the user's token, which feature to enable.
+macro_rules! feature_trait {
+    ($trait:ident, $feature:literal, $system:ident, message = $message:literal, label = $label:literal, note = $note:literal) => {
+        #[doc = concat!("Implemented when tracehop's `", $feature, "` feature is on.")]
+        #[doc(hidden)]
+        #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
+        pub trait $trait {
+            /// The broker.
+            const SYSTEM: MessagingSystem;
+        }
+
+        #[cfg(feature = $feature)]
+        impl $trait for Features {
+            const SYSTEM: MessagingSystem = MessagingSystem::$system;
+        }
+    };
+}
+
+feature_trait!(
+    KafkaEnabled,
+    "kafka",
+    Kafka,
     message = "this handler traces Kafka, but tracehop's `kafka` feature is off",
     label = "needs tracehop's `kafka` feature",
     note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`"
-)]
-pub trait KafkaEnabled {
-    /// The broker.
-    const SYSTEM: MessagingSystem;
-}
+);
 
-#[cfg(feature = "kafka")]
-impl KafkaEnabled for Features {
-    const SYSTEM: MessagingSystem = MessagingSystem::Kafka;
-}
-
-/// Implemented when tracehop's `rabbitmq` feature is on; see [`KafkaEnabled`].
-#[doc(hidden)]
-#[diagnostic::on_unimplemented(
+feature_trait!(
+    RabbitMqEnabled,
+    "rabbitmq",
+    RabbitMq,
     message = "this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off",
     label = "needs tracehop's `rabbitmq` feature",
     note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`"
-)]
-pub trait RabbitMqEnabled {
-    /// The broker.
-    const SYSTEM: MessagingSystem;
-}
-
-#[cfg(feature = "rabbitmq")]
-impl RabbitMqEnabled for Features {
-    const SYSTEM: MessagingSystem = MessagingSystem::RabbitMq;
-}
+);
 
 /// Implemented when exactly one broker feature is on: the broker of a producer whose signature names none.
 #[doc(hidden)]
