@@ -354,4 +354,90 @@ mod tests {
         set_header(&mut headers, "traceparent", "fresh");
         assert_eq!(pairs(headers.as_ref().unwrap()), vec![("traceparent".to_owned(), Some(b"fresh".to_vec()))]);
     }
+
+    fn attributes_of(record: impl FnOnce(&mut SpanAttributes)) -> Vec<opentelemetry::KeyValue> {
+        let mut attributes = SpanAttributes::default();
+        record(&mut attributes);
+        attributes.into_inner()
+    }
+
+    fn consumed(headers: Option<OwnedHeaders>, payload: Option<&[u8]>) -> OwnedMessage {
+        OwnedMessage::new(
+            payload.map(<[u8]>::to_vec),
+            Some(b"order-7".to_vec()),
+            "orders".to_owned(),
+            rdkafka::Timestamp::CreateTime(1_700_000_000_123),
+            3,
+            42,
+            headers,
+        )
+    }
+
+    #[test]
+    fn a_consumed_message_says_where_it_was_and_what_it_carries() {
+        use opentelemetry::KeyValue;
+        let message =
+            consumed(Some(OwnedHeaders::new().insert(Header { key: "traceparent", value: Some("tp") })), Some(b"{}"));
+        assert_eq!((message.system(), message.destination()), (MessagingSystem::Kafka, Some("orders")));
+        assert_eq!(message.timestamp_millis(), Some(1_700_000_000_123));
+        assert_eq!(ConsumedMessage::headers(&message).collect::<Vec<_>>(), vec![("traceparent", Some(&b"tp"[..]))]);
+        assert_eq!(
+            attributes_of(|attributes| message.record_attributes(attributes)),
+            vec![
+                KeyValue::new("messaging.destination.partition.id", "3"),
+                KeyValue::new("messaging.kafka.offset", 42_i64),
+                KeyValue::new("messaging.kafka.message.key", "order-7"),
+                KeyValue::new("messaging.message.body.size", 2_i64),
+            ]
+        );
+        assert_eq!(
+            attributes_of(|attributes| message.record_identity(attributes)),
+            vec![
+                KeyValue::new("messaging.destination.name", "orders"),
+                KeyValue::new("messaging.destination.partition.id", "3"),
+                KeyValue::new("messaging.kafka.offset", 42_i64),
+            ]
+        );
+        let tombstone = consumed(None, None);
+        assert_eq!(ConsumedMessage::headers(&tombstone).count(), 0);
+        assert!(attributes_of(|attributes| tombstone.record_attributes(attributes))
+            .contains(&KeyValue::new("messaging.kafka.message.tombstone", true)));
+    }
+
+    #[test]
+    fn a_record_says_where_it_goes_and_what_it_carries() {
+        use opentelemetry::KeyValue;
+        let record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{}").partition(1);
+        assert_eq!((record.system(), record.destination()), (MessagingSystem::Kafka, Some("orders")));
+        assert_eq!(
+            attributes_of(|attributes| record.record_attributes(attributes)),
+            vec![
+                KeyValue::new("messaging.destination.partition.id", "1"),
+                KeyValue::new("messaging.kafka.message.key", "order-7"),
+                KeyValue::new("messaging.message.body.size", 2_i64),
+            ]
+        );
+    }
+
+    #[test]
+    fn body_built_headers_carry_the_current_context_beside_the_given_ones() {
+        crate::install_propagator();
+        let span_context = opentelemetry::trace::SpanContext::new(
+            opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            opentelemetry::trace::SpanId::from(0x00f067aa0ba902b7),
+            opentelemetry::trace::TraceFlags::SAMPLED,
+            true,
+            Default::default(),
+        );
+        let _attached =
+            opentelemetry::trace::TraceContextExt::with_remote_span_context(&Context::new(), span_context).attach();
+        let traceparent = Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec());
+        assert_eq!(pairs(&trace_headers()), vec![("traceparent".to_owned(), traceparent.clone())]);
+        let given = OwnedHeaders::new().insert(Header { key: "tenant", value: Some("acme") });
+        assert_eq!(
+            pairs(&with_trace_context(given)),
+            vec![("tenant".to_owned(), Some(b"acme".to_vec())), ("traceparent".to_owned(), traceparent)]
+        );
+        assert_eq!(HeaderList(None).destination(), None);
+    }
 }

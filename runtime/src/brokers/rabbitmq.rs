@@ -162,4 +162,71 @@ mod tests {
         assert_eq!(headers.get("traceparent"), Some(&AMQPValue::LongString("fresh".into())));
         assert_eq!(headers.get("tenant"), Some(&AMQPValue::LongString("acme".into())));
     }
+
+    #[test]
+    fn a_delivery_says_where_it_was_and_what_it_carries() {
+        use opentelemetry::KeyValue;
+        let mut headers = FieldTable::default();
+        headers.insert("traceparent".into(), AMQPValue::LongString("tp".into()));
+        headers.insert("count".into(), AMQPValue::LongInt(3));
+        let mut delivery = Delivery::mock(7, "orders".into(), "order.created".into(), false, b"{}".to_vec());
+        delivery.properties = BasicProperties::default()
+            .with_headers(headers)
+            .with_message_id("m-1".into())
+            .with_correlation_id("c-1".into());
+        assert_eq!((delivery.system(), delivery.destination()), (MessagingSystem::RabbitMq, Some("orders")));
+        assert_eq!(
+            ConsumedMessage::headers(&delivery).collect::<Vec<_>>(),
+            vec![("count", None), ("traceparent", Some(&b"tp"[..]))]
+        );
+        let mut attributes = SpanAttributes::default();
+        delivery.record_attributes(&mut attributes);
+        assert_eq!(
+            attributes.into_inner(),
+            vec![
+                KeyValue::new("messaging.rabbitmq.destination.routing_key", "order.created"),
+                KeyValue::new("messaging.rabbitmq.message.delivery_tag", 7_i64),
+                KeyValue::new("messaging.message.id", "m-1"),
+                KeyValue::new("messaging.message.conversation_id", "c-1"),
+                KeyValue::new("messaging.message.body.size", 2_i64),
+            ]
+        );
+        let unrouted = Delivery::mock(8, "".into(), "".into(), false, Vec::new());
+        let mut attributes = SpanAttributes::default();
+        unrouted.record_attributes(&mut attributes);
+        assert!(!attributes
+            .into_inner()
+            .iter()
+            .any(|kv| kv.key.as_str() == "messaging.rabbitmq.destination.routing_key"));
+    }
+
+    #[test]
+    fn published_properties_say_their_ids_and_carry_the_current_context() {
+        use opentelemetry::KeyValue;
+        let properties = BasicProperties::default().with_message_id("m-2".into());
+        assert_eq!((properties.system(), properties.destination()), (MessagingSystem::RabbitMq, None));
+        let mut attributes = SpanAttributes::default();
+        properties.record_attributes(&mut attributes);
+        assert_eq!(attributes.into_inner(), vec![KeyValue::new("messaging.message.id", "m-2")]);
+
+        crate::install_propagator();
+        let span_context = opentelemetry::trace::SpanContext::new(
+            opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            opentelemetry::trace::SpanId::from(0x00f067aa0ba902b7),
+            opentelemetry::trace::TraceFlags::SAMPLED,
+            true,
+            Default::default(),
+        );
+        let _attached =
+            opentelemetry::trace::TraceContextExt::with_remote_span_context(&Context::new(), span_context).attach();
+        let traceparent = AMQPValue::LongString("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
+        assert_eq!(trace_headers().inner().get("traceparent"), Some(&traceparent));
+        let written = with_trace_context(properties);
+        assert_eq!(written.message_id().as_ref().map(|id| id.as_str()), Some("m-2"));
+        assert_eq!(
+            written.headers().as_ref().and_then(|headers| headers.inner().get("traceparent")),
+            Some(&traceparent)
+        );
+        assert_eq!(trace_properties().headers().as_ref().map(|headers| headers.inner().len()), Some(1));
+    }
 }
