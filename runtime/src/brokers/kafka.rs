@@ -349,6 +349,13 @@ mod tests {
     }
 
     #[test]
+    fn setting_a_header_replaces_it_when_it_is_the_only_one() {
+        let mut headers = Some(OwnedHeaders::new().insert(Header { key: "traceparent", value: Some("stale") }));
+        set_header(&mut headers, "traceparent", "fresh");
+        assert_eq!(pairs(headers.as_ref().unwrap()), vec![("traceparent".to_owned(), Some(b"fresh".to_vec()))]);
+    }
+
+    #[test]
     fn setting_a_header_on_a_record_without_headers_creates_them() {
         let mut headers = None;
         set_header(&mut headers, "traceparent", "fresh");

@@ -116,3 +116,26 @@ impl SoleBroker for Features {
 impl SoleBroker for Features {
     const SYSTEM: MessagingSystem = MessagingSystem::RabbitMq;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_broker_states_its_own_facts() {
+        assert_eq!(
+            [MessagingSystem::Kafka, MessagingSystem::RabbitMq, MessagingSystem::Other("frames")]
+                .map(MessagingSystem::as_str),
+            ["kafka", "rabbitmq", "frames"]
+        );
+        assert_eq!(MessagingSystem::RabbitMq.span_name_destination(""), "amq.default");
+        assert_eq!(MessagingSystem::RabbitMq.span_name_destination("orders"), "orders");
+        assert_eq!(MessagingSystem::Kafka.span_name_destination(""), "");
+        assert_eq!(
+            MessagingSystem::RabbitMq.routing_key_attribute(),
+            Some("messaging.rabbitmq.destination.routing_key")
+        );
+        assert_eq!(MessagingSystem::Kafka.routing_key_attribute(), None);
+        assert_eq!(MessagingSystem::Other("frames").routing_key_attribute(), None);
+    }
+}
