@@ -123,15 +123,12 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     }
 
     let mut start = match (role, message) {
-        (Role::Consumer, Some(message)) if message.batch => {
-            let name = &message.name;
-            quote_spanned!(name.span()=> #private::MessageSpan::consumer_batch(&__TRACEHOP_HANDLER, #private::batch(&#name)))
-        }
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
             let borrowed = if message.by_reference { quote!(#name) } else { quote!(&#name) };
-            // Spanned on the parameter, so a type that is not a message is reported there.
-            quote_spanned!(name.span()=> #private::MessageSpan::consumer(&__TRACEHOP_HANDLER, #borrowed))
+            // One message or a batch: the runtime's `MessageParameter` decides, and a type that is neither is
+            // reported at the parameter's type.
+            quote_spanned!(message.ty.span()=> #private::MessageParameter::consumer_span(#borrowed, &__TRACEHOP_HANDLER))
         }
         (Role::Consumer, None) => {
             unreachable!("a consumer without a message parameter was reported as an error")

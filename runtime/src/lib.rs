@@ -97,7 +97,7 @@ pub use settings::{
 };
 pub use setup::install_propagator;
 pub use span::{
-    inject_creation_context, Instrumented, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
+    inject_creation_context, Instrumented, MessageParameter, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
     CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
@@ -177,7 +177,9 @@ struct ReadmeDoctests;
 pub mod __private {
     pub use crate::__record_outcome as record_outcome;
     pub use crate::outcome::select as outcome;
-    pub use crate::{DestinationName, Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
+    pub use crate::{
+        DestinationName, Handler, MessageParameter, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes,
+    };
     pub use core::{concat, module_path};
 
     pub use crate::brokers::{Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
@@ -193,11 +195,5 @@ pub mod __private {
     #[inline]
     pub fn returning<R, F: core::future::Future<Output = R>>(future: F) -> F {
         future
-    }
-
-    /// The messages of a batch parameter (`&[M]`, `Vec<M>`, `&Vec<M>`) as a slice.
-    #[inline]
-    pub fn batch<M, B: AsRef<[M]> + ?Sized>(batch: &B) -> &[M] {
-        batch.as_ref()
     }
 }

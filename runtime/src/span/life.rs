@@ -292,6 +292,41 @@ impl MessageSpan {
     }
 }
 
+/// What a `#[traced_consumer]` handler takes: one message, or a batch of them (`[M]`, `Vec<M>`, reached through
+/// any reference). The expansion starts the handler's span through it, so the compiler, not the macro, decides
+/// which span a parameter gets, and a parameter that is neither is reported as such, at the parameter.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is neither a message tracehop can read the trace context from nor a batch of them",
+    label = "not a message or a batch of messages",
+    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery` (feature `rabbitmq`), by value or by reference, or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`); for another type, implement `tracehop::ConsumedMessage`"
+)]
+pub trait MessageParameter {
+    /// Prepares the handler's CONSUMER span: [`MessageSpan::consumer`] for one message,
+    /// [`MessageSpan::consumer_batch`] for a batch.
+    fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_>;
+}
+
+#[diagnostic::do_not_recommend]
+impl<M: ConsumedMessage> MessageParameter for M {
+    fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_> {
+        MessageSpan::consumer(handler, self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<M: ConsumedMessage> MessageParameter for [M] {
+    fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_> {
+        MessageSpan::consumer_batch(handler, self)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<M: ConsumedMessage> MessageParameter for Vec<M> {
+    fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_> {
+        MessageSpan::consumer_batch(handler, self)
+    }
+}
+
 impl Drop for MessageSpan {
     /// Ends the span on every exit: a future dropped before it completed, or a panic that unwound past a span
     /// not run through [`MessageSpan::run`].

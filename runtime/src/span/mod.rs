@@ -11,7 +11,7 @@ use opentelemetry::InstrumentationScope;
 
 pub use creation::inject_creation_context;
 pub(crate) use life::count_injection;
-pub use life::{Instrumented, MessageSpan};
+pub use life::{Instrumented, MessageParameter, MessageSpan};
 pub use start::SpanStart;
 
 /// Attribute naming why an incoming context was not continued; its values are
