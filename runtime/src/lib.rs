@@ -64,12 +64,15 @@
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
 //! - `otlp`: [`otlp::install`], export over OTLP/HTTP.
+//! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
 #![warn(missing_docs)]
 
 mod attributes;
 pub mod brokers;
 mod carrier;
 mod handler;
+#[cfg(feature = "tracing")]
+mod handler_events;
 mod outcome;
 mod settings;
 mod setup;
@@ -90,6 +93,8 @@ pub use carrier::{
     IncomingContext, MessageFacts, PublishedMessage,
 };
 pub use handler::{Handler, ParentPolicy, Role};
+#[cfg(feature = "tracing")]
+pub use handler_events::HandlerEventsLayer;
 pub use outcome::HandlerOutcome;
 pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
