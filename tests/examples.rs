@@ -111,3 +111,26 @@ fn orders_rabbitmq_example_prints_one_trace_from_producer_to_consumer() {
         assert!(producer_block.lines().any(|printed| printed.trim() == line), "producer: {line}\n{stdout}");
     }
 }
+
+/// The log-correlation example: the lines written inside the handler start with the handler span's ids, the
+/// line written outside it does not, and the same events are on the span.
+#[test]
+fn log_correlation_example_prints_the_handler_spans_ids_on_its_log_lines() {
+    let stdout = run(&mut Command::new(build_example("log_correlation")));
+    let span_line = stdout.lines().find(|line| line.starts_with("span Consumer")).expect("the consumer span");
+    assert!(
+        span_line.starts_with("span Consumer \"process orders.created\" trace_id=4bf92f3577b34da6a3ce929d0e0e4736 ")
+    );
+    assert!(span_line.ends_with(" events=2"), "{span_line}");
+    let ids = span_line.split(" trace_id=").nth(1).expect("ids").trim_end_matches(" events=2");
+    let prefix = format!("trace_id={ids}");
+    let logged: Vec<&str> = stdout.lines().filter(|line| !line.starts_with("span ")).collect();
+    assert_eq!(logged.len(), 3, "{stdout}");
+    assert!(!logged[0].contains("trace_id="), "outside the handler: {}", logged[0]);
+    assert!(logged[0].ends_with("inventory service started"), "{}", logged[0]);
+    for line in &logged[1..] {
+        assert!(line.starts_with(&prefix), "inside the handler, the handler span's ids: {line}\n{stdout}");
+    }
+    assert!(logged[1].contains("reserving stock") && logged[1].contains("order_id=1001"), "{}", logged[1]);
+    assert!(logged[2].contains("WARN") && logged[2].contains("low stock"), "{}", logged[2]);
+}

@@ -10,6 +10,8 @@ use opentelemetry::trace::TraceContextExt;
 use opentelemetry::{Context, Key, KeyValue, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::layer::{self, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -62,6 +64,53 @@ where
         fields.attributes.push(KeyValue::new("target", metadata.target()));
         let name = fields.message.unwrap_or_else(|| metadata.name().to_owned());
         span.add_event(name, fields.attributes);
+    }
+}
+
+/// Log correlation: wraps a `tracing-subscriber` event format so that every line written while an OpenTelemetry
+/// span is current — in a traced handler, its span — begins with `trace_id=<32 hex> span_id=<16 hex>`, the ids
+/// a trace backend finds the trace by. Lines written outside any span are unchanged. Needs the `tracing` cargo
+/// feature.
+///
+/// ```
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let logs = tracing_subscriber::fmt::layer()
+///     .event_format(tracehop::WithTraceIds::new(tracing_subscriber::fmt::format()));
+/// let subscriber = tracing_subscriber::registry().with(logs).with(tracehop::HandlerEventsLayer::new());
+/// # let _ = subscriber;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WithTraceIds<F> {
+    inner: F,
+}
+
+impl<F> WithTraceIds<F> {
+    /// `inner`, its lines prefixed with the current trace and span ids.
+    pub const fn new(inner: F) -> Self {
+        Self { inner }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        context: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let current = Context::current();
+        let span = current.span();
+        let ids = span.span_context();
+        if ids.is_valid() {
+            write!(writer, "trace_id={} span_id={} ", ids.trace_id(), ids.span_id())?;
+        }
+        self.inner.format_event(context, writer, event)
     }
 }
 

@@ -94,7 +94,7 @@ pub use carrier::{
 };
 pub use handler::{Handler, ParentPolicy, Role};
 #[cfg(feature = "tracing")]
-pub use handler_events::HandlerEventsLayer;
+pub use handler_events::{HandlerEventsLayer, WithTraceIds};
 pub use outcome::HandlerOutcome;
 pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
