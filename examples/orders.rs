@@ -6,9 +6,6 @@
 //! Run: `cargo run --example orders` (no Kafka to install: librdkafka's mock cluster speaks the Kafka protocol
 //! over loopback, inside this process).
 
-#[path = "support/waterfall.rs"]
-mod waterfall;
-
 use std::error::Error;
 use std::time::Duration;
 
@@ -115,6 +112,6 @@ async fn main() -> Result<(), Box<dyn Error>> {
     ship(&receive(&shipping).await?)?;
 
     provider.force_flush()?;
-    waterfall::print_traces(&exporter.get_finished_spans()?);
+    print!("{}", tracehop::TracePicture::new().render(&exporter.get_finished_spans()?));
     Ok(())
 }

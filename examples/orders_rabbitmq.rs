@@ -3,9 +3,6 @@
 //!
 //! Run: `cargo run --example orders_rabbitmq -- amqp://guest:guest@127.0.0.1:5672/%2f` (or set `AMQP_URL`).
 
-#[path = "support/waterfall.rs"]
-mod waterfall;
-
 use std::error::Error;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -71,7 +68,7 @@ async fn main() -> ExitCode {
     }
     let _ = provider.force_flush();
     match exporter.get_finished_spans() {
-        Ok(spans) => waterfall::print_traces(&spans),
+        Ok(spans) => print!("{}", tracehop::TracePicture::new().attributes(true).render(&spans)),
         Err(error) => eprintln!("error: no spans to print: {error}"),
     }
     ExitCode::SUCCESS

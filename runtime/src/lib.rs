@@ -64,6 +64,7 @@
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
 //! - `otlp`: [`otlp::install`], export over OTLP/HTTP.
+//! - `print`: `TracePicture` and `print_traces`, finished spans drawn as trees for a terminal or a test.
 //! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
 #![warn(missing_docs)]
 
@@ -74,6 +75,8 @@ mod handler;
 #[cfg(feature = "tracing")]
 mod handler_events;
 mod outcome;
+#[cfg(feature = "print")]
+mod picture;
 mod settings;
 mod setup;
 mod span;
@@ -96,6 +99,8 @@ pub use handler::{Handler, ParentPolicy, Role};
 #[cfg(feature = "tracing")]
 pub use handler_events::{HandlerEventsLayer, WithTraceIds};
 pub use outcome::HandlerOutcome;
+#[cfg(feature = "print")]
+pub use picture::{print as print_traces, TracePicture};
 pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
     DEFAULT_MAX_LINKS_PER_SPAN,
