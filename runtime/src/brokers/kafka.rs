@@ -428,16 +428,7 @@ mod tests {
 
     #[test]
     fn body_built_headers_carry_the_current_context_beside_the_given_ones() {
-        crate::install_propagator();
-        let span_context = opentelemetry::trace::SpanContext::new(
-            opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
-            opentelemetry::trace::SpanId::from(0x00f067aa0ba902b7),
-            opentelemetry::trace::TraceFlags::SAMPLED,
-            true,
-            Default::default(),
-        );
-        let _attached =
-            opentelemetry::trace::TraceContextExt::with_remote_span_context(&Context::new(), span_context).attach();
+        let _attached = crate::brokers::tests::producer_context().attach();
         let traceparent = Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec());
         assert_eq!(pairs(&trace_headers()), vec![("traceparent".to_owned(), traceparent.clone())]);
         let given = OwnedHeaders::new().insert(Header { key: "tenant", value: Some("acme") });

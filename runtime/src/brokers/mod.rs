@@ -118,8 +118,23 @@ impl SoleBroker for Features {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A sampled producer's context, as a record's headers would carry it, with tracehop's propagators installed:
+    /// attach it to write it with the broker helpers.
+    pub(crate) fn producer_context() -> opentelemetry::Context {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+        crate::install_propagator();
+        let span_context = SpanContext::new(
+            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+            SpanId::from(0x00f067aa0ba902b7),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        );
+        opentelemetry::Context::new().with_remote_span_context(span_context)
+    }
 
     #[test]
     fn each_broker_states_its_own_facts() {

@@ -209,16 +209,7 @@ mod tests {
         properties.record_attributes(&mut attributes);
         assert_eq!(attributes.into_inner(), vec![KeyValue::new("messaging.message.id", "m-2")]);
 
-        crate::install_propagator();
-        let span_context = opentelemetry::trace::SpanContext::new(
-            opentelemetry::trace::TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
-            opentelemetry::trace::SpanId::from(0x00f067aa0ba902b7),
-            opentelemetry::trace::TraceFlags::SAMPLED,
-            true,
-            Default::default(),
-        );
-        let _attached =
-            opentelemetry::trace::TraceContextExt::with_remote_span_context(&Context::new(), span_context).attach();
+        let _attached = crate::brokers::tests::producer_context().attach();
         let traceparent = AMQPValue::LongString("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into());
         assert_eq!(trace_headers().inner().get("traceparent"), Some(&traceparent));
         let written = with_trace_context(properties);
