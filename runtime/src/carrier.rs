@@ -295,7 +295,7 @@ pub fn inject_current_context<M: PublishedMessage + ?Sized>(message: &mut M) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry::trace::TraceId;
 
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -339,18 +339,6 @@ mod tests {
         }
     }
 
-    fn producer_context() -> Context {
-        crate::install_propagator();
-        let span_context = SpanContext::new(
-            TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
-            SpanId::from(0x00f067aa0ba902b7),
-            TraceFlags::SAMPLED,
-            true,
-            TraceState::from_key_value([("congo", "t61rcWkgMzE")]).unwrap(),
-        );
-        Context::new().with_remote_span_context(span_context)
-    }
-
     #[test]
     fn a_message_read_through_a_reference_is_read_whole() {
         crate::install_propagator();
@@ -392,7 +380,7 @@ mod tests {
 
     #[test]
     fn injection_writes_the_context_through_references_and_says_whether_it_wrote() {
-        let context = producer_context();
+        let context = crate::brokers::tests::producer_context();
         let mut record = Outgoing::default();
         assert!(propagate(&context, &mut &mut record));
         assert_eq!(
@@ -409,7 +397,7 @@ mod tests {
 
     #[test]
     fn the_current_context_is_injected_on_request() {
-        let _attached = producer_context().attach();
+        let _attached = crate::brokers::tests::producer_context().attach();
         let mut record = Outgoing::default();
         inject_current_context(&mut record);
         assert_eq!(record.0[0], ("traceparent".to_owned(), TRACEPARENT.to_owned()));

@@ -429,13 +429,15 @@ mod tests {
     #[test]
     fn body_built_headers_carry_the_current_context_beside_the_given_ones() {
         let _attached = crate::brokers::tests::producer_context().attach();
-        let traceparent = Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec());
-        assert_eq!(pairs(&trace_headers()), vec![("traceparent".to_owned(), traceparent.clone())]);
+        let trace = vec![
+            ("traceparent".to_owned(), Some(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_vec())),
+            ("tracestate".to_owned(), Some(b"congo=t61rcWkgMzE".to_vec())),
+        ];
+        assert_eq!(pairs(&trace_headers()), trace);
         let given = OwnedHeaders::new().insert(Header { key: "tenant", value: Some("acme") });
-        assert_eq!(
-            pairs(&with_trace_context(given)),
-            vec![("tenant".to_owned(), Some(b"acme".to_vec())), ("traceparent".to_owned(), traceparent)]
-        );
+        let mut expected = vec![("tenant".to_owned(), Some(b"acme".to_vec()))];
+        expected.extend(trace);
+        assert_eq!(pairs(&with_trace_context(given)), expected);
         assert_eq!(HeaderList(None).destination(), None);
     }
 }

@@ -121,7 +121,8 @@ impl SoleBroker for Features {
 pub(crate) mod tests {
     use super::*;
 
-    /// A sampled producer's context, as a record's headers would carry it, with tracehop's propagators installed:
+    /// A sampled producer's context with a `tracestate`, as a record's headers would carry it, with tracehop's
+    /// propagators installed:
     /// attach it to write it with the broker helpers.
     pub(crate) fn producer_context() -> opentelemetry::Context {
         use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
@@ -131,7 +132,7 @@ pub(crate) mod tests {
             SpanId::from(0x00f067aa0ba902b7),
             TraceFlags::SAMPLED,
             true,
-            TraceState::default(),
+            TraceState::from_key_value([("congo", "t61rcWkgMzE")]).expect("a valid tracestate"),
         );
         opentelemetry::Context::new().with_remote_span_context(span_context)
     }

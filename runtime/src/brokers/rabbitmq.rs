@@ -218,6 +218,6 @@ mod tests {
             written.headers().as_ref().and_then(|headers| headers.inner().get("traceparent")),
             Some(&traceparent)
         );
-        assert_eq!(trace_properties().headers().as_ref().map(|headers| headers.inner().len()), Some(1));
+        assert_eq!(trace_properties().headers().as_ref().map(|headers| headers.inner().len()), Some(2));
     }
 }
