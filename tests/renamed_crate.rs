@@ -1,6 +1,6 @@
 //! `crate = "..."` points the expansion at tracehop under another path, as a renamed dependency
-//! (`th = { package = "tracehop" }`) needs. Here the path is a local re-export; tests/ui/fail/crate_path_unknown.rs
-//! shows the expansion really goes through it.
+//! (`th = { package = "tracehop" }`) needs. Here the path is a local re-export;
+//! `tests/ui_suite/tests/ui/fail/crate_path_unknown.rs` shows the expansion really goes through it.
 
 mod telemetry {
     pub use tracehop::*;

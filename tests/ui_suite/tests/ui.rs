@@ -3,7 +3,7 @@
 //! expected compiler output beside each case in a `.stderr` file).
 //!
 //! After a deliberate change to a message, regenerate the snapshots with
-//! `TRYBUILD=overwrite cargo test --test ui` and read every changed `.stderr` before committing it.
+//! `TRYBUILD=overwrite cargo test -p tracehop-ui` and read every changed `.stderr` before committing it.
 
 #[test]
 fn ui() {

@@ -1,0 +1,1 @@
+//! Nothing: this package only holds the UI cases under `tests/`.
