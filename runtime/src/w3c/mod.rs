@@ -227,7 +227,11 @@ impl<'a> TraceHeaders<'a> {
         match self.traceparent {
             None => Ok(None),
             Some(None) => Err(ContextRejection::UnreadableTraceparent),
-            Some(Some(value)) => traceparent::check(value).map(|traceparent| Some(traceparent.fields)),
+            Some(Some(value)) => {
+                let traceparent = traceparent::check(value)?;
+                traceparent::remember(&traceparent);
+                Ok(Some(traceparent.fields))
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! `traceparent`: the one header that decides whether a trace continues, and the propagator that reads and
 //! writes it with `tracestate`.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -132,9 +133,39 @@ fn rejection(value: &[u8]) -> ContextRejection {
     ContextRejection::ZeroSpanId
 }
 
+/// A `traceparent` decoded by the header scan, kept for the propagator that reads it next.
+#[derive(Clone, Copy)]
+struct Scanned {
+    fields: [u8; TRACEPARENT_LEN],
+    trace_id: u128,
+    span_id: u64,
+    flags: u8,
+}
+
+thread_local! {
+    /// The last `traceparent` the header scan decoded on this thread. The propagator is handed the same 55
+    /// bytes right after, through OpenTelemetry's `Extractor`, which cannot carry what the scan found; keyed by
+    /// the bytes themselves, so any other header is decoded afresh.
+    static SCANNED: Cell<Option<Scanned>> = const { Cell::new(None) };
+}
+
+/// Keeps what the header scan decoded, so the propagator does not decode it again.
+pub(super) fn remember(traceparent: &Traceparent<'_>) {
+    let Ok(fields) = <[u8; TRACEPARENT_LEN]>::try_from(traceparent.fields.as_bytes()) else { return };
+    let Traceparent { trace_id, span_id, flags, .. } = *traceparent;
+    SCANNED.set(Some(Scanned { fields, trace_id, span_id, flags }));
+}
+
 /// The ids and sampling flag of a valid `traceparent`.
 fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextRejection> {
-    let Traceparent { trace_id, span_id, flags, .. } = check(value.as_bytes())?;
+    let scanned = SCANNED.get().filter(|scanned| scanned.fields.as_slice() == value.as_bytes());
+    let (trace_id, span_id, flags) = match scanned {
+        Some(Scanned { trace_id, span_id, flags, .. }) => (trace_id, span_id, flags),
+        None => {
+            let Traceparent { trace_id, span_id, flags, .. } = check(value.as_bytes())?;
+            (trace_id, span_id, flags)
+        }
+    };
     Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags) & TraceFlags::SAMPLED))
 }
 
@@ -357,5 +388,30 @@ mod tests {
             W3cTraceContext::new().inject_context(&Context::new().with_remote_span_context(span_context), &mut headers);
             assert_eq!(headers["traceparent"], format!("{}{written}", &VALID[..53]), "{flags:?}");
         }
+    }
+
+    #[test]
+    fn what_the_scan_decoded_is_reused_only_for_the_same_bytes() {
+        let scanned = check(VALID.as_bytes()).unwrap();
+        remember(&scanned);
+        assert_eq!(
+            parse_traceparent(VALID),
+            Ok((
+                TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
+                SpanId::from(0x00f067aa0ba902b7),
+                TraceFlags::SAMPLED
+            ))
+        );
+        let other = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+        assert_eq!(
+            parse_traceparent(other),
+            Ok((
+                TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+                SpanId::from(0xb7ad6b7169203331),
+                TraceFlags::default()
+            ))
+        );
+        let invalid = "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-00";
+        assert_eq!(parse_traceparent(invalid), Err(ContextRejection::ZeroSpanId));
     }
 }
