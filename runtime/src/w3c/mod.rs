@@ -237,7 +237,12 @@ impl<'a> TraceHeaders<'a> {
 
     /// The `tracestate` to pass on with a valid `traceparent`.
     pub(crate) fn tracestate(&self) -> Option<Trimmed<'a>> {
-        self.tracestate.map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), trim_tracestate))
+        let trimmed =
+            self.tracestate.map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), trim_tracestate))?;
+        if let Some(value) = trimmed.value() {
+            tracestate::remember(value);
+        }
+        Some(trimmed)
     }
 
     /// The `baggage` to pass on.

@@ -11,7 +11,7 @@ use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 
-use super::{trim_tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER};
+use super::{tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 /// Length of a version-`00` `traceparent`, and of the fields every later version starts with:
 /// `vv-<32 hex>-<16 hex>-ff`.
@@ -226,7 +226,7 @@ impl TextMapPropagator for W3cTraceContext {
         let trace_state = extractor
             .get(TRACESTATE_HEADER)
             .and_then(|value| {
-                let trimmed = trim_tracestate(value.as_bytes());
+                let trimmed = tracestate::trimmed_once(value);
                 // Every member kept is one OpenTelemetry's parser accepts, so this parse does not fail.
                 trimmed.value().and_then(|value| TraceState::from_str(value).ok())
             })

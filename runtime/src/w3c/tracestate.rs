@@ -1,7 +1,33 @@
 //! `tracestate`: vendor data that travels with the `traceparent`, trimmed member by member, never at the
 //! cost of the trace.
 
+use std::cell::RefCell;
+
 use super::{trim_ows, within_limit, TrimReason, Trimmed};
+
+thread_local! {
+    /// The last `tracestate` the header scan passed on from this thread, already trimmed. The propagator reads
+    /// the same value right after, through OpenTelemetry's `Extractor`, which cannot say it was checked; keyed
+    /// by its bytes, so any other value is trimmed afresh. The buffer is reused: no allocation per message.
+    static PASSED_ON: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Keeps the tracestate the header scan passes on, so the propagator does not trim it again.
+pub(super) fn remember(value: &str) {
+    PASSED_ON.with_borrow_mut(|passed_on| {
+        passed_on.clear();
+        passed_on.push_str(value);
+    });
+}
+
+/// `value` trimmed as [`trim_tracestate`] does, without a second pass when the header scan already trimmed it.
+pub(super) fn trimmed_once(value: &str) -> Trimmed<'_> {
+    if PASSED_ON.with_borrow(|passed_on| passed_on == value) {
+        Trimmed::kept(value)
+    } else {
+        trim_tracestate(value.as_bytes())
+    }
+}
 
 /// The most list members a `tracestate` may carry (W3C Trace Context, "tracestate Header Field Values").
 /// Members past it are dropped ([`TrimReason::TooManyMembers`]).
@@ -248,5 +274,13 @@ mod tests {
         // One byte more and the valid member ends past the limit: not read.
         let past_limit = format!("{},a=1", filler(READ_LIMIT - 3));
         assert_eq!(trimmed(past_limit.as_bytes()), (None, Some(TrimReason::Oversized)));
+    }
+
+    #[test]
+    fn what_the_scan_passed_on_is_not_trimmed_again_and_anything_else_is() {
+        remember("congo=t61rcWkgMzE");
+        assert_eq!(trimmed_once("congo=t61rcWkgMzE"), Trimmed::kept("congo=t61rcWkgMzE"));
+        assert_eq!(trimmed_once("congo=t61rcWkgMzE,B=1").value(), Some("congo=t61rcWkgMzE"));
+        assert_eq!(trimmed_once("congo=t61rcWkgMzE,B=1").reason(), Some(TrimReason::MalformedMember));
     }
 }
