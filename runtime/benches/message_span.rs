@@ -7,8 +7,10 @@ use std::hint::black_box;
 use std::collections::HashMap;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context, KeyValue};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
@@ -52,13 +54,18 @@ fn consumer(c: &mut Criterion) {
     });
     group.bench_function("hand-written glue, sampled parent", |b| b.iter(|| hand_written(black_box(&sampled))));
     group.bench_function("hand-written glue, unsampled parent", |b| b.iter(|| hand_written(black_box(&unsampled))));
+    let tracer = global::tracer("floor");
+    let sampled_parent = TraceContextPropagator::new().extract(&headers_of(&sampled));
+    let unsampled_parent = TraceContextPropagator::new().extract(&headers_of(&unsampled));
+    group.bench_function("SDK floor, sampled parent", |b| b.iter(|| sdk_floor(&tracer, black_box(&sampled_parent))));
+    group
+        .bench_function("SDK floor, unsampled parent", |b| b.iter(|| sdk_floor(&tracer, black_box(&unsampled_parent))));
     group.finish();
 }
 
-/// The glue the usual guides write in every consumer: headers copied into a map, the propagator, a span with
-/// its attributes built up front.
-fn hand_written(message: &OwnedMessage) {
-    let headers: HashMap<String, String> = message
+/// A message's headers as a map, for OpenTelemetry's propagator.
+fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
+    message
         .headers()
         .map(|headers| {
             headers
@@ -66,21 +73,59 @@ fn hand_written(message: &OwnedMessage) {
                 .filter_map(|header| Some((header.key.to_owned(), String::from_utf8(header.value?.to_vec()).ok()?)))
                 .collect()
         })
-        .unwrap_or_default();
-    let parent = global::get_text_map_propagator(|propagator| propagator.extract(&headers));
+        .unwrap_or_default()
+}
+
+/// The glue the usual guides write in every consumer: headers copied into a map, OpenTelemetry's own W3C
+/// propagator (not tracehop's), a span with the same ten attributes and link as tracehop's, built up front.
+fn hand_written(message: &OwnedMessage) {
+    let parent = TraceContextPropagator::new().extract(&headers_of(message));
+    let producer = parent.span().span_context().clone();
     let tracer = global::tracer("inventory-service");
     let span = tracer
         .span_builder(format!("process {}", message.topic()))
         .with_kind(SpanKind::Consumer)
+        .with_links(vec![Link::with_context(producer)])
         .with_attributes([
             KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
             KeyValue::new("messaging.destination.name", message.topic().to_owned()),
             KeyValue::new("messaging.consumer.group.name", "inventory-service"),
+            KeyValue::new("code.function.name", "bench::on_order"),
             KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
             KeyValue::new("messaging.kafka.offset", message.offset()),
+            KeyValue::new("messaging.kafka.message.key", "order-7"),
+            KeyValue::new("messaging.message.body.size", 8_i64),
         ])
         .start_with_context(&tracer, &parent);
-    let context = Context::current_with_span(span);
+    let context = parent.with_span(span);
+    let _attached = context.clone().attach();
+    black_box(());
+    context.span().end();
+}
+
+/// The floor: OpenTelemetry's own span with the parent already extracted, the same attributes and link.
+fn sdk_floor(tracer: &global::BoxedTracer, parent: &Context) {
+    let producer = parent.span().span_context().clone();
+    let span = tracer
+        .span_builder("process orders")
+        .with_kind(SpanKind::Consumer)
+        .with_links(vec![Link::with_context(producer)])
+        .with_attributes([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.destination.name", "orders"),
+            KeyValue::new("messaging.consumer.group.name", "inventory-service"),
+            KeyValue::new("code.function.name", "bench::on_order"),
+            KeyValue::new("messaging.destination.partition.id", "0"),
+            KeyValue::new("messaging.kafka.offset", 42_i64),
+            KeyValue::new("messaging.kafka.message.key", "order-7"),
+            KeyValue::new("messaging.message.body.size", 8_i64),
+        ])
+        .start_with_context(tracer, parent);
+    let context = parent.with_span(span);
     let _attached = context.clone().attach();
     black_box(());
     context.span().end();
