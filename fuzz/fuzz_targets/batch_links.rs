@@ -17,6 +17,6 @@ fuzz_target!(|data: &[u8]| {
         .collect();
     MessageSpan::consumer_batch(&HANDLER, &batch).start().run(|| ());
     for message in &batch {
-        MessageSpan::in_batch(&HANDLER, message).start().run(|| ());
+        MessageSpan::in_batch_as(&HANDLER, message).start().run(|| ());
     }
 });

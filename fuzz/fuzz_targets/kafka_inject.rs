@@ -24,5 +24,9 @@ fuzz_target!(|data: &[u8]| {
         name == b"traceparent" || name == b"tracestate" || name == b"baggage"
     };
     let kept = headers.iter().filter(|(name, _)| !replaced(name)).count();
-    assert_eq!(rdkafka::Message::headers(&message).map_or(0, |headers| headers.count()), kept + 3, "every other header is kept");
+    assert_eq!(
+        rdkafka::Message::headers(&message).map_or(0, |headers| headers.count()),
+        kept + 3,
+        "every other header is kept"
+    );
 });

@@ -31,12 +31,19 @@ pub fn headers(data: &[u8]) -> Vec<(&[u8], Option<&[u8]>)> {
 /// send any bytes; rdkafka's safe API takes only `&str` names).
 pub fn kafka_headers(headers: &[(&[u8], Option<&[u8]>)]) -> OwnedHeaders {
     let owned = OwnedHeaders::new_with_capacity(headers.len());
-    let native = owned.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
+    let native =
+        owned.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
     for (name, value) in headers {
         let (value, size) = value.map_or((std::ptr::null(), 0), |value| (value.as_ptr(), value.len() as isize));
         // SAFETY: `native` is the live, writable list `owned` owns; librdkafka copies name and value.
         unsafe {
-            rdkafka::bindings::rd_kafka_header_add(native, name.as_ptr().cast(), name.len() as isize, value.cast(), size);
+            rdkafka::bindings::rd_kafka_header_add(
+                native,
+                name.as_ptr().cast(),
+                name.len() as isize,
+                value.cast(),
+                size,
+            );
         }
     }
     owned
@@ -44,7 +51,15 @@ pub fn kafka_headers(headers: &[(&[u8], Option<&[u8]>)]) -> OwnedHeaders {
 
 /// A consumed Kafka message carrying `headers`.
 pub fn kafka_message(headers: OwnedHeaders, offset: i64) -> OwnedMessage {
-    OwnedMessage::new(Some(b"order".to_vec()), Some(b"key".to_vec()), "orders".to_owned(), Timestamp::NotAvailable, 0, offset, Some(headers))
+    OwnedMessage::new(
+        Some(b"order".to_vec()),
+        Some(b"key".to_vec()),
+        "orders".to_owned(),
+        Timestamp::NotAvailable,
+        0,
+        offset,
+        Some(headers),
+    )
 }
 
 /// Installs tracehop's propagators and a tracer provider that records every span (and exports nowhere), so
