@@ -131,11 +131,3 @@ async fn an_event_after_an_await_in_an_async_handler_is_the_handlers() {
     assert_eq!(attribute(&event.attributes, "attempt"), Some(Value::I64(2)));
     assert_eq!(attribute(&event.attributes, "level"), Some(Value::from("ERROR")));
 }
-
-#[test]
-fn an_event_outside_any_handler_and_any_span_is_recorded_nowhere() {
-    exporter();
-    let before = finished().len();
-    tracing::info!("starting up");
-    assert_eq!(finished().len(), before, "no span was made for it");
-}

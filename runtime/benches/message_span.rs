@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{global, Context, KeyValue};
+use opentelemetry::{global, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -17,7 +17,7 @@ use rdkafka::producer::FutureRecord;
 use tracehop::{extract_context, Handler, MessageSpan};
 
 mod support;
-use support::{order_message, DiscardingExporter};
+use support::{order_message, sdk_floor, DiscardingExporter};
 
 static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
 static PRODUCER: Handler = Handler::producer("bench::publish");
@@ -99,32 +99,6 @@ fn hand_written(message: &OwnedMessage) {
             KeyValue::new("messaging.message.body.size", 8_i64),
         ])
         .start_with_context(&tracer, &parent);
-    let context = parent.with_span(span);
-    let _attached = context.clone().attach();
-    black_box(());
-    context.span().end();
-}
-
-/// The floor: OpenTelemetry's own span with the parent already extracted, the same attributes and link.
-fn sdk_floor(tracer: &global::BoxedTracer, parent: &Context) {
-    let producer = parent.span().span_context().clone();
-    let span = tracer
-        .span_builder("process orders")
-        .with_kind(SpanKind::Consumer)
-        .with_links(vec![Link::with_context(producer)])
-        .with_attributes([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.operation.name", "process"),
-            KeyValue::new("messaging.destination.name", "orders"),
-            KeyValue::new("messaging.consumer.group.name", "inventory-service"),
-            KeyValue::new("code.function.name", "bench::on_order"),
-            KeyValue::new("messaging.destination.partition.id", "0"),
-            KeyValue::new("messaging.kafka.offset", 42_i64),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
-        ])
-        .start_with_context(tracer, parent);
     let context = parent.with_span(span);
     let _attached = context.clone().attach();
     black_box(());

@@ -12,17 +12,15 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use opentelemetry::trace::{
-    Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
-};
-use opentelemetry::{global, Context, KeyValue};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::{global, Context};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::FutureRecord;
 use tracehop::{Handler, MessageSpan};
 
 mod support;
-use support::{order_message, DiscardingExporter};
+use support::{order_message, sdk_floor, DiscardingExporter};
 
 struct CountingAllocator;
 
@@ -78,33 +76,6 @@ fn tracehop_producer() {
     span.run(|| {
         black_box(&record.headers);
     })
-}
-
-/// The SDK's own span, as the floor: parent already extracted, the same ten attributes and one link.
-fn sdk_floor(tracer: &opentelemetry_sdk::trace::SdkTracer, parent: &Context) {
-    let producer = parent.span().span_context().clone();
-    let span = tracer
-        .span_builder("process orders")
-        .with_kind(SpanKind::Consumer)
-        .with_links(vec![Link::with_context(producer)])
-        .with_attributes([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.operation.name", "process"),
-            KeyValue::new("messaging.destination.name", "orders"),
-            KeyValue::new("messaging.consumer.group.name", "inventory-service"),
-            KeyValue::new("code.function.name", "bench::on_order"),
-            KeyValue::new("messaging.destination.partition.id", "0"),
-            KeyValue::new("messaging.kafka.offset", 42_i64),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
-        ])
-        .start_with_context(tracer, parent);
-    let context = parent.with_span(span);
-    let attached = context.clone().attach();
-    black_box(());
-    drop(attached);
-    context.span().end();
 }
 
 fn remote_parent(sampled: bool) -> Context {
