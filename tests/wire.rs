@@ -141,6 +141,32 @@ fn a_panicking_attribute_fails_the_span_and_the_handler_does_not_run() {
     assert_eq!(span.span_context.trace_id(), TraceId::from_hex(TRACE_ID).unwrap(), "the trace still continues");
 }
 
+/// The same for a message with no context: its span is a new root, started before it is described (a sampled
+/// parent's span is described before it starts), and fails the same way.
+#[test]
+fn a_panicking_attribute_fails_a_new_root_span_too() {
+    suite::spans();
+    let topic = suite::unique_topic("wire-attributes-root");
+    let message = kafka_message(&topic, OwnedHeaders::new());
+    let ran = AtomicBool::new(false);
+
+    let panic = catch_unwind(AssertUnwindSafe(|| with_a_panicking_attribute(&message, &ran)))
+        .expect_err("the attribute's panic goes on unwinding");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"no order id in this message"));
+    assert!(!ran.load(Ordering::SeqCst), "the body did not run");
+
+    let span = only(spans_to(&topic), SpanKind::Consumer);
+    let description = "an attributes(...) expression panicked, so the handler did not run: no order id in this message";
+    assert_eq!(span.status, Status::error(description));
+    assert_eq!(attribute(&span, "error.type"), Some(Value::from("panic")));
+    assert_eq!(span.events.events.len(), 1);
+    assert_eq!(span.events.events[0].name, "exception");
+    assert_eq!(span.name, format!("process {topic}"));
+    assert_eq!(attribute(&span, "messaging.system"), Some(Value::from("kafka")));
+    assert_eq!(span.parent_span_id, opentelemetry::trace::SpanId::INVALID, "a new root");
+    assert!(span.links.links.is_empty());
+}
+
 fn kafka_message(topic: &str, headers: OwnedHeaders) -> OwnedMessage {
     OwnedMessage::new(
         Some(b"order".to_vec()),

@@ -1,9 +1,10 @@
 //! How a message's span starts: where its parent and links come from (decided before sampling), and, only for a
 //! recorded span, its name and attributes.
 
+use std::any::Any;
+use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use opentelemetry::global::BoxedSpan;
 use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 use opentelemetry_semantic_conventions::attribute as semconv;
@@ -107,8 +108,11 @@ impl<'a> SpanStart<'a> {
         self
     }
 
-    /// Starts the span. The sampling decision comes first: an unsampled span formats no name and sets no
-    /// attribute.
+    /// Starts the span. An unsampled span formats no name and sets no attribute.
+    ///
+    /// A span whose parent is sampled is described before it starts, so its name, links and attributes go to
+    /// the SDK in the span builder (the sampler sees them, and no per-attribute call is made on the span).
+    /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded.
     pub fn start(self) -> MessageSpan {
         let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes } = self;
         let is_batch = matches!(origin, Origin::Batch(_));
@@ -119,30 +123,57 @@ impl<'a> SpanStart<'a> {
             Role::Producer => SpanKind::Producer,
         };
         let initial_name = handler.configured_span_name().unwrap_or(handler.role().operation());
-        let mut span = tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context);
+        let described = Described { handler, message, destination, routing_key, server };
+        let (link, batch) = (parent.link.take(), parent.batch.take());
 
-        if span.is_recording() {
-            let described = Described { handler, message, destination, routing_key, server };
-            let (link, batch) = (parent.link.take(), parent.batch.take());
-            let mut attributes = describe(&mut span, described, &parent, link, batch);
-            if let Some(add) = user_attributes {
-                if let Err(panic) = catch_unwind(AssertUnwindSafe(|| add(&mut attributes))) {
-                    // The handler never runs: its span says so, with the attributes made so far, and ends.
-                    span.set_attributes(attributes.into_inner());
-                    let span = MessageSpan::new(parent.context.with_span(span), handler);
-                    span.record_panic(&*panic, "an attributes(...) expression panicked, so the handler did not run");
-                    drop(span);
-                    resume_unwind(panic);
+        let span = if parent.context.span().span_context().is_sampled() {
+            let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
+            let panic = user_attributes.and_then(|add| catch_unwind(AssertUnwindSafe(|| add(&mut attributes))).err());
+            let span = tracer
+                .span_builder(name.map_or(Cow::Borrowed(initial_name), Cow::Owned))
+                .with_kind(kind)
+                .with_links(links)
+                .with_attributes(attributes.into_inner())
+                .start_with_context(&tracer, &parent.context);
+            if let Some(panic) = panic {
+                fail_for_panicked_attributes(parent.context.with_span(span), handler, panic);
+            }
+            span
+        } else {
+            let mut span =
+                tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context);
+            if span.is_recording() {
+                let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
+                if let Some(name) = name {
+                    span.update_name(name);
+                }
+                for Link { span_context, attributes: link_attributes, .. } in links {
+                    span.add_link(span_context, link_attributes);
+                }
+                let panic =
+                    user_attributes.and_then(|add| catch_unwind(AssertUnwindSafe(|| add(&mut attributes))).err());
+                span.set_attributes(attributes.into_inner());
+                if let Some(panic) = panic {
+                    fail_for_panicked_attributes(parent.context.with_span(span), handler, panic);
                 }
             }
-            span.set_attributes(attributes.into_inner());
-        }
+            span
+        };
 
         let context = parent.context.with_span(span);
         // A batch span tells the per-message spans started inside it which handler they belong to.
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
         MessageSpan::new(context, handler)
     }
+}
+
+/// The handler never runs when its `attributes(...)` panicked: its span says so, with the attributes made so far,
+/// ends, and the panic goes on unwinding.
+fn fail_for_panicked_attributes(context: Context, handler: &'static Handler, panic: Box<dyn Any + Send>) -> ! {
+    let span = MessageSpan::new(context, handler);
+    span.record_panic(&*panic, "an attributes(...) expression panicked, so the handler did not run");
+    drop(span);
+    resume_unwind(panic)
 }
 
 /// The handler of the batch span current where [`MessageSpan::in_batch`] is called.
@@ -197,15 +228,22 @@ struct Described<'a> {
     server: Option<(&'a str, u16)>,
 }
 
-/// Names a recorded span, adds its links and returns its attributes (the user's own still to come). Only for
-/// recorded spans: this is where names are formatted and batches are read.
+/// What a recorded span says about its message, the user's own attributes still to come.
+struct Description {
+    /// The span's name, when it is not the handler's fixed one.
+    name: Option<String>,
+    links: Vec<Link>,
+    attributes: SpanAttributes,
+}
+
+/// Describes a span that is, or is expected to be, recorded: this is where names are formatted and batches are
+/// read.
 fn describe(
-    span: &mut BoxedSpan,
     described: Described<'_>,
     parent: &Parent<'_>,
     link: Option<SpanContext>,
     batch: Option<Batch<'_>>,
-) -> SpanAttributes {
+) -> Description {
     let Described { handler, message, destination, routing_key, server } = described;
     let role = handler.role();
     let batch = batch.map(|batch| (batch.count, batch.system, (batch.facts)(max_links_per_span())));
@@ -217,14 +255,16 @@ fn describe(
         .or(handler.configured_destination())
         .or_else(|| message.and_then(|facts| facts.destination()))
         .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination));
-    if handler.configured_span_name().is_none() {
-        if let Some(destination) = destination {
+    let name = match (handler.configured_span_name(), destination) {
+        (None, Some(destination)) => {
             let destination = system.map_or(destination, |system| system.span_name_destination(destination));
-            span.update_name(format!("{} {destination}", role.operation()));
+            Some(span_name(role.operation(), destination))
         }
-    }
+        _ => None,
+    };
+    let mut links = Vec::new();
     if let Some(link) = link {
-        span.add_link(link, Vec::new());
+        links.push(Link::with_context(link));
     }
     let mut attributes = SpanAttributes::with_capacity(16);
     if let Some(system) = system {
@@ -244,10 +284,12 @@ fn describe(
             attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
         }
     }
-    if let Some((count, _, BatchFacts { links, dropped, .. })) = batch {
+    if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {
         attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count);
-        for Link { span_context, attributes: link_attributes, .. } in links {
-            span.add_link(span_context, link_attributes);
+        if links.is_empty() {
+            links = batch_links;
+        } else {
+            links.extend(batch_links);
         }
         if dropped > 0 {
             attributes.add(LINKS_DROPPED_ATTRIBUTE, dropped);
@@ -272,5 +314,14 @@ fn describe(
             attributes.add_static(key, reason);
         }
     }
-    attributes
+    Description { name, links, attributes }
+}
+
+/// `"{operation} {destination}"`, sized once: `format!` costs several times as much on every message.
+fn span_name(operation: &str, destination: &str) -> String {
+    let mut name = String::with_capacity(operation.len() + 1 + destination.len());
+    name.push_str(operation);
+    name.push(' ');
+    name.push_str(destination);
+    name
 }

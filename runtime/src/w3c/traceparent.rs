@@ -3,12 +3,11 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::str::FromStr;
 use std::sync::OnceLock;
 
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
 use opentelemetry::Context;
 
 use super::{tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER};
@@ -228,7 +227,7 @@ impl TextMapPropagator for W3cTraceContext {
             .and_then(|value| {
                 let trimmed = tracestate::trimmed_once(value);
                 // Every member kept is one OpenTelemetry's parser accepts, so this parse does not fail.
-                trimmed.value().and_then(|value| TraceState::from_str(value).ok())
+                trimmed.value().map(tracestate::parsed)
             })
             .unwrap_or_default();
         cx.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, trace_state))
@@ -243,6 +242,7 @@ impl TextMapPropagator for W3cTraceContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry::trace::TraceState;
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

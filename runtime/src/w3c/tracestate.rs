@@ -2,6 +2,9 @@
 //! cost of the trace.
 
 use std::cell::RefCell;
+use std::str::FromStr;
+
+use opentelemetry::trace::TraceState;
 
 use super::{trim_ows, within_limit, TrimReason, Trimmed};
 
@@ -27,6 +30,28 @@ pub(super) fn trimmed_once(value: &str) -> Trimmed<'_> {
     } else {
         trim_tracestate(value.as_bytes())
     }
+}
+
+thread_local! {
+    /// The last trimmed `tracestate` parsed on this thread and what OpenTelemetry made of it. Consecutive
+    /// messages of a producer usually carry the same vendor data, and a clone costs a fraction of the parse
+    /// (which checks every key and value again).
+    static LAST_PARSED: RefCell<(String, TraceState)> = RefCell::new((String::new(), TraceState::default()));
+}
+
+/// OpenTelemetry's `TraceState` of a trimmed `tracestate` (one [`trim_tracestate`] kept, so the parse does not
+/// fail), reusing the last one parsed on this thread when the text is the same.
+pub(super) fn parsed(trimmed: &str) -> TraceState {
+    let reused = LAST_PARSED.with_borrow(|(text, state)| (text == trimmed).then(|| state.clone()));
+    reused.unwrap_or_else(|| {
+        let state = TraceState::from_str(trimmed).unwrap_or_default();
+        LAST_PARSED.with_borrow_mut(|(text, last)| {
+            text.clear();
+            text.push_str(trimmed);
+            *last = state.clone();
+        });
+        state
+    })
 }
 
 /// The most list members a `tracestate` may carry (W3C Trace Context, "tracestate Header Field Values").
