@@ -5,7 +5,7 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
@@ -183,7 +183,9 @@ pub(super) struct BatchHandler(pub(super) &'static Handler);
 struct Parent<'a> {
     context: Context,
     /// The one link of a single message's span: its producer's span.
-    link: Option<SpanContext>,
+    /// The context holding the producer's span, which is read only for a recorded span: a span context (and
+    /// its tracestate) is not copied for a span that is dropped.
+    link: Option<Context>,
     rejection: Option<ContextRejection>,
     trims: Trims,
     batch: Option<Batch<'a>>,
@@ -194,13 +196,12 @@ fn resolve_parent(origin: Origin<'_>) -> Parent<'_> {
     let parent = |context, link, rejection, trims| Parent { context, link, rejection, trims, batch: None };
     match origin {
         Origin::Message { incoming: Some(IncomingContext::Continued(context, trims)), policy } => {
-            let producer = context.span().span_context().clone();
             if policy == ParentPolicy::Continue {
-                parent(context, Some(producer), None, trims)
+                parent(context.clone(), Some(context), None, trims)
             } else {
                 // Linked, never adopted: no trace id, sampling flag or baggage of the producer's crosses over.
                 let trims = Trims { tracestate: trims.tracestate, baggage: None };
-                parent(Context::new(), Some(producer), None, trims)
+                parent(Context::new(), Some(context), None, trims)
             }
         }
         Origin::Message { incoming: Some(IncomingContext::NewRoot(rejection)), .. } => {
@@ -209,7 +210,7 @@ fn resolve_parent(origin: Origin<'_>) -> Parent<'_> {
         Origin::Message { incoming: None, .. } => parent(Context::new(), None, None, Trims::default()),
         Origin::Current { link: Some(IncomingContext::Continued(context, trims)) } => {
             let trims = Trims { tracestate: trims.tracestate, baggage: None };
-            parent(Context::current(), Some(context.span().span_context().clone()), None, trims)
+            parent(Context::current(), Some(context), None, trims)
         }
         Origin::Current { link: Some(IncomingContext::NewRoot(rejection)) } => {
             parent(Context::current(), None, Some(rejection), Trims::default())
@@ -241,7 +242,7 @@ struct Description {
 fn describe(
     described: Described<'_>,
     parent: &Parent<'_>,
-    link: Option<SpanContext>,
+    link: Option<Context>,
     batch: Option<Batch<'_>>,
 ) -> Description {
     let Described { handler, message, destination, routing_key, server } = described;
@@ -264,7 +265,7 @@ fn describe(
     };
     let mut links = Vec::new();
     if let Some(link) = link {
-        links.push(Link::with_context(link));
+        links.push(Link::with_context(link.span().span_context().clone()));
     }
     let mut attributes = SpanAttributes::with_capacity(16);
     if let Some(system) = system {
