@@ -1,128 +1,274 @@
-//! The per-message cost of tracehop's consumer and producer paths, sampled and unsampled.
+//! What a traced message costs, side by side in one run on the same messages: untraced, extraction alone, the
+//! SDK floor, `#[traced_consumer]` (tracehop's runtime, as the macro expands), the guides' hand-written glue over
+//! OpenTelemetry's own propagators (built up front, and a careful variant that describes the span only once it
+//! is sampled), and the `tracing` + `tracing-opentelemetry` route. Each under an always-on sampler, an unsampled
+//! parent and a 1% ratio sampler (messages cycle through traces their producers sampled at 1%), with the simple
+//! and the batch span processor on an exporter that discards. Then: extraction alone against the upstream
+//! propagators (a map and in place) with 0, 3 and 20 application headers on Kafka and AMQP; the producer path
+//! against a hand-written publish and the SDK floor with a bare header write; batches of 100 and 10,000; and
+//! missing and malformed contexts.
 //!
-//! Run: `cargo bench -p tracehop --features kafka --bench message_span`.
-
-use std::hint::black_box;
+//! Run: `cargo bench -p tracehop --all-features --bench message_span` (about five minutes on two cores);
+//! `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
 
 use std::collections::HashMap;
+use std::hint::black_box;
+use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
-use opentelemetry::{global, KeyValue};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use lapin::message::Delivery;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+use opentelemetry::propagation::{Extractor, TextMapPropagator};
+use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry::{global, Context, KeyValue};
+use opentelemetry_sdk::trace::Sampler;
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use tracehop::{extract_context, Handler, MessageSpan};
 
 mod support;
-use support::{order_message, sdk_floor, DiscardingExporter};
+use support::*;
 
-static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
-static PRODUCER: Handler = Handler::producer("bench::publish");
-
-fn message(traceparent: &str) -> OwnedMessage {
-    order_message(
-        OwnedHeaders::new()
-            .insert(Header { key: "traceparent", value: Some(traceparent) })
-            .insert(Header { key: "tracestate", value: Some("congo=t61rcWkgMzE") }),
-    )
-}
-
-fn install(sampler: Sampler) {
-    let provider = SdkTracerProvider::builder().with_sampler(sampler).with_simple_exporter(DiscardingExporter).build();
-    global::set_tracer_provider(provider);
-    tracehop::install_propagator();
+/// The samplers every per-message case runs under, and the messages each cycles through.
+fn sampling() -> Vec<(&'static str, fn() -> Sampler, Vec<(OwnedMessage, Context)>)> {
+    let parent_based_on = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
+    let parent_based_ratio = || Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01)));
+    vec![
+        ("always-on", parent_based_on, vec![(traced_message(TRACE_ID, true), remote_parent(TRACE_ID, true))]),
+        ("unsampled-parent", parent_based_on, vec![(traced_message(TRACE_ID, false), remote_parent(TRACE_ID, false))]),
+        ("ratio-1%", parent_based_ratio, ratio_sampled_messages(10_000, 0.01)),
+    ]
 }
 
 fn consumer(c: &mut Criterion) {
-    let sampled = message("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
-    let unsampled = message("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00");
-    let malformed = message("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01");
-    install(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
-    let mut group = c.benchmark_group("consumer");
-    group.bench_function("extract_context", |b| b.iter(|| black_box(extract_context(black_box(&sampled)))));
-    group.bench_function("span, sampled parent", |b| {
-        b.iter(|| MessageSpan::consumer(&CONSUMER, black_box(&sampled)).start().run(|| black_box(())))
-    });
-    group.bench_function("span, unsampled parent", |b| {
-        b.iter(|| MessageSpan::consumer(&CONSUMER, black_box(&unsampled)).start().run(|| black_box(())))
-    });
-    group.bench_function("span, malformed context (new root)", |b| {
-        b.iter(|| MessageSpan::consumer(&CONSUMER, black_box(&malformed)).start().run(|| black_box(())))
-    });
-    group.bench_function("hand-written glue, sampled parent", |b| b.iter(|| hand_written(black_box(&sampled))));
-    group.bench_function("hand-written glue, unsampled parent", |b| b.iter(|| hand_written(black_box(&unsampled))));
-    let tracer = global::tracer("floor");
-    let sampled_parent = TraceContextPropagator::new().extract(&headers_of(&sampled));
-    let unsampled_parent = TraceContextPropagator::new().extract(&headers_of(&unsampled));
-    group.bench_function("SDK floor, sampled parent", |b| b.iter(|| sdk_floor(&tracer, black_box(&sampled_parent))));
-    group
-        .bench_function("SDK floor, unsampled parent", |b| b.iter(|| sdk_floor(&tracer, black_box(&unsampled_parent))));
+    for (sampler_name, sampler, messages) in sampling() {
+        for processor in [Processor::Simple, Processor::Batch] {
+            let provider = provider(sampler(), processor);
+            global::set_tracer_provider(provider.clone());
+            tracehop::install_propagator();
+            let floor_tracer = provider.tracer("floor");
+            let mut group = c.benchmark_group(format!("consumer/{sampler_name}/{processor:?}").to_lowercase());
+            let mut cycle = messages.iter().cycle();
+            group.bench_function("untraced", |b| b.iter(|| black_box(cycle.next().unwrap().0.payload())));
+            group.bench_function("extraction", |b| {
+                b.iter(|| drop(black_box(extract_context(black_box(&cycle.next().unwrap().0)))))
+            });
+            group.bench_function("floor", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&cycle.next().unwrap().1))));
+            group.bench_function("tracehop", |b| b.iter(|| tracehop_consumer(black_box(&cycle.next().unwrap().0))));
+            group.bench_function("glue", |b| b.iter(|| hand_written(black_box(&cycle.next().unwrap().0))));
+            group.bench_function("glue-after-sampling", |b| {
+                b.iter(|| hand_written_after_sampling(black_box(&cycle.next().unwrap().0)))
+            });
+            tracing::subscriber::with_default(tracing_subscriber_for(&provider), || {
+                group.bench_function("tracing", |b| b.iter(|| tracing_route(black_box(&cycle.next().unwrap().0))));
+            });
+            group.finish();
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// `count` application headers and the producer's `traceparent` and `tracestate`, as (name, value) pairs.
+fn header_pairs(count: usize) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> =
+        (0..count).map(|index| (format!("x-app-header-{index}"), format!("value-{index:04}"))).collect();
+    // The trace headers come after the application's, as a relay that adds them last would send them.
+    pairs.push(("traceparent".to_owned(), traceparent(TRACE_ID, true)));
+    pairs.push(("tracestate".to_owned(), TRACESTATE.to_owned()));
+    pairs
+}
+
+fn kafka_message_with(pairs: &[(String, String)]) -> OwnedMessage {
+    order_message(pairs.iter().fold(OwnedHeaders::new_with_capacity(pairs.len()), |headers, (key, value)| {
+        headers.insert(Header { key, value: Some(value) })
+    }))
+}
+
+fn amqp_delivery_with(pairs: &[(String, String)]) -> Delivery {
+    let mut table = FieldTable::default();
+    for (key, value) in pairs {
+        table.insert(ShortString::from(key.clone()), AMQPValue::LongString(LongString::from(value.clone())));
+    }
+    let mut delivery = Delivery::mock(1, "orders".into(), "created".into(), false, b"{\"id\":7}".to_vec());
+    delivery.properties = BasicProperties::default().with_headers(table);
+    delivery
+}
+
+/// AMQP headers read in place, for OpenTelemetry's propagators.
+struct AmqpHeaders<'a>(&'a FieldTable);
+
+impl Extractor for AmqpHeaders<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        match self.0.inner().iter().find(|(name, _)| name.as_str() == key)?.1 {
+            AMQPValue::LongString(value) => std::str::from_utf8(value.as_bytes()).ok(),
+            _ => None,
+        }
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.inner().keys().map(|key| key.as_str()).collect()
+    }
+}
+
+fn amqp_headers_as_map(delivery: &Delivery) -> HashMap<String, String> {
+    delivery
+        .properties
+        .headers()
+        .iter()
+        .flat_map(|table| table.inner())
+        .filter_map(|(key, value)| match value {
+            AMQPValue::LongString(value) => Some((key.to_string(), String::from_utf8(value.as_bytes().to_vec()).ok()?)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn extraction(c: &mut Criterion) {
+    tracehop::install_propagator();
+    let mut group = c.benchmark_group("extraction");
+    for count in [0, 3, 20] {
+        let pairs = header_pairs(count);
+        let message = kafka_message_with(&pairs);
+        let headers = message.headers().expect("the message has headers");
+        group.bench_with_input(BenchmarkId::new("kafka/tracehop", count), &message, |b, message| {
+            b.iter(|| drop(black_box(extract_context(black_box(message)))))
+        });
+        group.bench_with_input(BenchmarkId::new("kafka/upstream-map", count), &message, |b, message| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&headers_as_map(black_box(message))))))
+        });
+        group.bench_with_input(BenchmarkId::new("kafka/upstream-in-place", count), &headers, |b, headers| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(*headers))))))
+        });
+        let delivery = amqp_delivery_with(&pairs);
+        let table = delivery.properties.headers().clone().expect("the delivery has headers");
+        group.bench_with_input(BenchmarkId::new("amqp/tracehop", count), &delivery, |b, delivery| {
+            b.iter(|| drop(black_box(extract_context(black_box(delivery)))))
+        });
+        group.bench_with_input(BenchmarkId::new("amqp/upstream-map", count), &delivery, |b, delivery| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&amqp_headers_as_map(black_box(delivery))))))
+        });
+        group.bench_with_input(BenchmarkId::new("amqp/upstream-in-place", count), &table, |b, table| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&AmqpHeaders(black_box(table))))))
+        });
+    }
     group.finish();
 }
 
-/// A message's headers as a map, for OpenTelemetry's propagator.
-fn headers_of(message: &OwnedMessage) -> HashMap<String, String> {
-    message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .filter_map(|header| Some((header.key.to_owned(), String::from_utf8(header.value?.to_vec()).ok()?)))
-                .collect()
-        })
-        .unwrap_or_default()
+fn producer(c: &mut Criterion) {
+    for (name, sampler) in [("sampled", Sampler::AlwaysOn), ("unsampled", Sampler::AlwaysOff)] {
+        let provider = provider(sampler, Processor::Simple);
+        global::set_tracer_provider(provider.clone());
+        tracehop::install_propagator();
+        let floor_tracer = provider.tracer("floor");
+        let mut group = c.benchmark_group(format!("producer/{name}"));
+        group.bench_function("floor", |b| b.iter(|| sdk_producer_floor(&floor_tracer)));
+        group.bench_function("tracehop", |b| b.iter(tracehop_producer));
+        group.bench_function("glue", |b| b.iter(hand_written_producer));
+        group.finish();
+    }
 }
 
-/// The glue the usual guides write in every consumer: headers copied into a map, OpenTelemetry's own W3C
-/// propagator (not tracehop's), a span with the same ten attributes and link as tracehop's, built up front.
-fn hand_written(message: &OwnedMessage) {
-    let parent = TraceContextPropagator::new().extract(&headers_of(message));
-    let producer = parent.span().span_context().clone();
-    let tracer = global::tracer("inventory-service");
+static BATCH: Handler = Handler::consumer("bench::on_orders").group("analytics");
+
+/// A batch span by hand: every message's context extracted in place with OpenTelemetry's propagators, and a
+/// link to each, up to tracehop's default cap, on a span with the batch's attributes.
+fn hand_written_batch(messages: &[OwnedMessage]) {
+    let links: Vec<Link> = messages
+        .iter()
+        .filter_map(|message| {
+            let context = UPSTREAM.extract(&KafkaHeaders(message.headers()?));
+            let span_context = context.span().span_context().clone();
+            span_context.is_valid().then(|| {
+                Link::new(
+                    span_context,
+                    vec![
+                        KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
+                        KeyValue::new("messaging.kafka.offset", message.offset()),
+                    ],
+                    0,
+                )
+            })
+        })
+        .take(tracehop::DEFAULT_MAX_LINKS_PER_SPAN)
+        .collect();
+    let tracer = global::tracer("analytics");
     let span = tracer
-        .span_builder(format!("process {}", message.topic()))
+        .span_builder("process orders")
         .with_kind(SpanKind::Consumer)
-        .with_links(vec![Link::with_context(producer)])
+        .with_links(links)
         .with_attributes([
             KeyValue::new("messaging.system", "kafka"),
             KeyValue::new("messaging.operation.type", "process"),
             KeyValue::new("messaging.operation.name", "process"),
-            KeyValue::new("messaging.destination.name", message.topic().to_owned()),
-            KeyValue::new("messaging.consumer.group.name", "inventory-service"),
-            KeyValue::new("code.function.name", "bench::on_order"),
-            KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
-            KeyValue::new("messaging.kafka.offset", message.offset()),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
+            KeyValue::new("messaging.destination.name", "orders"),
+            KeyValue::new("messaging.consumer.group.name", "analytics"),
+            KeyValue::new("code.function.name", "bench::on_orders"),
+            KeyValue::new("messaging.batch.message_count", messages.len() as i64),
         ])
-        .start_with_context(&tracer, &parent);
-    let context = parent.with_span(span);
+        .start_with_context(&tracer, &Context::new());
+    let context = Context::new().with_span(span);
     let _attached = context.clone().attach();
-    black_box(());
+    black_box(messages.len());
     context.span().end();
 }
 
-/// What `#[traced_producer]` does for a function taking its record: describe, start, inject, run.
-fn publish_once() {
-    let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{}");
-    let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
-    span.inject(&mut record);
-    span.run(|| {
-        black_box(&record.headers);
-    })
-}
-
-fn producer(c: &mut Criterion) {
-    install(Sampler::AlwaysOn);
-    let mut group = c.benchmark_group("producer");
-    group.bench_function("span and injection, sampled", |b| b.iter(publish_once));
-    install(Sampler::AlwaysOff);
-    group.bench_function("span and injection, unsampled", |b| b.iter(publish_once));
+fn batches(c: &mut Criterion) {
+    let provider = provider(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), Processor::Simple);
+    global::set_tracer_provider(provider.clone());
+    tracehop::install_propagator();
+    let mut group = c.benchmark_group("batch");
+    for size in [100, 10_000] {
+        let messages: Vec<OwnedMessage> = ratio_sampled_messages(size, 1.0).into_iter().map(|(m, _)| m).collect();
+        group.bench_with_input(BenchmarkId::new("tracehop", size), &messages, |b, messages| {
+            b.iter(|| {
+                MessageSpan::consumer_batch(&BATCH, black_box(messages)).start().run(|| {
+                    black_box(messages.len());
+                })
+            })
+        });
+        group.bench_with_input(BenchmarkId::new("glue", size), &messages, |b, messages| {
+            b.iter(|| hand_written_batch(black_box(messages)))
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, consumer, producer);
+fn contexts(c: &mut Criterion) {
+    let provider = provider(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), Processor::Simple);
+    global::set_tracer_provider(provider.clone());
+    tracehop::install_propagator();
+    let missing = order_message(OwnedHeaders::new().insert(Header { key: "content-type", value: Some("json") }));
+    let malformed =
+        order_message(OwnedHeaders::new().insert(Header {
+            key: "traceparent",
+            value: Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        }));
+    let mut group = c.benchmark_group("context");
+    for (name, message) in [("missing", &missing), ("malformed", &malformed)] {
+        group.bench_with_input(BenchmarkId::new("tracehop", name), message, |b, message| {
+            b.iter(|| tracehop_consumer(black_box(message)))
+        });
+        group.bench_with_input(BenchmarkId::new("glue", name), message, |b, message| {
+            b.iter(|| hand_written(black_box(message)))
+        });
+    }
+    let floor_tracer = provider.tracer("floor");
+    group.bench_function("floor/new-root", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&Context::new()))));
+    group.finish();
+}
+
+fn quick() -> Criterion {
+    // Many cases side by side: short windows keep the whole run in minutes, and each case's median is still
+    // taken over thousands of iterations.
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_millis(1500))
+        .sample_size(20)
+}
+
+criterion_group! {
+    name = benches;
+    config = quick();
+    targets = consumer, extraction, producer, batches, contexts
+}
 criterion_main!(benches);

@@ -1,26 +1,28 @@
 //! Exact per-message costs, for numbers that do not drift on a busy machine: allocations (a counting global
 //! allocator) and, run under callgrind by `scripts/instructions`, instructions.
 //!
-//! `cargo bench -p tracehop --features kafka --bench per_message` prints allocations per message for every case;
-//! with `-- --case NAME --iterations N` it runs one case N times and prints nothing (what callgrind measures).
+//! `cargo bench -p tracehop --all-features --bench per_message` prints allocations per message for every case;
+//! with `-- --case NAME --iterations N` it runs one case N times and prints nothing (what callgrind measures);
+//! `-- --list` names the cases.
 //!
-//! Cases: tracehop's consumer and producer paths, and the floor they are held to — the OpenTelemetry SDK's own
-//! span with a pre-built remote parent, the same ten attributes and one link — each under an always-on sampler
-//! (`sampled`) and with an unsampled parent (`unsampled`).
+//! Cases: tracehop's consumer and producer paths; the floors they are held to (the OpenTelemetry SDK's own span
+//! with a pre-built remote parent, the same ten attributes and one link; for producers, the SDK's span and a bare
+//! `traceparent` write); the guides' hand-written glue (built up front, and described only once sampled); the
+//! `tracing` + `tracing-opentelemetry` route; and extraction alone, tracehop's and OpenTelemetry's propagators
+//! reading the headers in place.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry::{global, Context};
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
-use rdkafka::message::{Header, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::FutureRecord;
-use tracehop::{Handler, MessageSpan};
+use opentelemetry::global;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider;
+use opentelemetry_sdk::trace::Sampler;
+use rdkafka::message::Message;
 
 mod support;
-use support::{order_message, sdk_floor, DiscardingExporter};
+use support::*;
 
 struct CountingAllocator;
 
@@ -47,78 +49,59 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
-static PRODUCER: Handler = Handler::producer("bench::publish");
-
-const TRACE_ID: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
-const SPAN_ID: u64 = 0x00f067aa0ba902b7;
-
-/// An order message with two application headers and the producer's `traceparent` and `tracestate`.
-fn message(sampled: bool) -> OwnedMessage {
-    let traceparent = format!("00-{TRACE_ID:032x}-{SPAN_ID:016x}-0{}", u8::from(sampled));
-    order_message(
-        OwnedHeaders::new()
-            .insert(Header { key: "content-type", value: Some("application/json") })
-            .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
-            .insert(Header { key: "traceparent", value: Some(&traceparent) })
-            .insert(Header { key: "tracestate", value: Some("congo=t61rcWkgMzE") }),
-    )
-}
-
-fn tracehop_consumer(message: &OwnedMessage) {
-    MessageSpan::consumer(&CONSUMER, message).start().run(|| black_box(()))
-}
-
-fn tracehop_producer() {
-    let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{\"id\":7}");
-    let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
-    span.inject(&mut record);
-    span.run(|| {
-        black_box(&record.headers);
-    })
-}
-
-fn remote_parent(sampled: bool) -> Context {
-    let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    let trace_state = TraceState::from_key_value([("congo", "t61rcWkgMzE")]).expect("a valid tracestate");
-    Context::new().with_remote_span_context(SpanContext::new(
-        TraceId::from(TRACE_ID),
-        SpanId::from(SPAN_ID),
-        flags,
-        true,
-        trace_state,
-    ))
-}
-
-const CASES: [&str; 6] = [
+/// Every case: its name and what it does per message. `-sampled` cases run under an always-on (parent-based)
+/// sampler with a sampled parent; `-unsampled` ones with an unsampled parent, or, for producers, a sampler that
+/// drops them.
+const CASES: [&str; 16] = [
     "consumer-sampled",
     "consumer-unsampled",
     "floor-sampled",
     "floor-unsampled",
+    "glue-sampled",
+    "glue-unsampled",
+    "glue-after-sampling-sampled",
+    "glue-after-sampling-unsampled",
+    "tracing-sampled",
+    "tracing-unsampled",
     "producer-sampled",
     "producer-unsampled",
+    "producer-floor-sampled",
+    "producer-floor-unsampled",
+    "extraction-sampled",
+    "upstream-extraction-sampled",
 ];
 
 /// Runs `case` `iterations` times.
 fn run(case: &str, iterations: usize) {
     let sampled = case.ends_with("-sampled");
+    let path = case.trim_end_matches("-sampled").trim_end_matches("-unsampled");
     // Producers have no parent to follow: "unsampled" is a sampler that drops them.
-    let sampler = if case.starts_with("producer") && !sampled {
+    let sampler = if path.starts_with("producer") && !sampled {
         Sampler::AlwaysOff
     } else {
         Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
     };
-    let provider = SdkTracerProvider::builder().with_sampler(sampler).with_simple_exporter(DiscardingExporter).build();
+    let provider = provider(sampler, Processor::Simple);
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
-    let message = message(sampled);
-    let parent = remote_parent(sampled);
-    let tracer = opentelemetry::trace::TracerProvider::tracer(&provider, "floor");
+    let message = traced_message(TRACE_ID, sampled);
+    let parent = remote_parent(TRACE_ID, sampled);
+    let tracer = provider.tracer("floor");
+    let headers = message.headers().expect("the message has headers");
+    // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
+    // as in a service that does not use `tracing`.
+    let _subscriber = (path == "tracing").then(|| tracing::subscriber::set_default(tracing_subscriber_for(&provider)));
     for _ in 0..iterations {
-        match case.split('-').next() {
-            Some("consumer") => tracehop_consumer(black_box(&message)),
-            Some("producer") => tracehop_producer(),
-            Some("floor") => sdk_floor(&tracer, black_box(&parent)),
+        match path {
+            "consumer" => tracehop_consumer(black_box(&message)),
+            "floor" => sdk_floor(&tracer, black_box(&parent)),
+            "glue" => hand_written(black_box(&message)),
+            "glue-after-sampling" => hand_written_after_sampling(black_box(&message)),
+            "tracing" => tracing_route(black_box(&message)),
+            "producer" => tracehop_producer(),
+            "producer-floor" => sdk_producer_floor(&tracer),
+            "extraction" => drop(black_box(tracehop::extract_context(black_box(&message)))),
+            "upstream-extraction" => drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers))))),
             _ => panic!("unknown case {case}; cases: {CASES:?}"),
         }
     }
@@ -127,6 +110,10 @@ fn run(case: &str, iterations: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let value_of = |flag: &str| args.iter().position(|arg| arg == flag).and_then(|at| args.get(at + 1));
+    if args.iter().any(|arg| arg == "--list") {
+        CASES.iter().for_each(|case| println!("{case}"));
+        return;
+    }
     if let Some(case) = value_of("--case") {
         let iterations = value_of("--iterations").and_then(|n| n.parse().ok()).unwrap_or(1000);
         run(case, iterations);

@@ -1,15 +1,31 @@
-//! What the benchmarks share: a consumed message as the consumer gets it, an exporter that drops spans, and the
-//! SDK floor.
+//! What the benchmarks share: the messages, an exporter that drops spans, and every path tracehop is compared
+//! with — the SDK floor, the guides' hand-written glue over OpenTelemetry's own propagators, and the `tracing` +
+//! `tracing-opentelemetry` route — so each bench binary measures the same code.
 // Each bench binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::hint::black_box;
+use std::sync::LazyLock;
 
-use opentelemetry::trace::{Link, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::propagation::{Extractor, Injector, TextMapCompositePropagator, TextMapPropagator};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState, Tracer,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use rdkafka::message::{OwnedHeaders, OwnedMessage, Timestamp};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, ShouldSample, SpanData, SpanExporter};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Timestamp};
+use rdkafka::producer::FutureRecord;
+use tracehop::{Handler, MessageSpan};
+
+pub static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
+pub static PRODUCER: Handler = Handler::producer("bench::publish");
+
+pub const TRACE_ID: u128 = 0x4bf92f3577b34da6a3ce929d0e0e4736;
+pub const SPAN_ID: u64 = 0x00f067aa0ba902b7;
+pub const TRACESTATE: &str = "congo=t61rcWkgMzE";
 
 /// An order message on partition 0 of `orders`, at offset 42, carrying `headers`.
 pub fn order_message(headers: OwnedHeaders) -> OwnedMessage {
@@ -24,6 +40,62 @@ pub fn order_message(headers: OwnedHeaders) -> OwnedMessage {
     )
 }
 
+/// The `traceparent` of the producer's span in trace `trace_id`.
+pub fn traceparent(trace_id: u128, sampled: bool) -> String {
+    format!("00-{trace_id:032x}-{SPAN_ID:016x}-0{}", u8::from(sampled))
+}
+
+/// An order message with two application headers and the producer's `traceparent` and `tracestate`: what the
+/// issue's figures and every per-message case use.
+pub fn traced_message(trace_id: u128, sampled: bool) -> OwnedMessage {
+    let traceparent = traceparent(trace_id, sampled);
+    order_message(
+        OwnedHeaders::new()
+            .insert(Header { key: "content-type", value: Some("application/json") })
+            .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
+            .insert(Header { key: "traceparent", value: Some(&traceparent) })
+            .insert(Header { key: "tracestate", value: Some(TRACESTATE) }),
+    )
+}
+
+/// The remote parent a message of [`traced_message`] carries, built directly: what the SDK floor starts from.
+pub fn remote_parent(trace_id: u128, sampled: bool) -> Context {
+    let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let trace_state = TraceState::from_key_value([("congo", "t61rcWkgMzE")]).expect("a valid tracestate");
+    Context::new().with_remote_span_context(SpanContext::new(
+        TraceId::from(trace_id),
+        SpanId::from(SPAN_ID),
+        flags,
+        true,
+        trace_state,
+    ))
+}
+
+/// `count` messages of distinct traces whose producers sampled them with a `ratio` trace-id sampler (the same
+/// rule the consumer's parent-based sampler then follows): cycling through them, about `ratio` of the
+/// messages are sampled, as in production.
+pub fn ratio_sampled_messages(count: usize, ratio: f64) -> Vec<(OwnedMessage, Context)> {
+    let producer_sampler = Sampler::TraceIdRatioBased(ratio);
+    let mut seed: u128 = 0x9e3779b97f4a7c15f39cc0605cedc834;
+    (0..count)
+        .map(|_| {
+            // A fixed-seed generator: the same traces, and so the same sampled share, on every run.
+            seed = seed.wrapping_mul(0x2360ed051fc65da44385df649fccf645).wrapping_add(0x5851f42d4c957f2d);
+            let trace_id = seed | 1;
+            let decision = producer_sampler.should_sample(
+                None,
+                TraceId::from(trace_id),
+                "send orders",
+                &SpanKind::Producer,
+                &[],
+                &[],
+            );
+            let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
+            (traced_message(trace_id, sampled), remote_parent(trace_id, sampled))
+        })
+        .collect()
+}
+
 /// Drops every span: export stays out of the measurement, which is tracehop plus the SDK's own span work.
 #[derive(Debug)]
 pub struct DiscardingExporter;
@@ -33,6 +105,54 @@ impl SpanExporter for DiscardingExporter {
         drop(black_box(batch));
         Ok(())
     }
+}
+
+/// How finished spans leave the SDK in a case.
+#[derive(Clone, Copy, Debug)]
+pub enum Processor {
+    Simple,
+    Batch,
+}
+
+/// A tracer provider with `sampler`, exporting through `processor` to [`DiscardingExporter`].
+pub fn provider(sampler: Sampler, processor: Processor) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder().with_sampler(sampler);
+    match processor {
+        Processor::Simple => builder.with_simple_exporter(DiscardingExporter),
+        Processor::Batch => builder.with_batch_exporter(DiscardingExporter),
+    }
+    .build()
+}
+
+/// What `#[traced_consumer(group = "inventory-service")]` does for one message.
+pub fn tracehop_consumer(message: &OwnedMessage) {
+    MessageSpan::consumer(&CONSUMER, message).start().run(|| black_box(()))
+}
+
+/// What `#[traced_producer]` does for a function taking its record: describe, start, inject, run.
+pub fn tracehop_producer() {
+    let mut record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{\"id\":7}");
+    let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
+    span.inject(&mut record);
+    span.run(|| {
+        black_box(&record.headers);
+    })
+}
+
+/// The ten attributes tracehop records for a message of [`order_message`].
+fn consumer_attributes(message: &OwnedMessage) -> [KeyValue; 10] {
+    [
+        KeyValue::new("messaging.system", "kafka"),
+        KeyValue::new("messaging.operation.type", "process"),
+        KeyValue::new("messaging.operation.name", "process"),
+        KeyValue::new("messaging.destination.name", message.topic().to_owned()),
+        KeyValue::new("messaging.consumer.group.name", "inventory-service"),
+        KeyValue::new("code.function.name", "bench::on_order"),
+        KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
+        KeyValue::new("messaging.kafka.offset", message.offset()),
+        KeyValue::new("messaging.kafka.message.key", "order-7"),
+        KeyValue::new("messaging.message.body.size", 8_i64),
+    ]
 }
 
 /// The floor tracehop is held to: OpenTelemetry's own span with the parent already extracted, the same ten
@@ -63,6 +183,182 @@ where
     let context = parent.with_span(span);
     let attached = context.clone().attach();
     black_box(());
+    drop(attached);
+    context.span().end();
+}
+
+/// The producer's floor: OpenTelemetry's own PRODUCER span with the attributes tracehop records for the record,
+/// and its `traceparent` written into the record's headers directly, with no propagator.
+pub fn sdk_producer_floor<T>(tracer: &T)
+where
+    T: Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    let record: FutureRecord<'_, str, str> = FutureRecord::to("orders").key("order-7").payload("{\"id\":7}");
+    let span = tracer
+        .span_builder("send orders")
+        .with_kind(SpanKind::Producer)
+        .with_attributes([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.operation.name", "send"),
+            KeyValue::new("messaging.destination.name", "orders"),
+            KeyValue::new("code.function.name", "bench::publish"),
+            KeyValue::new("messaging.kafka.message.key", "order-7"),
+            KeyValue::new("messaging.message.body.size", 8_i64),
+        ])
+        .start(tracer);
+    let context = Context::current_with_span(span);
+    let span_context = context.span().span_context().clone();
+    let traceparent =
+        format!("00-{}-{}-{:02x}", span_context.trace_id(), span_context.span_id(), span_context.trace_flags().to_u8());
+    let record = record.headers(OwnedHeaders::new().insert(Header { key: "traceparent", value: Some(&traceparent) }));
+    let attached = context.clone().attach();
+    black_box(&record.headers);
+    drop(attached);
+    context.span().end();
+}
+
+/// OpenTelemetry's own W3C propagators, as a service that does not use tracehop installs them.
+pub static UPSTREAM: LazyLock<TextMapCompositePropagator> = LazyLock::new(|| {
+    TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
+});
+
+/// A message's headers as a map, as the usual guides hand them to OpenTelemetry's propagator.
+pub fn headers_as_map(message: &OwnedMessage) -> HashMap<String, String> {
+    message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .filter_map(|header| Some((header.key.to_owned(), String::from_utf8(header.value?.to_vec()).ok()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// rdkafka headers read in place: the most careful upstream extraction, no copy.
+pub struct KafkaHeaders<'a, H: Headers>(pub &'a H);
+
+impl<H: Headers> Extractor for KafkaHeaders<'_, H> {
+    fn get(&self, key: &str) -> Option<&str> {
+        let header = self.0.iter().find(|header| header.key == key)?;
+        std::str::from_utf8(header.value?).ok()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|header| header.key).collect()
+    }
+}
+
+/// The glue the usual guides write in every consumer: headers copied into a map, OpenTelemetry's own
+/// propagators, a span with the same ten attributes and link as tracehop's, all built before sampling.
+pub fn hand_written(message: &OwnedMessage) {
+    let parent = UPSTREAM.extract(&headers_as_map(message));
+    let producer = parent.span().span_context().clone();
+    let tracer = opentelemetry::global::tracer("inventory-service");
+    let span = tracer
+        .span_builder(format!("process {}", message.topic()))
+        .with_kind(SpanKind::Consumer)
+        .with_links(vec![Link::with_context(producer)])
+        .with_attributes(consumer_attributes(message))
+        .start_with_context(&tracer, &parent);
+    let context = parent.with_span(span);
+    let _attached = context.clone().attach();
+    black_box(());
+    context.span().end();
+}
+
+/// Careful hand-written glue: headers read in place, and the span described only once the sampler has
+/// recorded it (the fair unsampled path a careful author would write by hand).
+pub fn hand_written_after_sampling(message: &OwnedMessage) {
+    use opentelemetry::trace::Span;
+    let parent = match message.headers() {
+        Some(headers) => UPSTREAM.extract(&KafkaHeaders(headers)),
+        None => Context::new(),
+    };
+    let tracer = opentelemetry::global::tracer("inventory-service");
+    let mut span = tracer.span_builder("process").with_kind(SpanKind::Consumer).start_with_context(&tracer, &parent);
+    if span.is_recording() {
+        span.update_name(format!("process {}", message.topic()));
+        span.add_link(parent.span().span_context().clone(), Vec::new());
+        span.set_attributes(consumer_attributes(message));
+    }
+    let context = parent.with_span(span);
+    let _attached = context.clone().attach();
+    black_box(());
+    context.span().end();
+}
+
+/// The `tracing` route: a `tracing` span with the same fields, its parent set from OpenTelemetry's own
+/// propagators through `tracing-opentelemetry`, linked to the producer. Needs a subscriber with
+/// `tracing_opentelemetry`'s layer (see [`tracing_subscriber_for`]).
+pub fn tracing_route(message: &OwnedMessage) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let parent = match message.headers() {
+        Some(headers) => UPSTREAM.extract(&KafkaHeaders(headers)),
+        None => Context::new(),
+    };
+    let producer = parent.span().span_context().clone();
+    let span = tracing::info_span!(
+        "process orders",
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = message.topic(),
+        messaging.consumer.group.name = "inventory-service",
+        code.function.name = "bench::on_order",
+        messaging.destination.partition.id = message.partition(),
+        messaging.kafka.offset = message.offset(),
+        messaging.kafka.message.key = "order-7",
+        messaging.message.body.size = 8_i64,
+    );
+    let _ = span.set_parent(parent);
+    span.add_link(producer);
+    let _entered = span.enter();
+    black_box(());
+}
+
+/// A subscriber that sends `tracing` spans to `provider` through `tracing-opentelemetry`.
+pub fn tracing_subscriber_for(provider: &SdkTracerProvider) -> impl tracing::Subscriber + Send + Sync {
+    use opentelemetry::trace::TracerProvider;
+    use tracing_subscriber::layer::SubscriberExt;
+    tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(provider.tracer("tracing")))
+}
+
+/// A publish by hand: OpenTelemetry's own span and propagators, the context written through a map.
+pub fn hand_written_producer() {
+    struct MapInjector<'a>(&'a mut HashMap<String, String>);
+    impl Injector for MapInjector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            self.0.insert(key.to_owned(), value);
+        }
+    }
+    let tracer = opentelemetry::global::tracer("orders");
+    let span = tracer
+        .span_builder("send orders")
+        .with_kind(SpanKind::Producer)
+        .with_attributes([
+            KeyValue::new("messaging.system", "kafka"),
+            KeyValue::new("messaging.operation.type", "send"),
+            KeyValue::new("messaging.operation.name", "send"),
+            KeyValue::new("messaging.destination.name", "orders"),
+            KeyValue::new("code.function.name", "bench::publish"),
+            KeyValue::new("messaging.kafka.message.key", "order-7"),
+            KeyValue::new("messaging.message.body.size", 8_i64),
+        ])
+        .start(&tracer);
+    let context = Context::current_with_span(span);
+    let mut map = HashMap::new();
+    UPSTREAM.inject_context(&context, &mut MapInjector(&mut map));
+    let headers = map
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (key, value)| headers.insert(Header { key, value: Some(value) }));
+    let record: FutureRecord<'_, str, str> =
+        FutureRecord::to("orders").key("order-7").payload("{\"id\":7}").headers(headers);
+    let attached = context.clone().attach();
+    black_box(&record.headers);
     drop(attached);
     context.span().end();
 }
