@@ -29,8 +29,11 @@ use tracehop::{extract_context, Handler, MessageSpan};
 mod support;
 use support::*;
 
-/// The samplers every per-message case runs under, and the messages each cycles through.
-fn sampling() -> Vec<(&'static str, fn() -> Sampler, Vec<(OwnedMessage, Context)>)> {
+/// A sampler every per-message case runs under: its name, how to make it, and the messages (with their
+/// pre-built parents, for the floor) each case cycles through.
+type Sampling = (&'static str, fn() -> Sampler, Vec<(OwnedMessage, Context)>);
+
+fn sampling() -> Vec<Sampling> {
     let parent_based_on = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
     let parent_based_ratio = || Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01)));
     vec![
