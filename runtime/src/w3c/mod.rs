@@ -237,8 +237,9 @@ impl<'a> TraceHeaders<'a> {
 
     /// The `tracestate` to pass on with a valid `traceparent`.
     pub(crate) fn tracestate(&self) -> Option<Trimmed<'a>> {
-        let trimmed =
-            self.tracestate.map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), trim_tracestate))?;
+        let trimmed = self
+            .tracestate
+            .map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), tracestate::trim_remembering))?;
         if let Some(value) = trimmed.value() {
             tracestate::remember(value);
         }

@@ -55,16 +55,29 @@ pub(super) fn check(value: &[u8]) -> Result<Traceparent<'_>, ContextRejection> {
     Err(rejection(value))
 }
 
+/// Each byte's value as a lower-case hex digit, or [`NOT_HEX`]: one load per digit instead of range tests.
+const HEX_DIGIT: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut digit = 0;
+    while digit < 16 {
+        table[b"0123456789abcdef"[digit] as usize] = digit as u8;
+        digit += 1;
+    }
+    table
+};
+const NOT_HEX: u8 = 0xff;
+
 /// The lower-case hex digits of `digits` as a number; `None` for any other byte.
 fn lower_hex(digits: &[u8]) -> Option<u128> {
-    digits.iter().try_fold(0_u128, |number, &digit| {
-        let value = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some(number << 4 | u128::from(value))
-    })
+    let mut number = 0_u128;
+    let mut seen = 0_u8;
+    for &digit in digits {
+        let value = HEX_DIGIT[usize::from(digit)];
+        seen |= value;
+        number = number << 4 | u128::from(value & 0x0f);
+    }
+    // Every valid digit is below 16, so one bit above them marks a byte that was not one.
+    (seen & 0xf0 == 0).then_some(number)
 }
 
 /// The valid `traceparent` in `value`, or `None` when some rule is broken.
@@ -84,8 +97,8 @@ fn decode(value: &[u8]) -> Option<Traceparent<'_>> {
     if version == 0xff || !trailing_ok || trace_id == 0 || span_id == 0 {
         return None;
     }
-    // Dashes and hex digits only: ASCII.
-    let fields = std::str::from_utf8(fields).ok()?;
+    // SAFETY: every byte of `fields` was just checked to be a dash or a lower-case hex digit: ASCII, so UTF-8.
+    let fields = unsafe { std::str::from_utf8_unchecked(fields) };
     Some(Traceparent { fields, trace_id, span_id, flags })
 }
 
@@ -243,6 +256,20 @@ impl TextMapPropagator for W3cTraceContext {
 mod tests {
     use super::*;
     use opentelemetry::trace::TraceState;
+
+    #[test]
+    fn only_lower_case_hex_digits_are_digits() {
+        for byte in 0..=u8::MAX {
+            let expected = match byte {
+                b'0'..=b'9' => Some(u128::from(byte - b'0')),
+                b'a'..=b'f' => Some(u128::from(byte - b'a' + 10)),
+                _ => None,
+            };
+            assert_eq!(lower_hex(&[byte]), expected, "byte {byte:#04x}");
+            assert_eq!(lower_hex(&[b'a', byte, b'0']).is_some(), expected.is_some(), "byte {byte:#04x} inside");
+        }
+        assert_eq!(lower_hex(b"4bf92f3577b34da6a3ce929d0e0e4736"), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+    }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 

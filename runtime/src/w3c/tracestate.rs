@@ -54,6 +54,31 @@ pub(super) fn parsed(trimmed: &str) -> TraceState {
     })
 }
 
+thread_local! {
+    /// The last `tracestate` this thread's header scans found whole (nothing to trim). Consecutive messages
+    /// often carry the same vendor data; a repeat is then recognised by one comparison instead of checking
+    /// every key and value again.
+    static LAST_WHOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// [`trim_tracestate`], answered by one comparison when `value` is the one this thread last found whole.
+pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
+    if LAST_WHOLE.with_borrow(|last| !last.is_empty() && last.as_slice() == value) {
+        // It passed whole before: every byte is ASCII, so this check cannot fail.
+        if let Ok(value) = std::str::from_utf8(value) {
+            return Trimmed::kept(value);
+        }
+    }
+    let trimmed = trim_tracestate(value);
+    if trimmed.reason().is_none() {
+        LAST_WHOLE.with_borrow_mut(|last| {
+            last.clear();
+            last.extend_from_slice(value);
+        });
+    }
+    trimmed
+}
+
 /// The most list members a `tracestate` may carry (W3C Trace Context, "tracestate Header Field Values").
 /// Members past it are dropped ([`TrimReason::TooManyMembers`]).
 pub const MAX_TRACESTATE_MEMBERS: usize = 32;

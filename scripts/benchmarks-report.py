@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Writes BENCHMARKS.md (to stdout) from the output of scripts/benchmarks: target/benchmarks/*.txt and criterion's
+estimates under target/criterion. Every number in the page comes from those files; the prose around them is fixed.
+
+Usage: scripts/benchmarks-report.py OUT_DIR CRITERION_DIR
+"""
+import json
+import pathlib
+import sys
+
+out = pathlib.Path(sys.argv[1])
+criterion = pathlib.Path(sys.argv[2])
+
+
+def read_pairs(name):
+    pairs = {}
+    path = out / name
+    for line in path.read_text().splitlines() if path.exists() else []:
+        key, _, value = line.partition(" ")
+        pairs[key] = value
+    return pairs
+
+
+def medians():
+    """Criterion's median estimate, in nanoseconds, of every benchmark, by its full id."""
+    found = {}
+    for bench in criterion.glob("**/new/benchmark.json"):
+        full_id = json.loads(bench.read_text())["full_id"]
+        estimates = json.loads((bench.parent / "estimates.json").read_text())
+        found[full_id] = estimates["median"]["point_estimate"]
+    return found
+
+
+def instructions():
+    rows = {}
+    path = out / "instructions.txt"
+    for line in path.read_text().splitlines()[1:] if path.exists() else []:
+        case, count, allocations = line.split()
+        rows[case] = (int(count), float(allocations))
+    return rows
+
+
+def throughput():
+    found = {}
+    path = out / "throughput.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if len(parts) == 4 and parts[0] == "throughput":
+            found[(parts[1], parts[2])] = float(parts[3])
+    return found
+
+
+def ns(value):
+    if value is None:
+        return "–"
+    if value >= 1_000_000:
+        return f"{value / 1_000_000:,.2f} ms"
+    if value >= 1_000:
+        return f"{value / 1_000:,.2f} µs"
+    return f"{value:,.0f} ns"
+
+
+def ratio(a, b):
+    return "–" if a is None or b in (None, 0) else f"{a / b:.2f}×"
+
+
+def verdict(value, limit, at_most=True):
+    if value is None:
+        return "not measured"
+    met = value <= limit if at_most else value >= limit
+    return "**met**" if met else "**not met**"
+
+
+machine = read_pairs("machine.txt")
+times = medians()
+counts = instructions()
+rates = throughput()
+lines = []
+say = lines.append
+
+say("# Benchmarks")
+say("")
+say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about ten")
+say("minutes; `scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
+say("")
+say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('rustc', '?')}; "
+    f"commit {machine.get('commit', '?')}, {machine.get('date', '?')}. Timings on shared two-core machines drift up "
+    "to 2× within minutes, so every comparison below is between cases of one run, and the instruction counts "
+    "(callgrind, exact run to run) are the figures the targets are judged on first.")
+say("")
+say("How to run each part:")
+say("- instructions and allocations per message: `scripts/instructions` (callgrind over "
+    "`cargo bench -p tracehop --all-features --bench per_message -- --case NAME`; the bench alone prints "
+    "allocations from a counting allocator);")
+say("- the timing matrix: `cargo bench -p tracehop --all-features --bench message_span` (criterion, medians);")
+say("- throughput through a broker: `cargo bench -p tracehop --all-features --bench throughput` (RabbitMQ when "
+    "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
+say("- hostile headers: `cargo bench -p tracehop --all-features --bench wire_limits`.")
+say("")
+say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
+    "link (for producers: its span and a bare `traceparent` write); **tracehop** is what `#[traced_consumer]` / "
+    "`#[traced_producer]` expand to; **glue** is the usual guides' code (headers copied into a map, "
+    "OpenTelemetry's own propagators, everything built before sampling); **glue-after-sampling** reads the headers "
+    "in place and describes the span only once sampled; **tracing** is a `tracing` span with the same fields, "
+    "parented through `tracing-opentelemetry`.")
+say("")
+
+# Instructions
+say("## Instructions and allocations per message")
+say("")
+say("| case | instructions | allocations | instructions vs floor |")
+say("|---|---:|---:|---:|")
+floors = {"sampled": counts.get("floor-sampled"), "unsampled": counts.get("floor-unsampled")}
+producer_floors = {"sampled": counts.get("producer-floor-sampled"), "unsampled": counts.get("producer-floor-unsampled")}
+for case, (count, allocations) in counts.items():
+    sampling = "unsampled" if case.endswith("-unsampled") else "sampled"
+    floor = producer_floors[sampling] if case.startswith("producer") else floors[sampling]
+    against = "–" if case.startswith(("extraction", "upstream")) else ratio(count, floor and floor[0])
+    say(f"| {case} | {count:,} | {allocations:g} | {against} |")
+say("")
+
+# Consumer matrix
+say("## One consumed message: medians by sampler and span processor")
+say("")
+say("| sampler / processor | untraced | extraction | floor | tracehop | glue | glue-after-sampling | tracing | "
+    "tracehop vs floor | vs glue | vs tracing |")
+say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
+    for processor in ["simple", "batch"]:
+        group = f"consumer/{sampler}/{processor}"
+        get = lambda name: times.get(f"{group}/{name}")
+        cells = [ns(get(name)) for name in
+                 ["untraced", "extraction", "floor", "tracehop", "glue", "glue-after-sampling", "tracing"]]
+        say(f"| {sampler} / {processor} | " + " | ".join(cells) + f" | {ratio(get('tracehop'), get('floor'))} | "
+            f"{ratio(get('tracehop'), get('glue'))} | {ratio(get('tracehop'), get('tracing'))} |")
+say("")
+
+# Extraction
+say("## Extraction alone")
+say("")
+say("The trace context of one message with N application headers besides `traceparent` and `tracestate` "
+    "(W3C trace context and baggage propagators in every case).")
+say("")
+say("| broker, headers | tracehop | upstream, headers copied to a map | upstream, headers read in place | "
+    "tracehop vs in place |")
+say("|---|---:|---:|---:|---:|")
+for broker in ["kafka", "amqp"]:
+    for count in [0, 3, 20]:
+        get = lambda name: times.get(f"extraction/{broker}/{name}/{count}")
+        say(f"| {broker}, {count} | {ns(get('tracehop'))} | {ns(get('upstream-map'))} | "
+            f"{ns(get('upstream-in-place'))} | {ratio(get('tracehop'), get('upstream-in-place'))} |")
+say("")
+
+# Producer
+say("## One published message")
+say("")
+say("| sampler | floor (span + bare header write) | tracehop | glue | tracehop vs floor | vs glue |")
+say("|---|---:|---:|---:|---:|---:|")
+for sampling in ["sampled", "unsampled"]:
+    get = lambda name: times.get(f"producer/{sampling}/{name}")
+    say(f"| {sampling} | {ns(get('floor'))} | {ns(get('tracehop'))} | {ns(get('glue'))} | "
+        f"{ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('glue'))} |")
+say("")
+
+# Batches and contexts
+say("## Batches and contexts")
+say("")
+say("| case | tracehop | glue | tracehop vs glue |")
+say("|---|---:|---:|---:|")
+for size in [100, 10000]:
+    get = lambda name: times.get(f"batch/{name}/{size}")
+    say(f"| batch of {size:,} (one span, up to 128 links) | {ns(get('tracehop'))} | {ns(get('glue'))} | "
+        f"{ratio(get('tracehop'), get('glue'))} |")
+for context in ["missing", "malformed"]:
+    get = lambda name: times.get(f"context/{name}/{context}")
+    say(f"| {context} context (new root) | {ns(get('tracehop'))} | {ns(get('glue'))} | "
+        f"{ratio(get('tracehop'), get('glue'))} |")
+say(f"| floor: a new root span | {ns(times.get('context/floor/new-root'))} | | |")
+say("")
+
+# Throughput
+say("## Throughput through a broker")
+say("")
+say("A trivial handler, always-on sampling, the batch span processor on an exporter that discards; rounds "
+    "alternate untraced and traced, medians of five.")
+say("")
+say("| broker | untraced messages/s | traced messages/s | traced / untraced |")
+say("|---|---:|---:|---:|")
+for broker, label in [("kafka", "Kafka, librdkafka's mock cluster"), ("rabbitmq", "RabbitMQ, a local node")]:
+    untraced, traced = rates.get((broker, "untraced")), rates.get((broker, "traced"))
+    if untraced is None:
+        say(f"| {label} | not measured | | |")
+    else:
+        say(f"| {label} | {untraced:,.0f} | {traced:,.0f} | {traced / untraced:.2f} |")
+say("")
+
+# Targets
+say("## The targets")
+say("")
+consumer_s, consumer_u = counts.get("consumer-sampled"), counts.get("consumer-unsampled")
+producer_s = counts.get("producer-sampled")
+extraction, upstream = counts.get("extraction-sampled"), counts.get("upstream-extraction-sampled")
+value = lambda pair: pair and pair[0]
+q = lambda a, b: a / b if a is not None and b else None
+targets = [
+    ("`#[traced_consumer]` ≤ 1.2× the floor, sampled (instructions)", q(value(consumer_s), value(floors["sampled"])), 1.2, True),
+    ("`#[traced_consumer]` ≤ 1.2× the floor, unsampled (instructions)",
+     q(value(consumer_u), value(floors["unsampled"])), 1.2, True),
+    ("`#[traced_consumer]` ≤ 1.2× the floor, sampled (median, simple processor)",
+     q(times.get("consumer/always-on/simple/tracehop"), times.get("consumer/always-on/simple/floor")), 1.2, True),
+    ("producer ≤ 1.2× the floor + a bare header write, sampled (instructions)",
+     q(value(producer_s), value(producer_floors["sampled"])), 1.2, True),
+    ("extraction ≤ 0.5× the upstream propagators reading in place (instructions)", q(value(extraction), value(upstream)), 0.5, True),
+    ("extraction ≤ 0.5× upstream in place, Kafka, 3 headers (median)",
+     q(times.get("extraction/kafka/tracehop/3"), times.get("extraction/kafka/upstream-in-place/3")), 0.5, True),
+    ("1% sampler: traced ≤ 1.1× untraced + extraction (median, batch processor)",
+     q(times.get("consumer/ratio-1%/batch/tracehop"),
+       (times.get("consumer/ratio-1%/batch/untraced") or 0) + (times.get("consumer/ratio-1%/batch/extraction") or 0)
+       or None), 1.1, True),
+    ("allocations ≤ the floor's + extraction's, sampled",
+     q(counts.get("consumer-sampled", (0, 0))[1],
+       (counts.get("floor-sampled", (0, 0))[1] + counts.get("extraction-sampled", (0, 0))[1]) or None), 1.0, True),
+    ("broker throughput traced ≥ 95% of untraced, Kafka", q(rates.get(("kafka", "traced")), rates.get(("kafka", "untraced"))), 0.95, False),
+    ("broker throughput traced ≥ 95% of untraced, RabbitMQ",
+     q(rates.get(("rabbitmq", "traced")), rates.get(("rabbitmq", "untraced"))), 0.95, False),
+]
+say("| target | measured | |")
+say("|---|---:|---|")
+for name, measured, limit, at_most in targets:
+    shown = "–" if measured is None else f"{measured:.2f}"
+    say(f"| {name} | {shown} | {verdict(measured, limit, at_most)} |")
+say("")
+say((pathlib.Path(__file__).parent / "benchmarks-analysis.md").read_text().rstrip())
+print("\n".join(lines))
