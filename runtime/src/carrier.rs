@@ -174,6 +174,17 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
     }
 }
 
+/// Whether a message carries a context to continue, as cheaply as it can be told: a valid W3C `traceparent`
+/// answers at once (no `Context` is built); without one, the propagator is asked, as [`extract_context`] does,
+/// so other propagators' headers still count. A valid `traceparent` that a user's propagator ignores counts too.
+pub(crate) fn carries_context<M: ConsumedMessage + ?Sized>(message: &M) -> bool {
+    match TraceHeaders::scan(message.headers()).traceparent() {
+        Ok(Some(_)) => true,
+        Err(_) => false,
+        Ok(None) => matches!(extract_context(message), IncomingContext::Continued(..)),
+    }
+}
+
 /// Reads a message's headers for an OpenTelemetry propagator. The W3C headers are found in one pass when the
 /// extractor is made and served as tracehop passes them on: a `traceparent` only when valid (its 55
 /// characters of fields), a `tracestate` and a `baggage` trimmed of their malformed or excess members

@@ -19,7 +19,7 @@ use opentelemetry::trace::Link;
 use super::start::{Batch, BatchFacts, BatchHandler, Origin, SpanStart};
 use super::{CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT};
 use crate::attributes::SpanAttributes;
-use crate::carrier::{extract_context, propagate, ConsumedMessage, IncomingContext, PublishedMessage};
+use crate::carrier::{carries_context, extract_context, propagate, ConsumedMessage, IncomingContext, PublishedMessage};
 use crate::handler::{Handler, ParentPolicy, Role};
 use crate::outcome::HandlerOutcome;
 
@@ -236,11 +236,12 @@ impl MessageSpan {
                 return BatchFacts { destination, links, dropped };
             }
             for message in messages {
-                let IncomingContext::Continued(context, _) = extract_context(message) else { continue };
                 if links.len() == cap {
-                    dropped += 1;
+                    // Past the cap a context is only counted: no need to build it.
+                    dropped += usize::from(carries_context(message));
                     continue;
                 }
+                let IncomingContext::Continued(context, _) = extract_context(message) else { continue };
                 let mut identity = SpanAttributes::with_capacity(3);
                 message.record_identity(&mut identity);
                 links.push(Link::new(context.span().span_context().clone(), identity.into_inner(), 0));

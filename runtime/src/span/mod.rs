@@ -40,7 +40,9 @@ pub const TRACESTATE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.tracestate.trim
 pub const BAGGAGE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.baggage.trimmed";
 
 /// Attribute counting the valid message contexts a batch span did not link to, past
-/// [`max_links_per_span`](crate::max_links_per_span).
+/// [`max_links_per_span`](crate::max_links_per_span). Past the cap a message counts when its W3C `traceparent`
+/// is valid or, without one, when the installed propagator finds a context in its headers; no context is built
+/// for it.
 pub const LINKS_DROPPED_ATTRIBUTE: &str = "tracehop.links.dropped";
 
 /// The scope of every tracer tracehop uses: its name, version and the semantic conventions' schema.
