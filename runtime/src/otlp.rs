@@ -1,4 +1,5 @@
-//! Export over OTLP/HTTP (feature `otlp`).
+//! Export over OTLP/HTTP (feature `otlp`). For a service, prefer [`init`](crate::init): it reads the standard
+//! `OTEL_*` variables, speaks gRPC too, and flushes on drop.
 
 use opentelemetry::global;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig};
@@ -8,6 +9,9 @@ use opentelemetry_sdk::Resource;
 /// Installs a global tracer provider exporting in batches over OTLP/HTTP (protobuf) to `endpoint` (for example
 /// `http://127.0.0.1:4318/v1/traces`), and the W3C propagators. Returns the provider: call
 /// [`SdkTracerProvider::shutdown`] before the process exits so the last batch is sent.
+///
+/// The service name and endpoint come from the arguments only; [`init`](crate::init) reads them (and the sampler,
+/// resource, protocol, headers and timeout) from the standard `OTEL_*` variables instead.
 ///
 /// An exporter that cannot reach its collector loses spans, never messages: export runs on the batch
 /// processor's own thread and its errors are reported by OpenTelemetry's internal log, not to handlers.

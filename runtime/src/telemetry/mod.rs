@@ -137,6 +137,8 @@ impl fmt::Debug for Telemetry {
 }
 
 type AddSpanProcessor = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderBuilder>;
+/// Where the `OTEL_*` variables are read from: the process environment unless code says otherwise.
+type VariableLookup = Box<dyn Fn(&str) -> Option<String>>;
 
 /// [`init`] with values given in code, which win over the variables; what is not given is read from them.
 ///
@@ -157,7 +159,7 @@ type AddSpanProcessor = Box<dyn FnOnce(TracerProviderBuilder) -> TracerProviderB
 /// # }
 /// ```
 pub struct TelemetryBuilder {
-    variables: Box<dyn Fn(&str) -> Option<String>>,
+    variables: VariableLookup,
     service_name: Option<String>,
     resource_attributes: Vec<KeyValue>,
     endpoint: Option<String>,
