@@ -2,7 +2,7 @@
 //! `OTEL_*` variables, speaks gRPC too, and flushes on drop.
 
 use opentelemetry::global;
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_otlp::{Protocol, SpanExporter, WithExportConfig};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use opentelemetry_sdk::Resource;
 
@@ -19,7 +19,9 @@ pub fn install(
     service_name: &'static str,
     endpoint: &str,
 ) -> Result<SdkTracerProvider, opentelemetry_otlp::ExporterBuildError> {
-    let exporter = SpanExporter::builder().with_http().with_endpoint(endpoint).build()?;
+    // Said explicitly: with HTTP/JSON also compiled in (for `init`), the exporter's own default would be JSON.
+    let exporter =
+        SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary).with_endpoint(endpoint).build()?;
     let provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(service_name).build())
         .with_batch_exporter(exporter)
