@@ -44,7 +44,8 @@
 //!
 //! ## Set-up
 //! tracehop uses OpenTelemetry's global tracer provider and global propagator. Install a propagator once
-//! ([`install_propagator`] installs the W3C ones) and a tracer provider, before the first message.
+//! ([`install_propagator`] installs the W3C ones) and a tracer provider, before the first message; with the
+//! `otlp` feature, `let _telemetry = tracehop::init()?;` at the top of `main` does both.
 //!
 //! ## Attribute options
 //! Both macros take `message = name` (consumers) or `record = name` (producers) for a parameter whose type
@@ -63,7 +64,10 @@
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
-//! - `otlp`: [`otlp::install`], export over OTLP/HTTP.
+//! - `otlp`: [`init`], one call in a service's `main` that installs the W3C propagators and a tracer provider
+//!   configured by the standard `OTEL_*` variables (service name and resource, sampler, OTLP export over gRPC,
+//!   HTTP/protobuf or HTTP/JSON), returning a [`Telemetry`] guard that flushes on drop; [`Telemetry::builder`]
+//!   overrides the variables in code. Also [`otlp::install`], the older HTTP-only set-up.
 //! - `print`: `TracePicture` and `print_traces`, finished spans drawn as trees for a terminal or a test.
 //! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
 #![warn(missing_docs)]
@@ -80,6 +84,8 @@ mod picture;
 mod settings;
 mod setup;
 mod span;
+#[cfg(feature = "otlp")]
+mod telemetry;
 mod w3c;
 
 #[cfg(feature = "kafka")]
@@ -111,6 +117,8 @@ pub use span::{
     CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
+#[cfg(feature = "otlp")]
+pub use telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryError};
 /// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
 ///
