@@ -45,6 +45,12 @@ impl SpanAttributes {
         self.entries.push(KeyValue::new(Key::from_static_str(key), Value::String(StringValue::from(value))));
     }
 
+    /// Adds a string attribute whose value recurs from message to message (a topic, a queue): the last few such
+    /// values of this thread are kept as shared strings, so a repeat costs a reference count, not a copy.
+    pub(crate) fn add_recurring(&mut self, key: &'static str, value: &str) {
+        self.entries.push(KeyValue::new(Key::from_static_str(key), Value::String(recurring(value))));
+    }
+
     /// Adds an attribute whose value is already an OpenTelemetry [`Value`].
     pub fn push(&mut self, key: &'static str, value: Value) {
         self.entries.push(KeyValue::new(Key::from_static_str(key), value));
@@ -63,6 +69,30 @@ impl SpanAttributes {
     pub(crate) fn into_inner(self) -> Vec<KeyValue> {
         self.entries
     }
+}
+
+/// How many recurring strings each thread keeps: a handler's destinations are few, and a miss costs only the
+/// copy the cache saves.
+const RECURRING_STRINGS: usize = 4;
+
+thread_local! {
+    static RECURRING: std::cell::RefCell<[Option<std::sync::Arc<str>>; RECURRING_STRINGS]> =
+        const { std::cell::RefCell::new([const { None }; RECURRING_STRINGS]) };
+}
+
+/// `value` as a shared string: the one this thread kept when it recurs, otherwise a new one that replaces the
+/// least recently used.
+fn recurring(value: &str) -> StringValue {
+    RECURRING.with_borrow_mut(|kept| {
+        if let Some(at) = kept.iter().position(|string| string.as_deref() == Some(value)) {
+            // Most recent first, so the oldest is the one replaced.
+            kept[..=at].rotate_right(1);
+        } else {
+            kept.rotate_right(1);
+            kept[0] = Some(std::sync::Arc::from(value));
+        }
+        StringValue::from(kept[0].clone().unwrap_or_else(|| std::sync::Arc::from(value)))
+    })
 }
 
 /// A value the `attributes(key = expr)` option of the macros, or [`SpanAttributes::add`], can record.

@@ -273,7 +273,9 @@ fn describe(
     }
     attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, role.operation());
     attributes.add_static(semconv::MESSAGING_OPERATION_NAME, role.operation());
-    attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+    if let Some(destination) = destination {
+        attributes.add_recurring(semconv::MESSAGING_DESTINATION_NAME, destination);
+    }
     if let Some(group) = handler.configured_group() {
         attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
     }
