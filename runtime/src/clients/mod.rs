@@ -342,6 +342,25 @@ impl<M> TracedMessage<M> {
         span.run(move || body(message))
     }
 
+    /// [`TracedMessage::process`] with the outcome recorded by `record` instead of [`HandlerOutcome`], for a
+    /// `body` whose result does not implement it (as [`MessageSpan::run_with_outcome`]).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// use rdkafka::Message;
+    ///
+    /// let offset = message.process_with_outcome(|message| message.offset(), |offset, span| {
+    ///     if *offset < 0 {
+    ///         span.record_error("no_offset", &"the message has no offset");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn process_with_outcome<R>(self, body: impl FnOnce(M) -> R, record: impl FnOnce(&R, &MessageSpan)) -> R {
+        let TracedMessage { message, span } = self;
+        span.run_with_outcome(move || body(message), record)
+    }
+
     /// Runs the future `body` makes from the message with the span current on every poll, records its output
     /// ([`HandlerOutcome`]) and ends the span when it completes, as an `async` `#[traced_consumer]` handler
     /// does. For a future that borrows the message, take the parts with [`TracedMessage::into_parts`] and use
