@@ -10,7 +10,8 @@ use rdkafka::message::{BorrowedMessage, ToBytes};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
-use rdkafka::ClientContext;
+use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::{ConsumerTracing, TracedMessage};
 use crate::attributes::SpanAttributes;
@@ -38,7 +39,7 @@ static SEND: Handler = Handler::producer("tracehop::clients::kafka::TracedFuture
 /// use rdkafka::producer::FutureRecord;
 /// use tracehop::clients::kafka::TracedFutureProducer;
 ///
-/// let producer = TracedFutureProducer::new(ClientConfig::new().set("bootstrap.servers", "localhost:9092").create()?);
+/// let producer: TracedFutureProducer = ClientConfig::new().set("bootstrap.servers", "localhost:9092").create()?;
 /// let record = FutureRecord::to("orders").key("ord-1").payload("{}");
 /// producer.send(record, Duration::from_secs(5)).await.map_err(|(error, _)| error)?;
 /// # Ok(()) }
@@ -111,6 +112,40 @@ impl<C: ClientContext + 'static, R> TracedFutureProducer<C, R> {
     /// ```
     pub fn into_inner(self) -> FutureProducer<C, R> {
         self.producer
+    }
+}
+
+/// Creates the producer from a configuration, traced: `ClientConfig::create` makes a `TracedFutureProducer`
+/// as it makes a `FutureProducer`.
+///
+/// ```no_run
+/// # fn example() -> rdkafka::error::KafkaResult<()> {
+/// use rdkafka::config::ClientConfig;
+/// use tracehop::clients::kafka::TracedFutureProducer;
+///
+/// let producer: TracedFutureProducer = ClientConfig::new().set("bootstrap.servers", "localhost:9092").create()?;
+/// # Ok(()) }
+/// ```
+impl<R: AsyncRuntime> FromClientConfig for TracedFutureProducer<DefaultClientContext, R> {
+    fn from_config(config: &ClientConfig) -> KafkaResult<Self> {
+        FutureProducer::from_config(config).map(Self::new)
+    }
+}
+
+/// Creates the producer from a configuration and a client context, traced.
+///
+/// ```no_run
+/// # fn example() -> rdkafka::error::KafkaResult<()> {
+/// use rdkafka::client::DefaultClientContext;
+/// use rdkafka::config::ClientConfig;
+/// use tracehop::clients::kafka::TracedFutureProducer;
+///
+/// let producer: TracedFutureProducer = ClientConfig::new().create_with_context(DefaultClientContext)?;
+/// # Ok(()) }
+/// ```
+impl<C: ClientContext + 'static, R: AsyncRuntime> FromClientConfigAndContext<C> for TracedFutureProducer<C, R> {
+    fn from_config_and_context(config: &ClientConfig, context: C) -> KafkaResult<Self> {
+        FutureProducer::from_config_and_context(config, context).map(Self::new)
     }
 }
 
