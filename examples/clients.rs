@@ -97,7 +97,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         let reservation = polled?;
         let _current = reservation.enter();
         let _label = global::tracer("shipping-service").start("print shipping label");
-        println!("shipping-service ships order {}", String::from_utf8_lossy(reservation.message().key().unwrap_or_default()));
+        println!(
+            "shipping-service ships order {}",
+            String::from_utf8_lossy(reservation.message().key().unwrap_or_default())
+        );
         break;
     }
 

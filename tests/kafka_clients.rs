@@ -133,17 +133,11 @@ async fn the_sent_record_carries_the_producer_span_context_beside_the_users_head
         .iter()
         .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
         .collect();
-    let traceparent = format!(
-        "00-{}-{}-01",
-        producer_span.span_context.trace_id(),
-        producer_span.span_context.span_id()
-    );
+    let traceparent =
+        format!("00-{}-{}-01", producer_span.span_context.trace_id(), producer_span.span_context.span_id());
     assert_eq!(
         received,
-        vec![
-            ("tenant".to_owned(), Some(b"acme".to_vec())),
-            ("traceparent".to_owned(), Some(traceparent.into_bytes())),
-        ],
+        vec![("tenant".to_owned(), Some(b"acme".to_vec())), ("traceparent".to_owned(), Some(traceparent.into_bytes())),],
         "the user's header kept, the stale traceparent replaced"
     );
 }
@@ -213,11 +207,12 @@ async fn the_stream_adapter_gives_each_message_a_consumer_span_continuing_the_pr
 
     let mut messages = pin!(ConsumerTracing::new(&ON_ORDER).stream(consumer.stream()));
     let message = next_traced(&mut messages).await;
-    let (offset, seen) = message.process(|message| {
-        let context = opentelemetry::Context::current();
-        Ok::<_, std::convert::Infallible>((message.offset(), context.span().span_context().span_id()))
-    })
-    .expect("infallible");
+    let (offset, seen) = message
+        .process(|message| {
+            let context = opentelemetry::Context::current();
+            Ok::<_, std::convert::Infallible>((message.offset(), context.span().span_context().span_id()))
+        })
+        .expect("infallible");
 
     let spans = spans_to(&topic);
     assert_eq!(spans.len(), 2, "no receive span unless asked for: {spans:#?}");
@@ -489,7 +484,9 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
     let at_offset = |kind: SpanKind, offset: i64| -> Vec<SpanData> {
         spans
             .iter()
-            .filter(|span| span.span_kind == kind && attribute(span, "messaging.kafka.offset") == Some(Value::I64(offset)))
+            .filter(|span| {
+                span.span_kind == kind && attribute(span, "messaging.kafka.offset") == Some(Value::I64(offset))
+            })
             .cloned()
             .collect()
     };

@@ -74,8 +74,10 @@ async fn traced_channel_span_lasts_until_the_publisher_confirm_and_carries_its_c
 
     let mut headers = FieldTable::default();
     headers.insert("tenant".into(), AMQPValue::LongString(LongString::from("acme")));
-    let properties =
-        BasicProperties::default().with_message_id("m-1".into()).with_correlation_id("c-9".into()).with_headers(headers);
+    let properties = BasicProperties::default()
+        .with_message_id("m-1".into())
+        .with_correlation_id("c-9".into())
+        .with_headers(headers);
     let confirmation = traced
         .basic_publish(&exchange, "order.created", BasicPublishOptions::default(), b"{\"id\":1}", properties)
         .await
@@ -101,8 +103,7 @@ async fn traced_channel_span_lasts_until_the_publisher_confirm_and_carries_its_c
     );
     let delivery = next_delivery(&channel, &queue).await;
     let headers = delivery.properties.headers().as_ref().expect("headers").inner();
-    let traceparent =
-        format!("00-{}-{}-01", producer.span_context.trace_id(), producer.span_context.span_id());
+    let traceparent = format!("00-{}-{}-01", producer.span_context.trace_id(), producer.span_context.span_id());
     assert_eq!(headers.get("traceparent"), Some(&AMQPValue::LongString(LongString::from(traceparent))));
     assert_eq!(headers.get("tenant"), Some(&AMQPValue::LongString(LongString::from("acme"))), "the user's header");
     delivery.ack(BasicAckOptions::default()).await.expect("ack");
@@ -234,7 +235,10 @@ async fn publish(
     routing_key: &str,
     properties: BasicProperties,
 ) -> Result<Confirmation, lapin::Error> {
-    channel.basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"{}", properties).await?.await
+    channel
+        .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"{}", properties)
+        .await?
+        .await
 }
 
 #[tracehop::traced_consumer(group = "inventory")]

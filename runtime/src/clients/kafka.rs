@@ -4,13 +4,13 @@
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use rdkafka::client::DefaultClientContext;
+use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, ToBytes};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
-use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
 use rdkafka::{ClientConfig, ClientContext};
 
 use super::{ConsumerTracing, TracedMessage};

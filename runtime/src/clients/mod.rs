@@ -331,7 +331,7 @@ impl<M> TracedMessage<M> {
     /// `body` is recorded and goes on unwinding. Return the message from `body` to settle it afterwards.
     ///
     /// ```no_run
-    /// # fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
     /// use rdkafka::Message;
     ///
     /// let parsed = message.process(|message| std::str::from_utf8(message.payload().unwrap_or_default()).map(str::len));
@@ -397,7 +397,7 @@ impl<M> TracedMessage<M> {
     /// [`MessageSpan::record_error`].
     ///
     /// ```no_run
-    /// # fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
     /// {
     ///     let _current = message.enter();
     ///     // spans started here are children of the message's CONSUMER span
@@ -412,11 +412,11 @@ impl<M> TracedMessage<M> {
     /// The message and its span, apart.
     ///
     /// ```no_run
-    /// # async fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// # #[cfg(feature = "kafka")] async fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
     /// use rdkafka::Message;
     ///
     /// let (message, span) = message.into_parts();
-    /// let size = span.instrument(async { Ok::<_, std::io::Error>(message.payload_len()) }).await;
+    /// let size = span.instrument(async { Ok::<_, std::io::Error>(message.payload().map_or(0, <[u8]>::len)) }).await;
     /// # }
     /// ```
     pub fn into_parts(self) -> (M, MessageSpan) {
