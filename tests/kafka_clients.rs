@@ -526,3 +526,91 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
         );
     }
 }
+
+// BaseProducer and ThreadedProducer, through the tracing producer context.
+
+/// A producer context of the user's own: it remembers each delivery report's opaque and outcome.
+#[derive(Clone, Default)]
+struct Deliveries(std::sync::Arc<std::sync::Mutex<Vec<(usize, bool)>>>);
+
+impl rdkafka::ClientContext for Deliveries {}
+
+impl rdkafka::producer::ProducerContext for Deliveries {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, delivery_result: &rdkafka::producer::DeliveryResult<'_>, delivery_opaque: usize) {
+        self.0.lock().unwrap().push((delivery_opaque, delivery_result.is_ok()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threaded_producer_keeps_the_span_until_the_delivery_report_and_passes_it_on() {
+    use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+    use tracehop::clients::kafka::{SendTraced, TracingProducerContext};
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("client-threaded");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("threaded", &topic);
+    let deliveries = Deliveries::default();
+    let producer: ThreadedProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .create_with_context(TracingProducerContext::new(deliveries.clone()))
+        .expect("a producer");
+
+    let headers = OwnedHeaders::new().insert(Header { key: "tenant", value: Some("acme") });
+    let record = BaseRecord::<str, str, usize>::with_opaque_to(&topic, 7).key("ord-3").payload("{}").headers(headers);
+    producer.send_traced(record).map_err(|(error, _)| error).expect("queued");
+    producer.flush(Duration::from_secs(10)).expect("flushed");
+
+    assert_eq!(*deliveries.0.lock().unwrap(), vec![(7, true)], "the user's context got its report and opaque");
+    let producer_span = the_span(&spans_to(&topic), SpanKind::Producer);
+    assert_eq!(
+        attributes(&producer_span),
+        expected(&[
+            ("code.function.name", Value::from("tracehop::clients::kafka::SendTraced::send_traced")),
+            ("messaging.system", Value::from("kafka")),
+            ("messaging.operation.type", Value::from("send")),
+            ("messaging.operation.name", Value::from("send")),
+            ("messaging.destination.name", Value::from(topic.clone())),
+            ("messaging.kafka.message.key", Value::from("ord-3")),
+            ("messaging.message.body.size", Value::I64(2)),
+            ("messaging.destination.partition.id", Value::from("0")),
+            ("messaging.kafka.offset", Value::I64(0)),
+        ])
+    );
+    let message = suite::receive(&consumer).await;
+    let mut stream = pin!(ConsumerTracing::new(&ON_ORDER).stream(futures_util::stream::iter([Ok::<_, ()>(message)])));
+    let traced = stream.next().await.expect("one message").expect("no error");
+    let tenant = traced.message().headers().and_then(|headers| headers.iter().find(|header| header.key == "tenant"));
+    assert_eq!(tenant.and_then(|header| header.value), Some(&b"acme"[..]), "the user's header kept");
+    traced.process(|_| ());
+    assert_child_of(&the_span(&spans_to(&topic), SpanKind::Consumer), &producer_span);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_base_producer_that_cannot_queue_a_record_records_the_error_and_returns_the_record_as_given() {
+    use rdkafka::producer::{BaseProducer, BaseRecord};
+    use tracehop::clients::kafka::{SendTraced, TracingProducerContext};
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("client-base-too-large");
+    broker.create_topic(&topic, 1);
+    let deliveries = Deliveries::default();
+    let producer: BaseProducer<_> = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("message.max.bytes", "1000")
+        .create_with_context(TracingProducerContext::new(deliveries.clone()))
+        .expect("a producer");
+    let payload = "x".repeat(2000);
+
+    let (error, record) = producer
+        .send_traced(BaseRecord::<str, str, usize>::with_opaque_to(&topic, 9).payload(&payload))
+        .expect_err("too large to queue");
+
+    assert_eq!((record.delivery_opaque, record.payload.map(str::len)), (9, Some(2000)));
+    assert!(deliveries.0.lock().unwrap().is_empty(), "never queued: no delivery report");
+    let span = the_span(&spans_to(&topic), SpanKind::Producer);
+    assert_eq!(span.status, Status::error(error.to_string()));
+    assert_eq!(attribute(&span, "error.type"), Some(Value::from("rdkafka::error::KafkaError")));
+}

@@ -8,7 +8,8 @@
 //!   (`ConsumerTracing::poll` for rdkafka's `BaseConsumer`) into a [`TracedMessage`]: the message with its
 //!   CONSUMER span started, ready to run the handling code in ([`TracedMessage::process`],
 //!   [`TracedMessage::process_async`], [`TracedMessage::enter`]);
-//! - producers: `kafka::TracedFutureProducer` (feature `kafka`) and `rabbitmq::TracedChannel` (feature
+//! - producers: `kafka::TracedFutureProducer`, and `kafka::TracingProducerContext` with `kafka::SendTraced` for
+//!   a `BaseProducer` or `ThreadedProducer` (feature `kafka`), and `rabbitmq::TracedChannel` (feature
 //!   `rabbitmq`) send through the client and keep the PRODUCER span open until the broker acknowledges.
 //!
 //! They call the same runtime functions the macros' expansions call ([`MessageSpan::consumer`],
