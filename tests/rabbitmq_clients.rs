@@ -130,6 +130,26 @@ async fn a_publish_the_broker_refuses_is_recorded_as_an_error_on_the_producer_sp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+async fn a_mandatory_message_returned_as_unroutable_is_recorded_as_an_error() {
+    let channel = channel().await;
+    let exchange = suite::unique_topic("client-unroutable");
+    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[], "").await;
+    let traced = TracedChannel::new(channel);
+
+    let mandatory = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let confirmation = traced
+        .basic_publish(&exchange, "nowhere", mandatory, b"{}", BasicProperties::default())
+        .await
+        .expect("confirmed");
+    assert!(matches!(confirmation, Confirmation::Ack(Some(_))), "returned: {confirmation:?}");
+
+    let producer = the_span(&spans_to(&exchange), SpanKind::Producer);
+    assert_eq!(producer.status, Status::error("the broker returned the message as unroutable"));
+    assert_eq!(attribute(&producer, "error.type"), Some(Value::from(tracehop::clients::rabbitmq::RETURNED_ERROR_TYPE)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
 async fn the_consumer_stream_adapter_continues_the_producers_trace_and_leaves_the_ack_to_the_caller() {
     let channel = channel().await;
     let exchange = suite::unique_topic("client-stream");

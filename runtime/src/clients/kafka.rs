@@ -306,7 +306,16 @@ impl<C: ClientContext> ClientContext for TracingProducerContext<C> {
 }
 
 /// What a [`TracingProducerContext`] carries with a record to its delivery report: its span, and the record's
-/// own delivery opaque for the wrapped context. Made by [`SendTraced::send_traced`].
+/// own delivery opaque for the wrapped context. Made by [`SendTraced::send_traced`]; it appears only in the
+/// context's `DeliveryOpaque` type.
+///
+/// ```
+/// use rdkafka::producer::{DefaultProducerContext, ProducerContext};
+/// use tracehop::clients::kafka::{TracedDelivery, TracingProducerContext};
+///
+/// fn opaque_of<C: ProducerContext<DeliveryOpaque = Box<TracedDelivery<()>>>>(_: &C) {}
+/// opaque_of(&TracingProducerContext::new(DefaultProducerContext));
+/// ```
 pub struct TracedDelivery<D> {
     span: MessageSpan,
     partition_named: bool,

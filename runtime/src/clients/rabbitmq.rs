@@ -12,9 +12,17 @@ use crate::span::MessageSpan;
 static PUBLISH: Handler = Handler::producer("tracehop::clients::rabbitmq::TracedChannel::basic_publish");
 
 /// `error.type` of a publish the broker negatively acknowledged (a publisher-confirm `basic.nack`).
+///
+/// ```
+/// assert_eq!(tracehop::clients::rabbitmq::NACKED_ERROR_TYPE, "nack");
+/// ```
 pub const NACKED_ERROR_TYPE: &str = "nack";
 
 /// `error.type` of a mandatory publish the broker returned as unroutable (`basic.return`).
+///
+/// ```
+/// assert_eq!(tracehop::clients::rabbitmq::RETURNED_ERROR_TYPE, "returned");
+/// ```
 pub const RETURNED_ERROR_TYPE: &str = "returned";
 
 /// lapin's [`Channel`], each publish traced as `#[traced_producer]` traces a publish function: a PRODUCER span,
