@@ -74,6 +74,65 @@ fn orders_example_prints_one_trace_through_the_pipeline() {
     );
 }
 
+/// The clients example: the same pipeline without attributes, one trace from the order's send through the
+/// stream-adapter consumer, its send from inside its span, and the polled consumer; each producer span records
+/// where Kafka's delivery report put the record.
+#[test]
+fn clients_example_prints_one_trace_through_the_pipeline() {
+    let stdout = run(&mut Command::new(build_example("clients")));
+
+    assert!(
+        stdout.starts_with("inventory-service reserved stock for ord-1001\nshipping-service ships order ord-1001\n"),
+        "{stdout}"
+    );
+    let traces: Vec<&str> = stdout.lines().filter(|line| line.starts_with("trace ")).collect();
+    assert_eq!(traces.len(), 1, "one trace for the whole pipeline:\n{stdout}");
+    let spans = span_lines(&stdout);
+    let names: Vec<(usize, &str)> = spans.iter().map(|(indent, name, _, _)| (*indent, name.as_str())).collect();
+    assert_eq!(
+        names,
+        vec![
+            (2, "Producer \"send orders.created\""),
+            (4, "Consumer \"process orders.created\" [inventory-service]"),
+            (6, "Internal \"UPDATE inventory\""),
+            (6, "Producer \"send inventory.reserved\""),
+            (8, "Consumer \"process inventory.reserved\" [shipping-service]"),
+            (10, "Internal \"print shipping label\""),
+        ],
+        "{stdout}"
+    );
+    let parent_of = |index: usize| format!("parent {}", spans[index].2);
+    let parents: Vec<&str> = spans.iter().map(|(_, _, _, parent)| parent.as_str()).collect();
+    assert_eq!(
+        parents,
+        vec!["root", &parent_of(0), &parent_of(1), &parent_of(1), &parent_of(3), &parent_of(4)],
+        "{stdout}"
+    );
+    for (span, function) in [
+        ("Producer \"send orders.created\"", "tracehop::clients::kafka::TracedFutureProducer::send"),
+        ("Consumer \"process orders.created\"", "inventory::orders_loop"),
+        ("Producer \"send inventory.reserved\"", "tracehop::clients::kafka::TracedFutureProducer::send"),
+        ("Consumer \"process inventory.reserved\"", "shipping::poll_loop"),
+    ] {
+        let block: Vec<&str> = stdout
+            .split(span)
+            .nth(1)
+            .expect("the span's lines")
+            .lines()
+            .skip(1)
+            .take_while(|line| span_lines(line).is_empty())
+            .map(str::trim)
+            .collect();
+        for line in [
+            format!("code.function.name = {function}"),
+            "messaging.destination.partition.id = 0".to_owned(),
+            "messaging.kafka.offset = 0".to_owned(),
+        ] {
+            assert!(block.contains(&line.as_str()), "{span}: {line}\n{stdout}");
+        }
+    }
+}
+
 /// The RabbitMQ variant against the broker `scripts/test` starts: the order's PRODUCER span on the `orders`
 /// exchange and the inventory service's CONSUMER span, its child and linked to it, in one trace.
 #[test]

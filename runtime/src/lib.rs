@@ -61,6 +61,11 @@
 //! ([`MessageSpan::consumer_batch`]); [`MessageSpan::in_batch`] gives each message a span of its own inside it.
 //! A producer publishing several records gives each a creation context with [`inject_creation_context`].
 //!
+//! ## Without an attribute
+//! A loop over a consumer's stream, a closure, a producer shared across tasks: [`clients`] has traced
+//! producers (`clients::kafka::TracedFutureProducer`, `clients::rabbitmq::TracedChannel`) and consumers
+//! ([`clients::ConsumerTracing`]) that give them the same spans, through the same functions.
+//!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
@@ -75,6 +80,7 @@
 mod attributes;
 pub mod brokers;
 mod carrier;
+pub mod clients;
 mod handler;
 #[cfg(feature = "tracing")]
 mod handler_events;

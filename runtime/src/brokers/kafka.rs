@@ -35,7 +35,7 @@ fn record_identity<M: Message>(message: &M, attributes: &mut SpanAttributes) {
 
 /// `messaging.destination.partition.id`, a string in the conventions. The first partitions' names are static, so
 /// most messages copy nothing for it.
-fn record_partition(partition: i32, attributes: &mut SpanAttributes) {
+pub(crate) fn record_partition(partition: i32, attributes: &mut SpanAttributes) {
     const NAMES: [&str; 16] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12", "13", "14", "15"];
     match usize::try_from(partition).ok().and_then(|index| NAMES.get(index)) {
         Some(name) => attributes.add_static(semconv::MESSAGING_DESTINATION_PARTITION_ID, name),

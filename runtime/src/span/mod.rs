@@ -46,7 +46,7 @@ pub const BAGGAGE_TRIMMED_ATTRIBUTE: &str = "tracehop.context.baggage.trimmed";
 pub const LINKS_DROPPED_ATTRIBUTE: &str = "tracehop.links.dropped";
 
 /// The scope of every tracer tracehop uses: its name, version and the semantic conventions' schema.
-fn instrumentation_scope() -> InstrumentationScope {
+pub(crate) fn instrumentation_scope() -> InstrumentationScope {
     static SCOPE: OnceLock<InstrumentationScope> = OnceLock::new();
     SCOPE
         .get_or_init(|| {

@@ -1,0 +1,440 @@
+//! Traced clients: the spans of `#[traced_consumer]` and `#[traced_producer]` for code that cannot carry an
+//! attribute — a loop over a consumer's stream, a closure, a producer shared across tasks, a stream in a
+//! `select!`.
+//!
+//! Everything lives here, under `tracehop::clients`:
+//! - consumers: [`ConsumerTracing`] turns each message of a stream ([`TracedStream`]: rdkafka's
+//!   `StreamConsumer::stream()`, lapin's `Consumer`, any stream of [`ConsumedMessage`]s) or of a poll
+//!   (`ConsumerTracing::poll` for rdkafka's `BaseConsumer`) into a [`TracedMessage`]: the message with its
+//!   CONSUMER span started, ready to run the handling code in ([`TracedMessage::process`],
+//!   [`TracedMessage::process_async`], [`TracedMessage::enter`]);
+//! - producers: `kafka::TracedFutureProducer`, and `kafka::TracingProducerContext` with `kafka::SendTraced` for
+//!   a `BaseProducer` or `ThreadedProducer` (feature `kafka`), and `rabbitmq::TracedChannel` (feature
+//!   `rabbitmq`) send through the client and keep the PRODUCER span open until the broker acknowledges.
+//!
+//! They call the same runtime functions the macros' expansions call ([`MessageSpan::consumer`],
+//! [`MessageSpan::producer`], [`MessageSpan::inject`], [`MessageSpan::run`], [`MessageSpan::instrument`]) with
+//! the same [`Handler`] description, so a message gets the same spans either way: attributes, the fallback to a
+//! new root for a missing or malformed context, the [`ParentPolicy`] and replay handling. tracehop never
+//! acknowledges, commits or rejects a message: the caller decides its fate.
+
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use futures_core::Stream;
+use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{global, ContextGuard};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::attributes::SpanAttributes;
+use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
+use crate::handler::{Handler, ParentPolicy};
+use crate::outcome::HandlerOutcome;
+use crate::span::{Instrumented, MessageSpan};
+
+/// The operation of a receive span: `messaging.operation.type` and `messaging.operation.name`.
+const RECEIVE_OPERATION: &str = "receive";
+
+/// How a consumer loop traces the messages it takes: the [`Handler`] describing it (function name, consumer
+/// group, [`ParentPolicy`], replay, destination, span name), and whether each message also gets a receive span.
+///
+/// Built once, like the handler itself; a `const fn` builder, so it fits in a `static` beside it.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] async fn example(consumer: rdkafka::consumer::StreamConsumer) {
+/// use futures_util::StreamExt;
+/// use tracehop::clients::ConsumerTracing;
+/// use tracehop::Handler;
+///
+/// static ORDERS: Handler = Handler::consumer("inventory::orders_loop").group("inventory-service");
+///
+/// let mut messages = ConsumerTracing::new(&ORDERS).stream(consumer.stream());
+/// while let Some(Ok(message)) = messages.next().await {
+///     message.process(|message| {
+///         // handle the message inside its CONSUMER span
+///         Ok::<(), std::io::Error>(())
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct ConsumerTracing {
+    handler: &'static Handler,
+    receive_spans: bool,
+}
+
+impl ConsumerTracing {
+    /// Traces messages as `#[traced_consumer]` traces the handler `handler` describes (a consumer
+    /// [`Handler`]: `Handler::consumer(..).group(..)`).
+    ///
+    /// ```
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::{Handler, ParentPolicy};
+    ///
+    /// static AUDIT: Handler = Handler::consumer("audit::loop").group("audit").parent(ParentPolicy::Link);
+    /// static TRACING: ConsumerTracing = ConsumerTracing::new(&AUDIT);
+    /// ```
+    pub const fn new(handler: &'static Handler) -> Self {
+        Self { handler, receive_spans: false }
+    }
+
+    /// Also gives each message a receive span (off by default): kind CLIENT, named `receive {destination}`,
+    /// `messaging.operation.type` and `messaging.operation.name` `receive`, a child of the context current
+    /// where the message is taken, linked to the producer's context (unless the policy is
+    /// [`ParentPolicy::None`]), ended as soon as the message is handed over. The CONSUMER span is the same with
+    /// or without it.
+    ///
+    /// ```
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop").group("inventory-service");
+    /// static TRACING: ConsumerTracing = ConsumerTracing::new(&ORDERS).with_receive_spans();
+    /// ```
+    pub const fn with_receive_spans(mut self) -> Self {
+        self.receive_spans = true;
+        self
+    }
+
+    /// The handler the CONSUMER spans belong to.
+    ///
+    /// ```
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop");
+    /// assert_eq!(ConsumerTracing::new(&ORDERS).handler().function(), "inventory::orders_loop");
+    /// ```
+    pub const fn handler(&self) -> &'static Handler {
+        self.handler
+    }
+
+    /// Starts the CONSUMER span of one message taken by other means (a `recv()`, a `basic_get`): its receive
+    /// span first, when enabled.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] async fn example(consumer: rdkafka::consumer::StreamConsumer) {
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::on_order").group("inventory-service");
+    ///
+    /// if let Ok(message) = consumer.recv().await {
+    ///     ConsumerTracing::new(&ORDERS).trace(message).process(|message| {
+    ///         // handle the message
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn trace<M: ConsumedMessage>(&self, message: M) -> TracedMessage<M> {
+        if self.receive_spans {
+            receive_span(self.handler, &message);
+        }
+        let span = MessageSpan::consumer(self.handler, &message).start();
+        TracedMessage { message, span }
+    }
+
+    /// Adapts a stream of messages (rdkafka's `StreamConsumer::stream()`, lapin's `Consumer`, any stream of
+    /// `Result<M, E>` with `M:` [`ConsumedMessage`]) so each message comes with its CONSUMER span. Errors pass
+    /// through untouched.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "rabbitmq")] async fn example(consumer: lapin::Consumer) {
+    /// use futures_util::StreamExt;
+    /// use lapin::options::BasicAckOptions;
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop").group("inventory-service");
+    ///
+    /// let mut deliveries = ConsumerTracing::new(&ORDERS).stream(consumer);
+    /// while let Some(Ok(delivery)) = deliveries.next().await {
+    ///     let _ = delivery
+    ///         .process_async(|delivery| async move { delivery.ack(BasicAckOptions::default()).await })
+    ///         .await;
+    /// }
+    /// # }
+    /// ```
+    pub fn stream<S>(&self, stream: S) -> TracedStream<S> {
+        TracedStream { stream, tracing: *self }
+    }
+}
+
+/// Starts and ends the receive span of `message` (see [`ConsumerTracing::with_receive_spans`]).
+fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M) {
+    let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
+    let mut span = tracer.span_builder(RECEIVE_OPERATION).with_kind(SpanKind::Client).start(&tracer);
+    if span.is_recording() {
+        let system = message.system();
+        let destination = handler.configured_destination().or_else(|| message.destination());
+        if let Some(destination) = destination {
+            span.update_name(format!("{RECEIVE_OPERATION} {}", system.span_name_destination(destination)));
+        }
+        if handler.parent_policy() != ParentPolicy::None {
+            if let IncomingContext::Continued(context, _) = extract_context(message) {
+                span.add_link(context.span().span_context().clone(), Vec::new());
+            }
+        }
+        let mut attributes = SpanAttributes::with_capacity(12);
+        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
+        attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, RECEIVE_OPERATION);
+        attributes.add_static(semconv::MESSAGING_OPERATION_NAME, RECEIVE_OPERATION);
+        attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+        if let Some(group) = handler.configured_group() {
+            attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+        }
+        attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
+        message.record_attributes(&mut attributes);
+        span.set_attributes(attributes.into_inner());
+    }
+    span.end();
+}
+
+pin_project_lite::pin_project! {
+    /// A stream of messages, each with its CONSUMER span; made by [`ConsumerTracing::stream`].
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] async fn example(consumer: rdkafka::consumer::StreamConsumer) {
+    /// use futures_util::StreamExt;
+    /// use tracehop::clients::{ConsumerTracing, TracedStream};
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop");
+    ///
+    /// let messages: TracedStream<_> = ConsumerTracing::new(&ORDERS).stream(consumer.stream());
+    /// let mut messages = std::pin::pin!(messages);
+    /// let _first = messages.next().await;
+    /// # }
+    /// ```
+    #[must_use = "streams do nothing unless polled"]
+    pub struct TracedStream<S> {
+        #[pin]
+        stream: S,
+        tracing: ConsumerTracing,
+    }
+}
+
+impl<S> TracedStream<S> {
+    /// The stream underneath.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "rabbitmq")] fn example(consumer: lapin::Consumer) {
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop");
+    /// let deliveries = ConsumerTracing::new(&ORDERS).stream(consumer);
+    /// let _tag = deliveries.get_ref().tag();
+    /// # }
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// The stream underneath, giving up the tracing.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "rabbitmq")] fn example(consumer: lapin::Consumer) {
+    /// use tracehop::clients::ConsumerTracing;
+    /// use tracehop::Handler;
+    ///
+    /// static ORDERS: Handler = Handler::consumer("inventory::orders_loop");
+    /// let consumer: lapin::Consumer = ConsumerTracing::new(&ORDERS).stream(consumer).into_inner();
+    /// # }
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.stream
+    }
+}
+
+impl<S, M, E> Stream for TracedStream<S>
+where
+    S: Stream<Item = Result<M, E>>,
+    M: ConsumedMessage,
+{
+    type Item = Result<TracedMessage<M>, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<TracedMessage<M>, E>>> {
+        let this = self.project();
+        let tracing = *this.tracing;
+        this.stream.poll_next(cx).map(|item| item.map(|result| result.map(|message| tracing.trace(message))))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.stream.size_hint()
+    }
+}
+
+/// A consumed message and its CONSUMER span, started and not yet current: run the handling code in it with
+/// [`TracedMessage::process`] or [`TracedMessage::process_async`], or make it current by hand with
+/// [`TracedMessage::enter`]. The span ends when the processing ends, or when this is dropped.
+///
+/// The message is the caller's to acknowledge, commit or reject: tracehop does none of it.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] fn example(consumer: &rdkafka::consumer::BaseConsumer) {
+/// use std::time::Duration;
+/// use rdkafka::consumer::{CommitMode, Consumer};
+/// use tracehop::clients::ConsumerTracing;
+/// use tracehop::Handler;
+///
+/// static ORDERS: Handler = Handler::consumer("inventory::poll_loop").group("inventory-service");
+///
+/// if let Some(Ok(message)) = ConsumerTracing::new(&ORDERS).poll(consumer, Duration::from_secs(1)) {
+///     let handled = message.process(|message| {
+///         // handle it; then commit it, or not, as you decide
+///         consumer.commit_message(&message, CommitMode::Async)
+///     });
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+#[must_use = "the message's span ends as soon as this is dropped"]
+pub struct TracedMessage<M> {
+    message: M,
+    span: MessageSpan,
+}
+
+impl<M> TracedMessage<M> {
+    /// The message.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// use rdkafka::Message;
+    /// let _offset = message.message().offset();
+    /// # }
+    /// ```
+    pub fn message(&self) -> &M {
+        &self.message
+    }
+
+    /// The message's CONSUMER span: its context, and [`MessageSpan::record_error`] for code that enters it by
+    /// hand.
+    ///
+    /// ```no_run
+    /// # fn example<M>(message: tracehop::clients::TracedMessage<M>) {
+    /// use opentelemetry::trace::TraceContextExt;
+    /// let _trace_id = message.span().context().span().span_context().trace_id();
+    /// # }
+    /// ```
+    pub fn span(&self) -> &MessageSpan {
+        &self.span
+    }
+
+    /// Runs `body` on the message with its span current, records `body`'s outcome ([`HandlerOutcome`]: an
+    /// `Err` marks the span failed) and ends the span, as a sync `#[traced_consumer]` handler does. A panic in
+    /// `body` is recorded and goes on unwinding. Return the message from `body` to settle it afterwards.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// use rdkafka::Message;
+    ///
+    /// let parsed = message.process(|message| std::str::from_utf8(message.payload().unwrap_or_default()).map(str::len));
+    /// # }
+    /// ```
+    pub fn process<R: HandlerOutcome>(self, body: impl FnOnce(M) -> R) -> R {
+        let TracedMessage { message, span } = self;
+        span.run(move || body(message))
+    }
+
+    /// [`TracedMessage::process`] with the outcome recorded by `record` instead of [`HandlerOutcome`], for a
+    /// `body` whose result does not implement it (as [`MessageSpan::run_with_outcome`]).
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// use rdkafka::Message;
+    ///
+    /// let offset = message.process_with_outcome(|message| message.offset(), |offset, span| {
+    ///     if *offset < 0 {
+    ///         span.record_error("no_offset", &"the message has no offset");
+    ///     }
+    /// });
+    /// # }
+    /// ```
+    pub fn process_with_outcome<R>(self, body: impl FnOnce(M) -> R, record: impl FnOnce(&R, &MessageSpan)) -> R {
+        let TracedMessage { message, span } = self;
+        span.run_with_outcome(move || body(message), record)
+    }
+
+    /// Runs the future `body` makes from the message with the span current on every poll, records its output
+    /// ([`HandlerOutcome`]) and ends the span when it completes, as an `async` `#[traced_consumer]` handler
+    /// does. For a future that borrows the message, take the parts with [`TracedMessage::into_parts`] and use
+    /// [`MessageSpan::instrument`].
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "rabbitmq")] async fn example(delivery: tracehop::clients::TracedMessage<lapin::message::Delivery>) {
+    /// use lapin::options::BasicAckOptions;
+    ///
+    /// let acked = delivery
+    ///     .process_async(|delivery| async move {
+    ///         // handle it, then settle it
+    ///         delivery.ack(BasicAckOptions::default()).await
+    ///     })
+    ///     .await;
+    /// # }
+    /// ```
+    pub fn process_async<F>(self, body: impl FnOnce(M) -> F) -> Instrumented<F, fn(&F::Output, &MessageSpan)>
+    where
+        F: Future,
+        F::Output: HandlerOutcome,
+    {
+        let TracedMessage { message, span } = self;
+        // What the closure does before its future's first poll runs in the span too.
+        let future = {
+            let _current = span.context().clone().attach();
+            body(message)
+        };
+        span.instrument(future)
+    }
+
+    /// Makes the span current until the returned guard is dropped, for handling code that is neither a closure
+    /// nor a future. The span ends when this `TracedMessage` is dropped; record a failure on it first with
+    /// [`MessageSpan::record_error`].
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// {
+    ///     let _current = message.enter();
+    ///     // spans started here are children of the message's CONSUMER span
+    /// }
+    /// drop(message); // ends the span
+    /// # }
+    /// ```
+    pub fn enter(&self) -> ContextGuard {
+        self.span.context().clone().attach()
+    }
+
+    /// The message and its span, apart.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] async fn example(message: tracehop::clients::TracedMessage<rdkafka::message::OwnedMessage>) {
+    /// use rdkafka::Message;
+    ///
+    /// let (message, span) = message.into_parts();
+    /// let size = span.instrument(async { Ok::<_, std::io::Error>(message.payload().map_or(0, <[u8]>::len)) }).await;
+    /// # }
+    /// ```
+    pub fn into_parts(self) -> (M, MessageSpan) {
+        (self.message, self.span)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn traced_messages_and_streams_are_send_and_sync_when_their_parts_are() {
+        assert_send_sync::<TracedMessage<Vec<u8>>>();
+        assert_send_sync::<TracedStream<std::iter::Empty<()>>>();
+        assert_send_sync::<ConsumerTracing>();
+    }
+}
