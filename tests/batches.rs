@@ -18,7 +18,7 @@ const FOREIGN_TRACEPARENT: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067a
 
 #[tracehop::traced_producer]
 async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) {
-    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 }
 
 async fn receive_all(consumer: &StreamConsumer, count: usize) -> Vec<OwnedMessage> {

@@ -648,7 +648,7 @@ async fn header_name_that_is_not_utf8_does_not_panic() {
     let headers = suite::with_raw_header(OwnedHeaders::new(), b"x-\xff\xfe-name", Some(b"value"));
     let payload = case.payload();
     let record = FutureRecord::to(&topic).key(case.name).payload(&payload).headers(headers);
-    broker.producer().send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    broker.producer().send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 
     let message = suite::receive(&consumer).await;
     let offset = message.offset();
@@ -779,7 +779,7 @@ async fn null_trace_header_values_are_unreadable() {
         ),
     ] {
         let record = FutureRecord::to(&topic).key(key).payload("{}").headers(headers);
-        producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+        producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
     }
 
     for _ in 0..2 {

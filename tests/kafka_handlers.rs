@@ -22,7 +22,7 @@ impl std::fmt::Display for OrderError {
 
 #[tracehop::traced_producer]
 async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) {
-    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 }
 
 async fn published_message(broker: &Broker, topic: &str, group: &str, payload: &str) -> OwnedMessage {
@@ -231,7 +231,7 @@ async fn publish_shipment(producer: &FutureProducer, topic: &str, shipment_id: u
     let payload = format!("{{\"shipment\":{shipment_id}}}");
     let record: FutureRecord<'_, str, str> =
         FutureRecord::to(topic).payload(payload.as_str()).headers(tracehop::kafka::trace_headers());
-    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,7 +62,7 @@ async fn message_span_without_macros_continues_the_trace() {
 
 #[tracehop::traced_producer]
 async fn forward(producer: &rdkafka::producer::FutureProducer, record: FutureRecord<'_, str, str>) {
-    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

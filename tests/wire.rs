@@ -58,7 +58,7 @@ async fn a_forwarded_header_whose_name_is_not_utf8_goes_on_and_the_trace_continu
     let headers = with_raw_header(headers, b"x-\xff\xfe-name", Some(b"value"));
     let headers = headers.insert(Header { key: "tenant", value: Some("acme") });
     let record = FutureRecord::to(&upstream).key("original").payload(&b"order"[..]).headers(headers);
-    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+    producer.send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
 
     let message = suite::receive(&broker.consumer("wire-relay", &upstream)).await;
     let relayed = AssertUnwindSafe(relay(&message, &producer, &downstream));

@@ -80,25 +80,53 @@ pub fn unique_topic(prefix: &str) -> String {
     format!("{prefix}-{run:016x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// librdkafka's mock cluster: a Kafka-protocol broker on loopback, in this process.
-pub struct Broker {
-    cluster: MockCluster<'static, DefaultProducerContext>,
+/// The Kafka broker a test runs on: librdkafka's mock cluster (the real Kafka protocol over loopback, in this
+/// process), or, when `TRACEHOP_KAFKA_BOOTSTRAP` is set, the broker there — `scripts/test` runs the Kafka tests a
+/// second time on tansu, an independent Kafka-protocol broker (`scripts/tansu`), so the same test bodies also
+/// check librdkafka against a broker that is not librdkafka.
+pub enum Broker {
+    /// librdkafka's mock cluster.
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    /// A broker running outside the test, at these `bootstrap.servers`.
+    External(String),
 }
 
 impl Broker {
-    /// Starts a one-broker cluster.
+    /// The suite's broker: the one at `TRACEHOP_KAFKA_BOOTSTRAP`, or a new one-broker mock cluster.
     pub fn start() -> Self {
-        Self { cluster: MockCluster::new(1).expect("librdkafka's mock cluster starts") }
+        match std::env::var("TRACEHOP_KAFKA_BOOTSTRAP") {
+            Ok(bootstrap) if !bootstrap.is_empty() => Self::External(bootstrap),
+            _ => Self::start_mock(),
+        }
     }
 
-    /// The `bootstrap.servers` of the cluster.
+    /// A one-broker mock cluster, whatever the suite runs on: for tests that use the mock's own controls
+    /// (injected request errors).
+    pub fn start_mock() -> Self {
+        Self::Mock(MockCluster::new(1).expect("librdkafka's mock cluster starts"))
+    }
+
+    /// Whether this is librdkafka's mock cluster.
+    pub fn is_mock(&self) -> bool {
+        matches!(self, Self::Mock(_))
+    }
+
+    /// The `bootstrap.servers` of the broker.
     pub fn bootstrap_servers(&self) -> String {
-        self.cluster.bootstrap_servers()
+        match self {
+            Self::Mock(cluster) => cluster.bootstrap_servers(),
+            Self::External(bootstrap) => bootstrap.clone(),
+        }
     }
 
     /// Creates `topic` with `partitions` partitions.
     pub fn create_topic(&self, topic: &str, partitions: i32) {
-        self.cluster.create_topic(topic, partitions, 1).expect("the mock cluster creates the topic");
+        match self {
+            Self::Mock(cluster) => {
+                cluster.create_topic(topic, partitions, 1).expect("the mock cluster creates the topic")
+            }
+            Self::External(bootstrap) => create_topic_on(bootstrap, topic, partitions),
+        }
     }
 
     /// A producer connected to the cluster.
@@ -107,7 +135,7 @@ impl Broker {
             .set("bootstrap.servers", self.bootstrap_servers())
             .set("message.timeout.ms", "10000")
             .create()
-            .expect("a producer for the mock cluster")
+            .expect("a producer for the broker")
     }
 
     /// A consumer in `group`, subscribed to `topic`, reading from the earliest offset.
@@ -119,7 +147,7 @@ impl Broker {
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
             .create()
-            .expect("a consumer for the mock cluster");
+            .expect("a consumer for the broker");
         consumer.subscribe(&[topic]).expect("subscribe");
         consumer
     }
@@ -131,8 +159,30 @@ impl Broker {
             owned = owned.insert(Header { key, value: Some(*value) });
         }
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(owned);
-        self.producer().send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+        self.producer().send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
     }
+}
+
+/// Creates `topic` on the broker at `bootstrap` with the admin API, as a user's deployment would. Run on a thread
+/// of its own: the admin client's future is driven by librdkafka, so it may be awaited from inside a test's
+/// runtime without blocking that runtime's only thread on itself.
+pub fn create_topic_on(bootstrap: &str, topic: &str, partitions: i32) {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    std::thread::spawn(move || {
+        let admin: AdminClient<DefaultClientContext> =
+            ClientConfig::new().set("bootstrap.servers", &bootstrap).create().expect("an admin client");
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let new_topic = NewTopic::new(&topic, partitions, TopicReplication::Fixed(1));
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = runtime.block_on(admin.create_topics([&new_topic], &options)).expect("CreateTopics is answered");
+        for result in results {
+            result.unwrap_or_else(|(topic, error)| panic!("the broker at {bootstrap} creates topic {topic}: {error}"));
+        }
+    })
+    .join()
+    .expect("topic creation does not panic");
 }
 
 /// Receives the next message of `consumer` as an `OwnedMessage`, failing the test after 30 seconds.
@@ -142,6 +192,19 @@ pub async fn receive(consumer: &StreamConsumer) -> OwnedMessage {
         .expect("a message within 30 seconds")
         .expect("no Kafka error")
         .detach()
+}
+
+/// The CONSUMER spans among `spans` that are children of `producer`, in the order they ended: one per handling
+/// of the message it published.
+pub fn handlings_of(spans: &[SpanData], producer: &SpanData) -> Vec<SpanData> {
+    spans
+        .iter()
+        .filter(|span| {
+            span.span_kind == opentelemetry::trace::SpanKind::Consumer
+                && span.parent_span_id == producer.span_context.span_id()
+        })
+        .cloned()
+        .collect()
 }
 
 /// The producer span's ids, as a consumer should see them as parent.
