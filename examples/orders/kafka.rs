@@ -104,19 +104,19 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     }
     for _ in services::SAMPLE_ORDERS {
         let message = receive(&inventory).await?;
-        settle(&inventory, &message, reserve_inventory(&message).await)?;
+        settle("inventory-service", &inventory, &message, reserve_inventory(&message).await)?;
     }
     let mut paid = 0;
     for _ in services::SAMPLE_ORDERS {
         let message = receive(&payment).await?;
         let charged = charge_payment(&message, &producer).await;
         paid += usize::from(charged.is_ok());
-        settle(&payment, &message, charged)?;
+        settle("payment-service", &payment, &message, charged)?;
     }
     for _ in 0..paid {
         let message = receive(&shipping).await?;
         book_shipment(&message);
-        settle(&shipping, &message, Ok::<(), &str>(()))?;
+        settle("shipping-service", &shipping, &message, Ok::<(), &str>(()))?;
     }
 
     let mut batch = Vec::new();
@@ -132,7 +132,7 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     for _ in services::SAMPLE_ORDERS {
         let message = receive(&history_reader).await?;
         record_order_history(&message, &mut history);
-        settle(&history_reader, &message, Ok::<(), &str>(()))?;
+        settle("order-history", &history_reader, &message, Ok::<(), &str>(()))?;
     }
     tracing::info!(orders = ?history, "order-history rebuilt");
     Ok(())
@@ -141,12 +141,13 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
 /// The caller's part: a handled message is committed. So is one whose handler failed, in this example: the
 /// failures here are malformed orders, which no retry would mend (a real service would also dead-letter them).
 fn settle(
+    service: &str,
     consumer: &StreamConsumer,
     message: &BorrowedMessage<'_>,
     handled: Result<(), impl Display>,
 ) -> Result<(), KafkaError> {
     if let Err(error) = handled {
-        tracing::warn!(topic = message.topic(), offset = message.offset(), %error, "gave up on a message");
+        tracing::warn!(service, topic = message.topic(), offset = message.offset(), %error, "gave up on a message");
     }
     consumer.commit_message(message, CommitMode::Async)
 }

@@ -82,8 +82,12 @@ impl Telemetry {
             .provider
             .as_ref()
             .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("order-pipeline")));
-        // This example's own spans and events only: the broker clients' internals would crowd the picture.
-        let ours = Targets::new().with_target("orders", LevelFilter::INFO).with_target("tracehop", LevelFilter::WARN);
+        // This example's own spans and events, and the warnings of tracehop and of OpenTelemetry's SDK and exporter
+        // (a collector that cannot be reached): the broker clients' internals would crowd the picture.
+        let ours = Targets::new()
+            .with_target("orders", LevelFilter::INFO)
+            .with_target("tracehop", LevelFilter::WARN)
+            .with_target("opentelemetry", LevelFilter::WARN);
         let subscriber = tracing_subscriber::registry()
             .with(ours)
             .with(tracing_subscriber::fmt::layer().without_time().with_target(false).with_ansi(false))

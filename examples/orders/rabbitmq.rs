@@ -106,19 +106,19 @@ pub async fn run(url: &str) -> Result<(), Box<dyn Error>> {
     }
     for _ in services::SAMPLE_ORDERS {
         let delivery = fetch(&channel, &inventory).await?;
-        settle(&delivery, reserve_inventory(&delivery).await).await?;
+        settle("inventory-service", &delivery, reserve_inventory(&delivery).await).await?;
     }
     let mut paid = 0;
     for _ in services::SAMPLE_ORDERS {
         let delivery = fetch(&channel, &payment).await?;
         let charged = charge_payment(&delivery, &channel).await;
         paid += usize::from(charged.is_ok());
-        settle(&delivery, charged).await?;
+        settle("payment-service", &delivery, charged).await?;
     }
     for _ in 0..paid {
         let delivery = fetch(&channel, &shipping).await?;
         book_shipment(&delivery);
-        settle(&delivery, Ok::<(), &str>(())).await?;
+        settle("shipping-service", &delivery, Ok::<(), &str>(())).await?;
     }
 
     let mut batch = Vec::new();
@@ -135,7 +135,7 @@ pub async fn run(url: &str) -> Result<(), Box<dyn Error>> {
     for _ in services::SAMPLE_ORDERS {
         let delivery = fetch(&channel, &order_archive).await?;
         record_order_history(&delivery, &mut history);
-        settle(&delivery, Ok::<(), &str>(())).await?;
+        settle("order-history", &delivery, Ok::<(), &str>(())).await?;
     }
     tracing::info!(orders = ?history, "order-history rebuilt");
     connection.close(0, "done".into()).await?;
@@ -157,11 +157,11 @@ async fn publish(
 /// The caller's part: a handled delivery is acked; one whose handler failed is rejected without requeueing (the
 /// failures here are malformed orders, which no redelivery would mend; with a dead-letter exchange on the queue,
 /// that is where they would go).
-async fn settle(delivery: &Delivery, handled: Result<(), impl Display>) -> Result<(), lapin::Error> {
+async fn settle(service: &str, delivery: &Delivery, handled: Result<(), impl Display>) -> Result<(), lapin::Error> {
     match handled {
         Ok(()) => delivery.ack(BasicAckOptions::default()).await?,
         Err(error) => {
-            tracing::warn!(exchange = delivery.exchange.as_str(), %error, "gave up on a message");
+            tracing::warn!(service, exchange = delivery.exchange.as_str(), %error, "gave up on a message");
             delivery.reject(BasicRejectOptions { requeue: false }).await?
         }
     };

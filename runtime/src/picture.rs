@@ -2,14 +2,14 @@
 //!
 //! ```text
 //! trace 4bf92f3577b34da6a3ce929d0e0e4736
-//!   Producer "send orders" span 2ee4753455b53ac6 (root)            |■■■■■■■■■■■■■■■■| 0.4 ms
-//!     Consumer "process orders" span c7324254b797bc47                       |       ■■■■■■■■■| 0.3 ms
+//!   Producer "send orders" span 2ee4753455b53ac6 (root)                        |■■■■■■■■■■■■■■■■| 0.4 ms
+//!     Consumer "process orders" span c7324254b797bc47                          |       ■■■■■■■■■| 0.3 ms
 //!         link -> span 2ee4753455b53ac6
 //! ```
 //!
-//! Each line holds a span: its kind, name, consumer group, id, whether it is a root or else its parent (when the
-//! parent is not the span it is drawn under), a bar placing it on the trace's own time
-//! axis, its duration and, when it failed, its status. Children are indented under their parent, in start order;
+//! Each line holds a span: its kind, name, consumer group, id, whether it is a root (or its parent, when that is
+//! not the span it is drawn under), a bar placing it on the trace's own time axis, its duration and, when it
+//! failed, its status. Children are indented under their parent, in start order;
 //! links and (with [`TracePicture::attributes`]) attributes follow on lines of their own. Colour only on request
 //! ([`TracePicture::colour`]; [`print`] asks for it when standard output is a terminal). Needs the `print` feature.
 
