@@ -27,9 +27,9 @@ const AXIS_WIDTH: usize = 16;
 const HEAD_WIDTH: usize = 76;
 
 /// Draws finished spans (from the SDK's in-memory exporter, say) as trees: one line a span — its kind, name,
-/// consumer group, id and parent, a bar placing it on the trace's own time axis, its duration and, when it
-/// failed, its status — children indented under their parent in start order, links and (optionally) attributes
-/// on lines of their own.
+/// consumer group, id, "root" or (when it is not the span drawn above) its parent, a bar placing it on the trace's
+/// own time axis, its duration and, when it failed, its status — children indented under their parent in start
+/// order, links and (optionally) attributes on lines of their own.
 ///
 /// ```
 /// # fn spans() -> Vec<opentelemetry_sdk::trace::SpanData> { Vec::new() }
