@@ -1,8 +1,12 @@
-//! The README's examples, run as a user runs them: one trace through the whole order pipeline, on the embedded
-//! Kafka broker and on RabbitMQ.
+//! The README's examples, run as a user runs them. `orders` runs the guide's whole order pipeline, on the embedded
+//! Kafka broker and (with `--amqp`) on RabbitMQ; with `--spans-json` it also prints every span as a line of JSON,
+//! from which these tests check the exact shape of its traces.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
 
 /// Builds example `name` as the suite is built (cargo rebuilds it when a source changed, so a stale binary is
 /// never run) and returns its path.
@@ -25,8 +29,282 @@ fn run(command: &mut Command) -> String {
     stdout
 }
 
-/// The span lines of a printed trace, as (indent, kind and name, span id, parent).
-fn span_lines(stdout: &str) -> Vec<(usize, String, String, String)> {
+/// One run of the order pipeline, and the names it uses on its broker.
+struct Pipeline {
+    stdout: String,
+    spans: Vec<Value>,
+    /// The topic (Kafka) or exchange (RabbitMQ) of `OrderCreated`, and of `PaymentProcessed`.
+    orders: &'static str,
+    payments: &'static str,
+    /// The consumer attribute that holds the order id: the Kafka key, or the AMQP message id.
+    order_id_attribute: &'static str,
+    /// The module of the handlers, the `target` of their `tracing` events.
+    handlers: &'static str,
+}
+
+impl Pipeline {
+    fn run(command: &mut Command) -> Self {
+        // With no OTLP variable the example exports nothing; a developer's environment must not change that here.
+        let stdout = run(command.arg("--spans-json").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        let spans = stdout
+            .lines()
+            .filter(|line| line.starts_with('{'))
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+            .collect();
+        Self { stdout, spans, orders: "", payments: "", order_id_attribute: "", handlers: "" }
+    }
+
+    fn on_kafka() -> &'static Self {
+        static RUN: OnceLock<Pipeline> = OnceLock::new();
+        RUN.get_or_init(|| Self {
+            orders: "orders.created",
+            payments: "payments.processed",
+            order_id_attribute: "messaging.kafka.message.key",
+            handlers: "orders::kafka",
+            ..Self::run(&mut Command::new(build_example("orders")))
+        })
+    }
+
+    fn on_rabbitmq() -> Self {
+        let url =
+            std::env::var("AMQP_URL").expect("AMQP_URL is not set: ./scripts/test starts the broker this runs on");
+        Self {
+            orders: "orders",
+            payments: "payments",
+            order_id_attribute: "messaging.message.id",
+            handlers: "orders::rabbitmq",
+            ..Self::run(Command::new(build_example("orders")).args(["--amqp", &url]))
+        }
+    }
+
+    /// The one span for which `matches` holds.
+    fn span(&self, description: &str, matches: impl Fn(&Value) -> bool) -> &Value {
+        let found: Vec<&Value> = self.spans.iter().filter(|span| matches(span)).collect();
+        assert_eq!(found.len(), 1, "one span {description}:\n{}", self.stdout);
+        found[0]
+    }
+
+    /// The span of `kind` named `name`, of consumer group `group` (or none), for order `order_id` (or any).
+    fn span_of(&self, kind: &str, name: &str, group: Option<&str>, order_id: Option<&str>) -> &Value {
+        let description = format!("{kind} {name:?} [{group:?}] for {order_id:?}");
+        self.span(&description, |span| {
+            span["kind"] == kind
+                && span["name"] == name
+                && span["attributes"]["messaging.consumer.group.name"].as_str() == group
+                && order_id.is_none_or(|id| self.order_of(span) == Some(id))
+        })
+    }
+
+    /// The order a span is about: its `app.order.id`, or its message's id.
+    fn order_of<'a>(&self, span: &'a Value) -> Option<&'a str> {
+        let attributes = &span["attributes"];
+        attributes["app.order.id"].as_str().or(attributes[self.order_id_attribute].as_str())
+    }
+
+    /// The traces as trees, in the picture's order and words: one line a span (kind, name, consumer group and,
+    /// when failed, "error"), children indented under their parent in start order.
+    fn outline(&self) -> Vec<String> {
+        let mut traces: Vec<&str> = Vec::new();
+        for span in &self.spans {
+            let trace = span["trace"].as_str().expect("a trace id");
+            if !traces.contains(&trace) {
+                traces.push(trace);
+            }
+        }
+        let mut lines = Vec::new();
+        for trace in traces {
+            lines.push("trace".to_owned());
+            let in_trace: Vec<&Value> = self.spans.iter().filter(|span| span["trace"] == trace).collect();
+            let drawn = |parent: &Value| in_trace.iter().any(|span| span["span"] == *parent);
+            let roots: Vec<&Value> = in_trace.iter().copied().filter(|span| !drawn(&span["parent"])).collect();
+            for root in roots {
+                outline_span(&mut lines, root, &in_trace, 1);
+            }
+        }
+        lines
+    }
+
+    /// The picture's span lines, up to their span id.
+    fn picture_outline(&self) -> Vec<String> {
+        let picture = self
+            .stdout
+            .lines()
+            .skip_while(|line| !line.starts_with("trace "))
+            .take_while(|line| !line.starts_with('{'));
+        picture
+            .filter(|line| {
+                line.starts_with("trace ")
+                    || [" Producer ", " Consumer ", " Internal "].iter().any(|kind| line.contains(kind))
+            })
+            .map(|line| match line.split_once(" span ") {
+                Some((head, rest)) => {
+                    let failed = if rest.contains(" error: ") { " error" } else { "" };
+                    format!("{head}{failed}")
+                }
+                None => "trace".to_owned(),
+            })
+            .collect()
+    }
+}
+
+fn outline_span(lines: &mut Vec<String>, span: &Value, in_trace: &[&Value], depth: usize) {
+    let group = span["attributes"]["messaging.consumer.group.name"].as_str().map(|group| format!(" [{group}]"));
+    let failed = if span["status"] == "error" { " error" } else { "" };
+    lines.push(format!(
+        "{:indent$}{} {}{}{failed}",
+        "",
+        span["kind"].as_str().expect("a kind"),
+        span["name"],
+        group.unwrap_or_default(),
+        indent = depth * 2
+    ));
+    let mut children: Vec<&Value> = in_trace.iter().copied().filter(|child| child["parent"] == span["span"]).collect();
+    children.sort_by_key(|child| child["start_ns"].as_u64());
+    for child in children {
+        outline_span(lines, child, in_trace, depth + 1);
+    }
+}
+
+fn ids(spans: &[&Value]) -> Vec<Value> {
+    let mut ids: Vec<Value> = spans.iter().map(|span| json!({"trace": span["trace"], "span": span["span"]})).collect();
+    ids.sort_by_key(|id| id.to_string());
+    ids
+}
+
+fn sorted_links(span: &Value) -> Vec<Value> {
+    let mut links = span["links"].as_array().expect("links").clone();
+    links.sort_by_key(|link| link.to_string());
+    links
+}
+
+/// Five traces: the good order through inventory, payment and shipping; the malformed order failing in both
+/// services that read it; the analytics batch; and one replay per order.
+fn check_traces_and_picture(pipeline: &Pipeline) {
+    let (orders, payments) = (pipeline.orders, pipeline.payments);
+    let expected = vec![
+        "trace".to_owned(),
+        format!("  Producer \"send {orders}\""),
+        format!("    Consumer \"process {orders}\" [inventory-service]"),
+        "      Internal \"UPDATE inventory\"".to_owned(),
+        format!("    Consumer \"process {orders}\" [payment-service]"),
+        "      Internal \"POST /payment-gateway/charge\"".to_owned(),
+        format!("      Producer \"send {payments}\""),
+        format!("        Consumer \"process {payments}\" [shipping-service]"),
+        "trace".to_owned(),
+        format!("  Producer \"send {orders}\""),
+        format!("    Consumer \"process {orders}\" [inventory-service] error"),
+        format!("    Consumer \"process {orders}\" [payment-service] error"),
+        "trace".to_owned(),
+        "  Consumer \"process\" [analytics-service]".to_owned(),
+        "trace".to_owned(),
+        format!("  Consumer \"process {orders}\" [order-history]"),
+        "trace".to_owned(),
+        format!("  Consumer \"process {orders}\" [order-history]"),
+    ];
+    assert_eq!(pipeline.outline(), expected, "{}", pipeline.stdout);
+    assert_eq!(pipeline.picture_outline(), expected, "the picture draws the same trees:\n{}", pipeline.stdout);
+}
+
+/// shipping ← `PaymentProcessed` producer ← payment ← `OrderCreated` producer, the root: one trace.
+fn check_shipping_parent_chain(pipeline: &Pipeline) {
+    let order = pipeline.span_of("Producer", &format!("send {}", pipeline.orders), None, Some("ord-1001"));
+    let payment = pipeline.span_of(
+        "Consumer",
+        &format!("process {}", pipeline.orders),
+        Some("payment-service"),
+        Some("ord-1001"),
+    );
+    let payment_processed = pipeline.span_of("Producer", &format!("send {}", pipeline.payments), None, None);
+    let shipping =
+        pipeline.span_of("Consumer", &format!("process {}", pipeline.payments), Some("shipping-service"), None);
+    assert_eq!(shipping["parent"], payment_processed["span"], "{}", pipeline.stdout);
+    assert_eq!(payment_processed["parent"], payment["span"]);
+    assert_eq!(payment["parent"], order["span"]);
+    assert_eq!(order["parent"], Value::Null);
+    for span in [payment, payment_processed, shipping] {
+        assert_eq!(span["trace"], order["trace"]);
+    }
+    assert_eq!(sorted_links(shipping), ids(&[payment_processed]), "and linked to the producer it continues");
+}
+
+/// The analytics span: a root of a trace of its own, with one link per message of the batch, to that message's
+/// producer: both orders and the one payment.
+fn check_batch(pipeline: &Pipeline) {
+    let batch = pipeline.span_of("Consumer", "process", Some("analytics-service"), None);
+    assert_eq!(batch["parent"], Value::Null, "{}", pipeline.stdout);
+    let others = pipeline.spans.iter().filter(|span| span["span"] != batch["span"]);
+    assert!(others.clone().all(|span| span["trace"] != batch["trace"]), "a trace of its own:\n{}", pipeline.stdout);
+    assert_eq!(batch["attributes"]["messaging.batch.message_count"], 3);
+    let producers: Vec<&Value> = pipeline.spans.iter().filter(|span| span["kind"] == "Producer").collect();
+    assert_eq!(producers.len(), 3);
+    assert_eq!(sorted_links(batch), ids(&producers), "{}", pipeline.stdout);
+}
+
+/// Each replayed order: a new trace whose root is the order-history span, linked to the span that first
+/// published that order, and marked as a replay.
+fn check_replays(pipeline: &Pipeline) {
+    for order_id in ["ord-1001", "ord-1002"] {
+        let name = format!("process {}", pipeline.orders);
+        let replay = pipeline.span_of("Consumer", &name, Some("order-history"), Some(order_id));
+        let original = pipeline.span_of("Producer", &format!("send {}", pipeline.orders), None, Some(order_id));
+        assert_eq!(replay["parent"], Value::Null, "{}", pipeline.stdout);
+        let others = pipeline.spans.iter().filter(|span| span["span"] != replay["span"]);
+        assert!(others.clone().all(|span| span["trace"] != replay["trace"]), "a new trace:\n{}", pipeline.stdout);
+        assert_eq!(sorted_links(replay), ids(&[original]), "{}", pipeline.stdout);
+        assert_eq!(replay["attributes"]["tracehop.replay"], true);
+        assert_eq!(replay["status"], "unset");
+    }
+}
+
+/// The malformed order's handlers returned `Err`: their spans, and only theirs, have status Error, with the
+/// error's text.
+fn check_malformed_order(pipeline: &Pipeline) {
+    let failed: Vec<(&Value, &Value)> = pipeline
+        .spans
+        .iter()
+        .filter(|span| span["status"] != "unset")
+        .map(|span| (&span["attributes"]["messaging.consumer.group.name"], &span["status"]))
+        .collect();
+    assert_eq!(
+        failed,
+        vec![(&json!("inventory-service"), &json!("error")), (&json!("payment-service"), &json!("error"))]
+    );
+    for group in ["inventory-service", "payment-service"] {
+        let name = format!("process {}", pipeline.orders);
+        let span = pipeline.span_of("Consumer", &name, Some(group), Some("ord-1002"));
+        assert_eq!(span["status_description"], "malformed order: EOF while parsing a value at line 1 column 25");
+    }
+}
+
+/// `#[tracing::instrument]` and `info_span!` in a handler are children of its span; an event written in its
+/// body is an event of its span, with its fields.
+fn check_tracing_inside_handlers(pipeline: &Pipeline) {
+    let orders = format!("process {}", pipeline.orders);
+    let inventory = pipeline.span_of("Consumer", &orders, Some("inventory-service"), Some("ord-1001"));
+    let database = pipeline.span_of("Internal", "UPDATE inventory", None, None);
+    assert_eq!(database["parent"], inventory["span"], "{}", pipeline.stdout);
+    assert_eq!(database["trace"], inventory["trace"]);
+    let payment = pipeline.span_of("Consumer", &orders, Some("payment-service"), Some("ord-1001"));
+    let gateway = pipeline.span_of("Internal", "POST /payment-gateway/charge", None, None);
+    assert_eq!(gateway["parent"], payment["span"]);
+    assert_eq!(
+        inventory["events"],
+        json!([{
+            "name": "reserved stock",
+            "attributes": {"app.order.id": "ord-1001", "items": 2, "level": "INFO", "target": pipeline.handlers},
+        }]),
+        "{}",
+        pipeline.stdout
+    );
+}
+
+#[test]
+fn orders_example_draws_five_traces_fan_out_and_payment_hop_failed_order_batch_and_replays() {
+    check_traces_and_picture(Pipeline::on_kafka());
+}
+
+/// The span lines of a printed picture, as (indent, kind and name, span id).
+fn span_lines(stdout: &str) -> Vec<(usize, String, String)> {
     let is_span =
         |line: &&str| ["Producer ", "Consumer ", "Internal "].iter().any(|kind| line.trim_start().starts_with(kind));
     stdout
@@ -34,44 +312,11 @@ fn span_lines(stdout: &str) -> Vec<(usize, String, String, String)> {
         .filter(is_span)
         .map(|line| {
             let indent = line.len() - line.trim_start().len();
-            let (name, rest) = line.trim_start().split_once(" span ").expect("`... span <id> (...)`");
-            let (id, rest) = rest.split_once(' ').expect("a span id, then its parent");
-            let parent = rest.trim_start_matches('(').split(')').next().unwrap_or_default().to_owned();
-            (indent, name.to_owned(), id.to_owned(), parent)
+            let (name, rest) = line.trim_start().split_once(" span ").expect("`... span <id> ...`");
+            let id = rest.split(' ').next().unwrap_or_default().to_owned();
+            (indent, name.to_owned(), id)
         })
         .collect()
-}
-
-#[test]
-fn orders_example_prints_one_trace_through_the_pipeline() {
-    let stdout = run(&mut Command::new(build_example("orders")));
-
-    let traces: Vec<&str> = stdout.lines().filter(|line| line.starts_with("trace ")).collect();
-    assert_eq!(traces.len(), 1, "one trace for the whole pipeline:\n{stdout}");
-    let spans = span_lines(&stdout);
-    let names: Vec<&str> = spans.iter().map(|(_, name, _, _)| name.as_str()).collect();
-    assert_eq!(
-        names,
-        vec![
-            "Producer \"send orders.created\"",
-            "Consumer \"process orders.created\" [inventory-service]",
-            "Internal \"UPDATE inventory\"",
-            "Consumer \"process orders.created\" [payment-service]",
-            "Internal \"POST /payment-gateway/charge\"",
-            "Producer \"send payments.processed\"",
-            "Consumer \"process payments.processed\" [shipping-service]",
-        ],
-        "{stdout}"
-    );
-    let indents: Vec<usize> = spans.iter().map(|(indent, _, _, _)| *indent).collect();
-    assert_eq!(indents, vec![2, 4, 6, 4, 6, 6, 8], "each hop is a child of the one before:\n{stdout}");
-    let parent_of = |index: usize| format!("parent {}", spans[index].2);
-    let parents: Vec<&str> = spans.iter().map(|(_, _, _, parent)| parent.as_str()).collect();
-    assert_eq!(
-        parents,
-        vec!["root", &parent_of(0), &parent_of(1), &parent_of(0), &parent_of(3), &parent_of(3), &parent_of(5)],
-        "{stdout}"
-    );
 }
 
 /// The clients example: the same pipeline without attributes, one trace from the order's send through the
@@ -88,7 +333,7 @@ fn clients_example_prints_one_trace_through_the_pipeline() {
     let traces: Vec<&str> = stdout.lines().filter(|line| line.starts_with("trace ")).collect();
     assert_eq!(traces.len(), 1, "one trace for the whole pipeline:\n{stdout}");
     let spans = span_lines(&stdout);
-    let names: Vec<(usize, &str)> = spans.iter().map(|(indent, name, _, _)| (*indent, name.as_str())).collect();
+    let names: Vec<(usize, &str)> = spans.iter().map(|(indent, name, _)| (*indent, name.as_str())).collect();
     assert_eq!(
         names,
         vec![
@@ -101,13 +346,11 @@ fn clients_example_prints_one_trace_through_the_pipeline() {
         ],
         "{stdout}"
     );
-    let parent_of = |index: usize| format!("parent {}", spans[index].2);
-    let parents: Vec<&str> = spans.iter().map(|(_, _, _, parent)| parent.as_str()).collect();
-    assert_eq!(
-        parents,
-        vec!["root", &parent_of(0), &parent_of(1), &parent_of(1), &parent_of(3), &parent_of(4)],
-        "{stdout}"
-    );
+    // The picture draws a child under its parent, one level deeper.
+    let parents: Vec<Option<usize>> =
+        (0..spans.len()).map(|index| (0..index).rev().find(|&above| spans[above].0 < spans[index].0)).collect();
+    assert_eq!(parents, vec![None, Some(0), Some(1), Some(1), Some(3), Some(4)], "{stdout}");
+    assert!(stdout.contains(&format!("span {} (root)", spans[0].2)), "{stdout}");
     for (span, function) in [
         ("Producer \"send orders.created\"", "tracehop::clients::kafka::TracedFutureProducer::send"),
         ("Consumer \"process orders.created\"", "inventory::orders_loop"),
@@ -133,42 +376,48 @@ fn clients_example_prints_one_trace_through_the_pipeline() {
     }
 }
 
-/// The RabbitMQ variant against the broker `scripts/test` starts: the order's PRODUCER span on the `orders`
-/// exchange and the inventory service's CONSUMER span, its child and linked to it, in one trace.
+#[test]
+fn orders_example_shipping_span_descends_from_the_order_through_payment() {
+    check_shipping_parent_chain(Pipeline::on_kafka());
+}
+
+#[test]
+fn orders_example_batch_span_is_a_root_linked_to_every_messages_producer() {
+    check_batch(Pipeline::on_kafka());
+}
+
+#[test]
+fn orders_example_replay_spans_start_new_traces_linked_to_the_original_producers() {
+    check_replays(Pipeline::on_kafka());
+}
+
+#[test]
+fn orders_example_malformed_order_fails_the_spans_of_the_handlers_that_read_it() {
+    check_malformed_order(Pipeline::on_kafka());
+}
+
+#[test]
+fn orders_example_tracing_spans_and_events_land_in_the_handlers_span() {
+    check_tracing_inside_handlers(Pipeline::on_kafka());
+}
+
+/// The same flow over the broker `scripts/test` starts, checked the same way.
 #[test]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-fn orders_rabbitmq_example_prints_one_trace_from_producer_to_consumer() {
-    let url = std::env::var("AMQP_URL").expect("AMQP_URL is not set: ./scripts/test starts the broker this runs on");
-    let stdout = run(Command::new(build_example("orders_rabbitmq")).arg(url));
-
-    assert!(stdout.starts_with("inventory-service reserved stock for {\"id\":\"ord-1001\",\"items\":2}\n"), "{stdout}");
-    let traces: Vec<&str> = stdout.lines().filter(|line| line.starts_with("trace ")).collect();
-    assert_eq!(traces.len(), 1, "one trace:\n{stdout}");
-    let spans = span_lines(&stdout);
-    let names: Vec<(usize, &str)> = spans.iter().map(|(indent, name, _, _)| (*indent, name.as_str())).collect();
-    assert_eq!(
-        names,
-        vec![(2, "Producer \"send orders\""), (4, "Consumer \"process orders\" [inventory-service]")],
-        "{stdout}"
-    );
-    let producer = &spans[0].2;
-    assert_eq!(spans[0].3, "root");
-    assert_eq!(spans[1].3, format!("parent {producer}"), "the consumer is the producer's child");
-    let consumer_block = stdout.split("Consumer \"process orders\"").nth(1).expect("the consumer's lines");
-    for line in [
-        format!("link -> span {producer}"),
-        "messaging.system = rabbitmq".to_owned(),
-        "messaging.destination.name = orders".to_owned(),
-        "messaging.rabbitmq.destination.routing_key = order.created".to_owned(),
-        "messaging.message.id = ord-1001".to_owned(),
-        "messaging.message.body.size = 27".to_owned(),
-    ] {
-        assert!(consumer_block.lines().any(|printed| printed.trim() == line), "consumer: {line}\n{stdout}");
-    }
-    let producer_block = stdout.split("Consumer \"process orders\"").next().expect("the producer's lines");
-    for line in ["messaging.rabbitmq.destination.routing_key = order.created", "app.order.id = ord-1001"] {
-        assert!(producer_block.lines().any(|printed| printed.trim() == line), "producer: {line}\n{stdout}");
-    }
+fn orders_example_over_rabbitmq_traces_the_same_pipeline() {
+    let pipeline = Pipeline::on_rabbitmq();
+    check_traces_and_picture(&pipeline);
+    check_shipping_parent_chain(&pipeline);
+    check_batch(&pipeline);
+    check_replays(&pipeline);
+    check_malformed_order(&pipeline);
+    check_tracing_inside_handlers(&pipeline);
+    let consumer = pipeline.span_of("Consumer", "process orders", Some("inventory-service"), Some("ord-1001"));
+    let attributes = &consumer["attributes"];
+    assert_eq!(attributes["messaging.system"], "rabbitmq");
+    assert_eq!(attributes["messaging.destination.name"], "orders");
+    assert_eq!(attributes["messaging.rabbitmq.destination.routing_key"], "order.created");
+    assert_eq!(attributes["messaging.message.body.size"], 27);
 }
 
 /// The log-correlation example: the lines written inside the handler start with the handler span's ids, the

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! trace 4bf92f3577b34da6a3ce929d0e0e4736
-//!   Producer "send orders" span 2ee4753455b53ac6 (root)            |■■■■■■■■■■■■■■■■| 0.4 ms
-//!     Consumer "process orders" span c7324254b797bc47 (parent 2ee4753455b53ac6) |       ■■■■■■■■■| 0.3 ms
+//!   Producer "send orders" span 2ee4753455b53ac6 (root)                        |■■■■■■■■■■■■■■■■| 0.4 ms
+//!     Consumer "process orders" span c7324254b797bc47                          |       ■■■■■■■■■| 0.3 ms
 //!         link -> span 2ee4753455b53ac6
 //! ```
 //!
-//! Each line holds a span: its kind, name, consumer group, id and parent, a bar placing it on the trace's own time
-//! axis, its duration and, when it failed, its status. Children are indented under their parent, in start order;
+//! Each line holds a span: its kind, name, consumer group, id, whether it is a root (or its parent, when that is
+//! not the span it is drawn under), a bar placing it on the trace's own time axis, its duration and, when it
+//! failed, its status. Children are indented under their parent, in start order;
 //! links and (with [`TracePicture::attributes`]) attributes follow on lines of their own. Colour only on request
 //! ([`TracePicture::colour`]; [`print`] asks for it when standard output is a terminal). Needs the `print` feature.
 
@@ -26,9 +27,9 @@ const AXIS_WIDTH: usize = 16;
 const HEAD_WIDTH: usize = 76;
 
 /// Draws finished spans (from the SDK's in-memory exporter, say) as trees: one line a span — its kind, name,
-/// consumer group, id and parent, a bar placing it on the trace's own time axis, its duration and, when it
-/// failed, its status — children indented under their parent in start order, links and (optionally) attributes
-/// on lines of their own.
+/// consumer group, id, "root" or (when it is not the span drawn above) its parent, a bar placing it on the trace's
+/// own time axis, its duration and, when it failed, its status — children indented under their parent in start
+/// order, links and (optionally) attributes on lines of their own.
 ///
 /// ```
 /// # fn spans() -> Vec<opentelemetry_sdk::trace::SpanData> { Vec::new() }
@@ -90,10 +91,14 @@ impl TracePicture {
 
     fn draw(&self, out: &mut String, span: &SpanData, in_trace: &[&SpanData], axis: &Axis, depth: usize) {
         let indent = depth * 2;
-        let parent = if span.parent_span_id == SpanId::INVALID {
-            "root".to_owned()
+        // Below depth 1 the indentation already shows the parent; naming it too would push deep lines past the
+        // width of a terminal.
+        let parent = if depth > 1 {
+            String::new()
+        } else if span.parent_span_id == SpanId::INVALID {
+            " (root)".to_owned()
         } else {
-            format!("parent {}", span.parent_span_id)
+            format!(" (parent {})", span.parent_span_id)
         };
         let group = span
             .attributes
@@ -102,7 +107,7 @@ impl TracePicture {
             .map(|group| format!(" [{}]", group.value))
             .unwrap_or_default();
         let kind = format!("{:?}", span.span_kind);
-        let head = format!("{kind} \"{}\"{group} span {} ({parent})", span.name, span.span_context.span_id());
+        let head = format!("{kind} \"{}\"{group} span {}{parent}", span.name, span.span_context.span_id());
         let duration = span.end_time.duration_since(span.start_time).unwrap_or_default();
         let bar = axis.bar(span.start_time, span.end_time);
         let status = match &span.status {
@@ -236,7 +241,7 @@ mod tests {
             head("Producer \"send orders\" span 0000000000000001 (root)", 2),
             "■".repeat(8),
             " ".repeat(8),
-            head("Consumer \"process orders\" [inventory] span 0000000000000002 (parent 0000000000000001)", 4),
+            head("Consumer \"process orders\" [inventory] span 0000000000000002", 4),
             " ".repeat(8),
             "■".repeat(8),
             "        link -> span 0000000000000001",
@@ -245,5 +250,15 @@ mod tests {
         assert_eq!(picture, expected);
         let coloured = TracePicture::new().colour(true).render(&[span(1, 0, "send orders", 0, 8)]);
         assert!(coloured.contains("\x1b[36m"), "{coloured}");
+    }
+
+    #[test]
+    fn a_span_whose_parent_is_not_in_the_picture_names_it() {
+        // A consumer continuing a producer of another process: its parent was exported elsewhere.
+        let consumer = span(2, 1, "process orders", 0, 8);
+        let picture = TracePicture::new().render(&[consumer]);
+        let head = "Consumer \"process orders\" span 0000000000000002 (parent 0000000000000001)";
+        let line = picture.lines().nth(2).expect("the consumer's line");
+        assert!(line.starts_with(&format!("  {head} ")), "{picture}");
     }
 }
