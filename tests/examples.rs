@@ -124,26 +124,28 @@ impl Pipeline {
         lines
     }
 
-    /// The picture's span lines, up to their span id.
+    /// The picture's span lines, up to their span id, each followed by " error" when the line under it gives the
+    /// span's error.
     fn picture_outline(&self) -> Vec<String> {
         let picture = self
             .stdout
             .lines()
             .skip_while(|line| !line.starts_with("trace "))
             .take_while(|line| !line.starts_with('{'));
-        picture
-            .filter(|line| {
-                line.starts_with("trace ")
-                    || [" Producer ", " Consumer ", " Internal "].iter().any(|kind| line.contains(kind))
-            })
-            .map(|line| match line.split_once(" span ") {
-                Some((head, rest)) => {
-                    let failed = if rest.contains(" error: ") { " error" } else { "" };
-                    format!("{head}{failed}")
+        let mut outline: Vec<String> = Vec::new();
+        for line in picture {
+            if line.starts_with("trace ") {
+                outline.push("trace".to_owned());
+            } else if line.trim_start().starts_with("error: ") {
+                if let Some(span) = outline.last_mut() {
+                    span.push_str(" error");
                 }
-                None => "trace".to_owned(),
-            })
-            .collect()
+            } else if [" Producer ", " Consumer ", " Internal "].iter().any(|kind| line.contains(kind)) {
+                let (head, _) = line.split_once(" span ").expect("`... span <id> ...`");
+                outline.push(head.to_owned());
+            }
+        }
+        outline
     }
 }
 

@@ -2,15 +2,17 @@
 //!
 //! ```text
 //! trace 4bf92f3577b34da6a3ce929d0e0e4736
-//!   Producer "send orders" span 2ee4753455b53ac6 (root)                        |■■■■■■■■■■■■■■■■| 0.4 ms
-//!     Consumer "process orders" span c7324254b797bc47                          |       ■■■■■■■■■| 0.3 ms
-//!         link -> span 2ee4753455b53ac6
+//!   Producer "send orders" span 2ee47534 (root)                                  |■■■■■■■■■■|   0.4 ms
+//!     Consumer "process orders" [inventory] span c7324254                        |    ■■■■■■|   0.3 ms
+//!         error: out of stock
+//!         link -> span 2ee47534
 //! ```
 //!
-//! Each line holds a span: its kind, name, consumer group, id, whether it is a root (or its parent, when that is
-//! not the span it is drawn under), a bar placing it on the trace's own time axis, its duration and, when it
-//! failed, its status. Children are indented under their parent, in start order;
-//! links and (with [`TracePicture::attributes`]) attributes follow on lines of their own. Colour only on request
+//! Each line holds a span: its kind, name, consumer group, id (its first eight hex digits), whether it is a root
+//! (or its parent, when that is not the span it is drawn under), a bar placing it on the trace's own time axis
+//! and its duration. Children are indented under their parent, in start order; a failed span's error, its links
+//! and (with [`TracePicture::attributes`]) its attributes follow on lines of their own. Every line fits 100
+//! columns: a name too long for its line is shortened, never an id. Colour only on request
 //! ([`TracePicture::colour`]; [`print`] asks for it when standard output is a terminal). Needs the `print` feature.
 
 use std::fmt::Write as _;
@@ -20,11 +22,18 @@ use std::time::{Duration, SystemTime};
 use opentelemetry::trace::{SpanId, Status, TraceId};
 use opentelemetry_sdk::trace::SpanData;
 
+/// How wide a picture is: a terminal's 100 columns.
+const LINE_WIDTH: usize = 100;
 /// How wide the time axis is, in characters.
-const AXIS_WIDTH: usize = 16;
-/// How wide the part before the axis is: shorter heads are padded so the bars line up; longer ones push their
-/// bar right rather than lose their ids.
-const HEAD_WIDTH: usize = 76;
+const AXIS_WIDTH: usize = 10;
+/// How wide a duration is: "999.9 ms", "9999.9 s".
+const DURATION_WIDTH: usize = 8;
+/// How wide the part before the axis is: shorter heads are padded so the bars line up; in longer ones the span's
+/// name is shortened, never its id.
+const HEAD_WIDTH: usize = LINE_WIDTH - " |".len() - AXIS_WIDTH - "| ".len() - DURATION_WIDTH;
+/// How many hex digits of a span id the picture shows: like a short commit hash, enough to tell a trace's spans
+/// apart and to match a link to its span.
+const SHORT_ID: usize = 8;
 
 /// Draws finished spans (from the SDK's in-memory exporter, say) as trees: one line a span — its kind, name,
 /// consumer group, id, "root" or (when it is not the span drawn above) its parent, a bar placing it on the trace's
@@ -98,7 +107,7 @@ impl TracePicture {
         } else if span.parent_span_id == SpanId::INVALID {
             " (root)".to_owned()
         } else {
-            format!(" (parent {})", span.parent_span_id)
+            format!(" (parent {})", short_id(span.parent_span_id))
         };
         let group = span
             .attributes
@@ -107,33 +116,38 @@ impl TracePicture {
             .map(|group| format!(" [{}]", group.value))
             .unwrap_or_default();
         let kind = format!("{:?}", span.span_kind);
-        let head = format!("{kind} \"{}\"{group} span {}{parent}", span.name, span.span_context.span_id());
+        let id = short_id(span.span_context.span_id());
+        let around_name = indent + kind.len() + " \"".len() + "\"".len() + group.len() + " span ".len() + id.len();
+        let name = shortened(&span.name, HEAD_WIDTH.saturating_sub(around_name + parent.len()));
+        let head = format!("{kind} \"{name}\"{group} span {id}{parent}");
         let duration = span.end_time.duration_since(span.start_time).unwrap_or_default();
         let bar = axis.bar(span.start_time, span.end_time);
-        let status = match &span.status {
-            Status::Error { description } => format!(" error: {description}"),
-            _ => String::new(),
-        };
-        let (bar, status) = if self.colour {
-            (
-                format!("\x1b[36m{bar}\x1b[0m"),
-                if status.is_empty() { status } else { format!("\x1b[31m{status}\x1b[0m") },
-            )
-        } else {
-            (bar, status)
-        };
+        let bar = if self.colour { format!("\x1b[36m{bar}\x1b[0m") } else { bar };
         let pad = HEAD_WIDTH.saturating_sub(indent + head.chars().count());
         let _ = writeln!(
             out,
-            "{:indent$}{head}{:pad$} |{bar}| {:.1} ms{status}",
+            "{:indent$}{head}{:pad$} |{bar}| {:>width$}",
             "",
             "",
-            duration.as_secs_f64() * 1e3,
+            shown_duration(duration),
             indent = indent,
-            pad = pad
+            pad = pad,
+            width = DURATION_WIDTH
         );
+        if let Status::Error { description } = &span.status {
+            let line = format!("error: {description}");
+            let line = shortened(&line, LINE_WIDTH.saturating_sub(indent + 4));
+            let line = if self.colour { format!("\x1b[31m{line}\x1b[0m") } else { line };
+            let _ = writeln!(out, "{:indent$}{line}", "", indent = indent + 4);
+        }
         for link in &span.links.links {
-            let _ = writeln!(out, "{:indent$}link -> span {}", "", link.span_context.span_id(), indent = indent + 4);
+            let _ = writeln!(
+                out,
+                "{:indent$}link -> span {}",
+                "",
+                short_id(link.span_context.span_id()),
+                indent = indent + 4
+            );
         }
         if self.attributes {
             for attribute in &span.attributes {
@@ -146,6 +160,33 @@ impl TracePicture {
         for child in children {
             self.draw(out, child, in_trace, axis, depth + 1);
         }
+    }
+}
+
+/// The first [`SHORT_ID`] hex digits of `id`.
+fn short_id(id: SpanId) -> String {
+    let mut hex = id.to_string();
+    hex.truncate(SHORT_ID);
+    hex
+}
+
+/// `text` cut to `width` characters, its end replaced by "…" when it is cut.
+fn shortened(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// A duration in at most [`DURATION_WIDTH`] characters: milliseconds below ten seconds, seconds above.
+fn shown_duration(duration: Duration) -> String {
+    let millis = duration.as_secs_f64() * 1e3;
+    if millis < 10_000.0 {
+        format!("{millis:.1} ms")
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
     }
 }
 
@@ -186,17 +227,12 @@ mod tests {
     #[test]
     fn bars_place_spans_on_the_traces_own_axis() {
         let start = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
-        let axis = Axis { start, length: Duration::from_millis(16) };
-        assert_eq!(axis.bar(start, start + Duration::from_millis(16)), "■".repeat(16));
-        assert_eq!(axis.bar(start, start + Duration::from_millis(4)), format!("{}{}", "■".repeat(4), " ".repeat(12)));
-        assert_eq!(
-            axis.bar(start + Duration::from_millis(12), start + Duration::from_millis(16)),
-            format!("{}{}", " ".repeat(12), "■".repeat(4))
-        );
-        assert_eq!(
-            axis.bar(start + Duration::from_millis(16), start + Duration::from_millis(16)),
-            format!("{}■", " ".repeat(15))
-        );
+        let axis = Axis { start, length: Duration::from_millis(AXIS_WIDTH as u64) };
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(axis.bar(start, at(10)), "■".repeat(10));
+        assert_eq!(axis.bar(start, at(4)), format!("{}{}", "■".repeat(4), " ".repeat(6)));
+        assert_eq!(axis.bar(at(7), at(10)), format!("{}{}", " ".repeat(7), "■".repeat(3)));
+        assert_eq!(axis.bar(at(10), at(10)), format!("{}■", " ".repeat(9)));
     }
 
     fn span(id: u64, parent: u64, name: &'static str, from_ms: u64, to_ms: u64) -> SpanData {
@@ -205,12 +241,13 @@ mod tests {
         SpanData {
             span_context: SpanContext::new(
                 TraceId::from(7),
-                SpanId::from(id),
+                // Distinct in their first hex digits, which the picture shows.
+                SpanId::from(id << 32),
                 TraceFlags::SAMPLED,
                 false,
                 TraceState::default(),
             ),
-            parent_span_id: SpanId::from(parent),
+            parent_span_id: SpanId::from(parent << 32),
             parent_span_is_remote: false,
             span_kind: if parent == 0 { SpanKind::Producer } else { SpanKind::Consumer },
             name: name.into(),
@@ -237,14 +274,15 @@ mod tests {
             format!("{}{text}{}", " ".repeat(indent), " ".repeat(HEAD_WIDTH.saturating_sub(indent + text.len())))
         };
         let expected = format!(
-            "\ntrace 00000000000000000000000000000007\n{} |{}{}| 8.0 ms\n{} |{}{}| 8.0 ms error: out of stock\n{}\n{}\n",
-            head("Producer \"send orders\" span 0000000000000001 (root)", 2),
-            "■".repeat(8),
-            " ".repeat(8),
-            head("Consumer \"process orders\" [inventory] span 0000000000000002", 4),
-            " ".repeat(8),
-            "■".repeat(8),
-            "        link -> span 0000000000000001",
+            "\ntrace 00000000000000000000000000000007\n{} |{}{}|   8.0 ms\n{} |{}{}|   8.0 ms\n{}\n{}\n{}\n",
+            head("Producer \"send orders\" span 00000001 (root)", 2),
+            "■".repeat(5),
+            " ".repeat(5),
+            head("Consumer \"process orders\" [inventory] span 00000002", 4),
+            " ".repeat(5),
+            "■".repeat(5),
+            "        error: out of stock",
+            "        link -> span 00000001",
             "        messaging.consumer.group.name = inventory",
         );
         assert_eq!(picture, expected);
@@ -257,8 +295,30 @@ mod tests {
         // A consumer continuing a producer of another process: its parent was exported elsewhere.
         let consumer = span(2, 1, "process orders", 0, 8);
         let picture = TracePicture::new().render(&[consumer]);
-        let head = "Consumer \"process orders\" span 0000000000000002 (parent 0000000000000001)";
+        let head = "Consumer \"process orders\" span 00000002 (parent 00000001)";
         let line = picture.lines().nth(2).expect("the consumer's line");
         assert!(line.starts_with(&format!("  {head} ")), "{picture}");
+    }
+
+    #[test]
+    fn a_deep_tree_with_long_names_fits_a_hundred_columns_and_keeps_its_ids() {
+        let mut spans = vec![span(1, 0, "send orders.created", 0, 2)];
+        for depth in 2..=6 {
+            let mut child = span(depth, depth - 1, "process payments.processed.eu", 2, 12_000);
+            child.attributes.push(opentelemetry::KeyValue::new("messaging.consumer.group.name", "shipping-service"));
+            spans.push(child);
+        }
+        spans[5].status = Status::error("x".repeat(300));
+        let picture = TracePicture::new().render(&spans);
+        for line in picture.lines() {
+            assert!(line.chars().count() <= LINE_WIDTH, "{} columns: {line}", line.chars().count());
+        }
+        for depth in 1..=6_u64 {
+            assert!(picture.contains(&format!("span {:08x}", depth)), "span {depth}'s id:\n{picture}");
+        }
+        assert!(picture.contains("\"process payments.processed.eu\" [shipping-service]"));
+        assert!(picture.contains("…\" [shipping-service] span 00000006"), "shortened name, whole id:\n{picture}");
+        assert!(picture.contains("12.0 s\n"), "{picture}");
+        assert!(picture.contains("error: xxx"), "{picture}");
     }
 }
