@@ -95,6 +95,7 @@ say("- instructions and allocations per message: `scripts/instructions` (callgri
 say("- the timing matrix: `cargo bench -p tracehop --all-features --bench message_span` (criterion, medians);")
 say("- throughput through a broker: `cargo bench -p tracehop --all-features --bench throughput` (RabbitMQ when "
     "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
+say("- a message's cost while the collector is down: `cargo bench -p tracehop --all-features --bench outage`;")
 say("- hostile headers: `cargo bench -p tracehop --all-features --bench wire_limits`.")
 say("")
 say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
@@ -176,6 +177,20 @@ for context in ["missing", "malformed"]:
     say(f"| {context} context (new root) | {ns(get('tracehop'))} | {ns(get('glue'))} | "
         f"{ratio(get('tracehop'), get('glue'))} |")
 say(f"| floor: a new root span | {ns(times.get('context/floor/new-root'))} | | |")
+say("")
+
+# Outage
+say("## While the collector is down")
+say("")
+say("`#[traced_consumer]` with the batch span processor, exporting to an exporter that discards, over OTLP/HTTP to "
+    "a port where nothing listens, and to a collector that accepts connections and never answers "
+    "(`cargo bench --bench outage`; `tests/exporter_outage.rs` shows 20,000 messages handled in bounded memory).")
+say("")
+say("| export | median per message | vs working export |")
+say("|---|---:|---:|")
+working = times.get("outage/export works")
+for case in ["export works", "nothing listens", "collector never answers"]:
+    say(f"| {case} | {ns(times.get(f'outage/{case}'))} | {ratio(times.get(f'outage/{case}'), working)} |")
 say("")
 
 # Throughput

@@ -76,12 +76,15 @@ fn spans_reach_a_collector_and_a_collector_that_is_down_costs_no_result() {
     assert!(contains(&request.body, b"messaging.destination.name"));
     provider.shutdown().expect("shut down");
 
-    // Nothing listens on this port any more: export fails, the handler does not.
+    // Nothing listens on this port any more: export fails, the handler does not. Whether the flush reports the
+    // failure is the SDK's business (under load its flush can return `Ok` before the export is tried), so only
+    // the handler's result and a flush and shutdown that return are asserted; `exporter_outage.rs` holds the
+    // outage to thousands of messages.
     let closed = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let endpoint = format!("http://{}/v1/traces", closed.local_addr().unwrap());
     drop(closed);
     let provider = tracehop::otlp::install("orders-service", &endpoint).expect("the exporter builds");
     assert_eq!(publish_exported(8), Ok(8));
-    assert!(provider.force_flush().is_err(), "the failed export is reported to whoever flushes");
+    let _ = provider.force_flush();
     let _ = provider.shutdown();
 }
