@@ -423,34 +423,6 @@ fn on_order(message: &OwnedMessage) -> i64 {
 static PUBLISH: Handler = Handler::producer("kafka_clients::publish");
 static ON_ORDER_AS_MACRO: Handler = Handler::consumer("kafka_clients::on_order").group("billing");
 
-/// What a span is, relative to its producer span: everything but its own ids and times.
-#[derive(Debug, PartialEq)]
-struct Shape {
-    name: String,
-    kind: SpanKind,
-    parent_is_the_producer: bool,
-    links_to_the_producer: Vec<bool>,
-    status: Status,
-    attributes: Vec<(String, Value)>,
-}
-
-fn shape(span: &SpanData, producer: &SpanData) -> Shape {
-    Shape {
-        name: span.name.to_string(),
-        kind: span.span_kind.clone(),
-        parent_is_the_producer: span.parent_span_id == producer.span_context.span_id()
-            && span.span_context.trace_id() == producer.span_context.trace_id(),
-        links_to_the_producer: span
-            .links
-            .links
-            .iter()
-            .map(|link| link.span_context.span_id() == producer.span_context.span_id())
-            .collect(),
-        status: span.status.clone(),
-        attributes: attributes(span),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
     suite::spans();
@@ -502,7 +474,7 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
     let producer_shape = |span: &SpanData| {
         assert_eq!(span.parent_span_id, request_span.span_id());
         assert_eq!(span.span_context.trace_id(), request_span.trace_id());
-        shape(span, span)
+        suite::shape(span, span)
     };
     let mut expected_client_producer = producer_shape(&macro_producer);
     // The client also waits for the delivery report: the same span, plus where the record landed.
@@ -516,7 +488,7 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
     for (offset, producer) in [(0, &macro_producer), (1, &client_producer)] {
         let consumers = at_offset(SpanKind::Consumer, offset);
         assert_eq!(consumers.len(), 2, "the macro's and the adapter's: {consumers:#?}");
-        let (by_macro, by_client) = (shape(&consumers[0], producer), shape(&consumers[1], producer));
+        let (by_macro, by_client) = (suite::shape(&consumers[0], producer), suite::shape(&consumers[1], producer));
         assert_eq!(by_macro, by_client, "offset {offset}");
         assert!(by_macro.parent_is_the_producer && by_macro.links_to_the_producer == vec![true], "{by_macro:#?}");
         assert_eq!(

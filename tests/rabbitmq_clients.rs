@@ -270,34 +270,6 @@ async fn reserve(delivery: &Delivery) -> Result<bool, lapin::Error> {
 static PUBLISH: Handler = Handler::producer("rabbitmq_clients::publish");
 static RESERVE_AS_MACRO: Handler = Handler::consumer("rabbitmq_clients::reserve").group("inventory");
 
-/// What a span is, relative to its producer span: everything but its own ids and times.
-#[derive(Debug, PartialEq)]
-struct Shape {
-    name: String,
-    kind: SpanKind,
-    parent_is_the_producer: bool,
-    links_to_the_producer: Vec<bool>,
-    status: Status,
-    attributes: Vec<(String, Value)>,
-}
-
-fn shape(span: &SpanData, producer: &SpanData) -> Shape {
-    Shape {
-        name: span.name.to_string(),
-        kind: span.span_kind.clone(),
-        parent_is_the_producer: span.parent_span_id == producer.span_context.span_id()
-            && span.span_context.trace_id() == producer.span_context.trace_id(),
-        links_to_the_producer: span
-            .links
-            .links
-            .iter()
-            .map(|link| link.span_context.span_id() == producer.span_context.span_id())
-            .collect(),
-        status: span.status.clone(),
-        attributes: attributes(span),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
 async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
@@ -337,12 +309,12 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
     assert_eq!(spans.len(), 6, "{spans:#?}");
     let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
     let request_span = request.span().span_context().clone();
-    let producer_shapes: Vec<Shape> = producers
+    let producer_shapes: Vec<suite::Shape> = producers
         .iter()
         .map(|span| {
             assert_eq!(span.parent_span_id, request_span.span_id());
             assert_eq!(span.span_context.trace_id(), request_span.trace_id());
-            shape(span, span)
+            suite::shape(span, span)
         })
         .collect();
     assert_eq!(producer_shapes[0], producer_shapes[1]);
@@ -351,7 +323,7 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
         let consumers: Vec<&SpanData> =
             spans.iter().filter(|span| span.parent_span_id == producer.span_context.span_id()).collect();
         assert_eq!(consumers.len(), 2, "the macro's and the adapter's: {consumers:#?}");
-        let (first, second) = (shape(consumers[0], producer), shape(consumers[1], producer));
+        let (first, second) = (suite::shape(consumers[0], producer), suite::shape(consumers[1], producer));
         assert_eq!(first, second);
         assert_eq!(first.kind, SpanKind::Consumer);
         assert!(first.parent_is_the_producer && first.links_to_the_producer == vec![true], "{first:#?}");

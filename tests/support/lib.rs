@@ -207,6 +207,42 @@ pub fn handlings_of(spans: &[SpanData], producer: &SpanData) -> Vec<SpanData> {
         .collect()
 }
 
+/// What a span is, relative to its producer span: everything but its own ids and times. Two ways of tracing
+/// the same message (a macro and a client wrapper) must give spans of the same shape.
+#[derive(Debug, PartialEq)]
+pub struct Shape {
+    /// The span's name.
+    pub name: String,
+    /// The span's kind.
+    pub kind: opentelemetry::trace::SpanKind,
+    /// Whether its parent is the producer span, in the producer's trace.
+    pub parent_is_the_producer: bool,
+    /// For each link, whether it points at the producer span.
+    pub links_to_the_producer: Vec<bool>,
+    /// The span's status.
+    pub status: opentelemetry::trace::Status,
+    /// Its attributes, sorted ([`attributes`]).
+    pub attributes: Vec<(String, Value)>,
+}
+
+/// The [`Shape`] of `span` relative to `producer`.
+pub fn shape(span: &SpanData, producer: &SpanData) -> Shape {
+    Shape {
+        name: span.name.to_string(),
+        kind: span.span_kind.clone(),
+        parent_is_the_producer: span.parent_span_id == producer.span_context.span_id()
+            && span.span_context.trace_id() == producer.span_context.trace_id(),
+        links_to_the_producer: span
+            .links
+            .links
+            .iter()
+            .map(|link| link.span_context.span_id() == producer.span_context.span_id())
+            .collect(),
+        status: span.status.clone(),
+        attributes: attributes(span),
+    }
+}
+
 /// The producer span's ids, as a consumer should see them as parent.
 pub fn ids(span: &SpanData) -> (TraceId, SpanId) {
     (span.span_context.trace_id(), span.span_context.span_id())
