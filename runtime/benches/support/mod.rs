@@ -187,6 +187,19 @@ where
     context.span().end();
 }
 
+/// The seven attributes tracehop records for the benches' published record.
+fn producer_attributes() -> [KeyValue; 7] {
+    [
+        KeyValue::new("messaging.system", "kafka"),
+        KeyValue::new("messaging.operation.type", "send"),
+        KeyValue::new("messaging.operation.name", "send"),
+        KeyValue::new("messaging.destination.name", "orders"),
+        KeyValue::new("code.function.name", "bench::publish"),
+        KeyValue::new("messaging.kafka.message.key", "order-7"),
+        KeyValue::new("messaging.message.body.size", 8_i64),
+    ]
+}
+
 /// The producer's floor: OpenTelemetry's own PRODUCER span with the attributes tracehop records for the record,
 /// and its `traceparent` written into the record's headers directly, with no propagator.
 pub fn sdk_producer_floor<T>(tracer: &T)
@@ -198,15 +211,7 @@ where
     let span = tracer
         .span_builder("send orders")
         .with_kind(SpanKind::Producer)
-        .with_attributes([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "send"),
-            KeyValue::new("messaging.operation.name", "send"),
-            KeyValue::new("messaging.destination.name", "orders"),
-            KeyValue::new("code.function.name", "bench::publish"),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
-        ])
+        .with_attributes(producer_attributes())
         .start(tracer);
     let context = Context::current_with_span(span);
     let span_context = context.span().span_context().clone();
@@ -339,15 +344,7 @@ pub fn hand_written_producer() {
     let span = tracer
         .span_builder("send orders")
         .with_kind(SpanKind::Producer)
-        .with_attributes([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "send"),
-            KeyValue::new("messaging.operation.name", "send"),
-            KeyValue::new("messaging.destination.name", "orders"),
-            KeyValue::new("code.function.name", "bench::publish"),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
-        ])
+        .with_attributes(producer_attributes())
         .start(&tracer);
     let context = Context::current_with_span(span);
     let mut map = HashMap::new();
