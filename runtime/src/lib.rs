@@ -79,15 +79,19 @@
 
 mod attributes;
 pub mod brokers;
+mod capture;
 mod carrier;
 pub mod clients;
+mod delivery;
 mod handler;
 #[cfg(feature = "tracing")]
 mod handler_events;
+pub mod metrics;
 mod outcome;
 #[cfg(feature = "print")]
 mod picture;
 mod settings;
+mod settle;
 mod setup;
 mod span;
 #[cfg(feature = "otlp")]
@@ -103,9 +107,13 @@ pub use brokers::rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use brokers::MessagingSystem;
+pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
+};
+pub use delivery::{
+    AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE, DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE,
 };
 pub use handler::{Handler, ParentPolicy, Role};
 #[cfg(feature = "tracing")]
@@ -117,6 +125,7 @@ pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
     DEFAULT_MAX_LINKS_PER_SPAN,
 };
+pub use settle::{Settle, Settlement};
 pub use setup::install_propagator;
 pub use span::{
     inject_creation_context, Instrumented, MessageParameter, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
