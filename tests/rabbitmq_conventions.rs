@@ -123,11 +123,11 @@ async fn a_nacked_message_comes_back_redelivered_and_each_settle_is_a_span() {
     publish_plain(&channel, &queue, b"retry", BasicProperties::default().with_message_id("m-1".into())).await;
 
     let first = next_delivery(&channel, &queue).await;
-    assert_eq!(settle_inside(&first).await.expect("nacked"), true);
+    assert!(settle_inside(&first).await.expect("nacked"));
     let again = next_delivery(&channel, &queue).await;
     assert!(again.redelivered);
     // Acknowledged outside a handler: the settle span is a root of its own.
-    assert_eq!(tracehop::clients::rabbitmq::ack(&again, BasicAckOptions::default()).await.expect("acked"), true);
+    assert!(tracehop::clients::rabbitmq::ack(&again, BasicAckOptions::default()).await.expect("acked"));
     assert_eq!(reserve(&again).await, Ok(5));
 
     let spans = spans_routed_to(&queue);
