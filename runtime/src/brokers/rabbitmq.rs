@@ -6,10 +6,10 @@
 //! `messaging.rabbitmq.destination.routing_key` when not empty, `messaging.rabbitmq.message.delivery_tag`,
 //! `messaging.message.id` and `messaging.message.conversation_id` (the AMQP `message-id` and `correlation-id`
 //! properties) when set, and `messaging.message.body.size`. A delivery's consumer span also says whether it is a
-//! redelivery ([`REDELIVERED_ATTRIBUTE`](crate::REDELIVERED_ATTRIBUTE), when RabbitMQ set the `redelivered`
-//! flag), how many times a quorum queue delivered it before ([`DELIVERY_COUNT_ATTRIBUTE`](crate::DELIVERY_COUNT_ATTRIBUTE),
+//! redelivery ([`REDELIVERED_ATTRIBUTE`], when RabbitMQ set the `redelivered`
+//! flag), how many times a quorum queue delivered it before ([`DELIVERY_COUNT_ATTRIBUTE`],
 //! from `x-delivery-count`) and how many times it was dead-lettered
-//! ([`DEATH_COUNT_ATTRIBUTE`](crate::DEATH_COUNT_ATTRIBUTE), from `x-death`).
+//! ([`DEATH_COUNT_ATTRIBUTE`], from `x-death`).
 //!
 //! AMQP headers arrive as long strings, short strings or byte arrays depending on the publishing client; each
 //! is read as bytes. A trace header of any other AMQP type is unreadable: the consumer starts a new trace that

@@ -470,7 +470,7 @@ impl ConsumerTracing {
 }
 
 /// Commits the offset after `message` (so the group resumes past it), in a settle span
-/// ([`Settle`](crate::Settle): kind CLIENT, `messaging.operation.type = settle`, `messaging.operation.name =
+/// ([`Settle`]: kind CLIENT, `messaging.operation.type = settle`, `messaging.operation.name =
 /// commit`, a child of the current context). The commit is the one you ask for, with your `mode`; its error is
 /// returned unchanged and recorded on the span.
 ///
