@@ -118,6 +118,17 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     if options.replay.is_some() {
         handler.extend(quote!(.replay()));
     }
+    if !options.capture_headers.is_empty() {
+        let patterns = &options.capture_headers;
+        handler.extend(quote!(.capture_headers(&[#(#patterns),*])));
+    }
+    if !options.exclude_headers.is_empty() {
+        let patterns = &options.exclude_headers;
+        handler.extend(quote!(.exclude_headers(&[#(#patterns),*])));
+    }
+    if let Some(header) = &options.attempt_header {
+        handler.extend(quote!(.attempt_header(#header)));
+    }
     if let Some((Destination::Fixed(routing_key), _)) = &options.routing_key {
         handler.extend(quote!(.routing_key(#routing_key)));
     }

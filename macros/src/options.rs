@@ -25,9 +25,20 @@ impl Role {
 
     fn options(self) -> &'static [&'static str] {
         match self {
-            Role::Consumer => {
-                &["message", "system", "destination", "group", "name", "parent", "replay", "attributes", "crate"]
-            }
+            Role::Consumer => &[
+                "message",
+                "system",
+                "destination",
+                "group",
+                "name",
+                "parent",
+                "replay",
+                "attributes",
+                "capture_headers",
+                "exclude_headers",
+                "attempt_header",
+                "crate",
+            ],
             Role::Producer => &["record", "system", "destination", "routing_key", "name", "attributes", "crate"],
         }
     }
@@ -55,6 +66,9 @@ fn example(option: &str) -> &'static str {
         "message" => "message = delivery",
         "record" => "record = properties",
         "crate" => "crate = \"::my_tracehop\"",
+        "capture_headers" => "capture_headers(\"x-tenant\", \"x-request-*\")",
+        "exclude_headers" => "exclude_headers(\"x-internal-*\")",
+        "attempt_header" => "attempt_header = \"x-retry-count\"",
         _ => "attributes(app.order.id = order.id)",
     }
 }
@@ -69,6 +83,12 @@ pub(crate) struct Options {
     pub(crate) attributes: Vec<UserAttribute>,
     pub(crate) parent: Option<(Parent, LitStr)>,
     pub(crate) replay: Option<Ident>,
+    /// `capture_headers("x-tenant", "x-*")`: header names or patterns recorded as `messaging.header.<name>`.
+    pub(crate) capture_headers: Vec<LitStr>,
+    /// `exclude_headers("x-internal-*")`: header names or patterns never recorded.
+    pub(crate) exclude_headers: Vec<LitStr>,
+    /// `attempt_header = "x-retry-count"`: the header holding the message's attempt number.
+    pub(crate) attempt_header: Option<LitStr>,
     /// `message = name` (consumers) or `record = name` (producers): the parameter tracehop reads or writes, for
     /// types it does not know by name.
     pub(crate) parameter: Option<Ident>,
@@ -115,6 +135,21 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
             if role.options().contains(&"attributes") {
                 options.attributes.extend(attributes);
             }
+        } else if name == "capture_headers" || name == "exclude_headers" {
+            if !input.peek(syn::token::Paren) {
+                return Err(input.error(format!("`{name}` takes a list in parentheses: `{}`", example(&name))));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            if content.is_empty() {
+                errors.at(&key, format!("`{name}` needs at least one header name: `{}`", example(&name)));
+            }
+            let patterns = parse_header_patterns(&content, &name, errors)?;
+            match (role, name.as_str()) {
+                (Role::Consumer, "capture_headers") => options.capture_headers = patterns,
+                (Role::Consumer, _) => options.exclude_headers = patterns,
+                (Role::Producer, _) => unknown_option(role, &key, errors),
+            }
         } else if name == "replay" && !input.peek(Token![=]) {
             match role {
                 Role::Consumer => options.replay = Some(key.clone()),
@@ -143,6 +178,10 @@ fn parse_options(role: Role, input: ParseStream<'_>, options: &mut Options, erro
                 "message" if role == Role::Consumer => options.parameter = parameter_name(&value, "message", errors),
                 "record" if role == Role::Producer => options.parameter = parameter_name(&value, "record", errors),
                 "crate" => options.crate_path = crate_path(&value, errors),
+                "attempt_header" if role == Role::Consumer => {
+                    options.attempt_header = string_literal(&value, "attempt_header", errors)
+                        .filter(|literal| header_name(literal, "attempt_header", false, errors))
+                }
                 "replay" if role == Role::Consumer => match &value {
                     Expr::Lit(ExprLit { lit: Lit::Bool(flag), .. }) => {
                         if flag.value {
@@ -177,6 +216,11 @@ fn unknown_option(role: Role, key: &Ident, errors: &mut Errors) {
         None if name == "parent" || name == "replay" => format!(
             "`{name}` is an option of #[traced_consumer] only: it says how a handler treats the context it \
              receives; #[{}] takes {known_list}",
+            role.attribute()
+        ),
+        None if ["capture_headers", "exclude_headers", "attempt_header"].contains(&name.as_str()) => format!(
+            "`{name}` is an option of #[traced_consumer] only: it reads the headers of a consumed message; \
+             #[{}] takes {known_list}",
             role.attribute()
         ),
         None if name == "group" => format!(
@@ -267,6 +311,52 @@ fn string_literal(value: &Expr, option: &str, errors: &mut Errors) -> Option<Lit
             errors.at(other, format!("`{option}` takes a string literal, for example `{}`", example(option)));
             None
         }
+    }
+}
+
+/// `"pattern", ...`: the header names or patterns of `capture_headers(...)` or `exclude_headers(...)`.
+fn parse_header_patterns(input: ParseStream<'_>, option: &str, errors: &mut Errors) -> syn::Result<Vec<LitStr>> {
+    let mut patterns: Vec<LitStr> = Vec::new();
+    while !input.is_empty() {
+        let value: Expr = input.parse()?;
+        if let Some(literal) = string_literal(&value, option, errors) {
+            if header_name(&literal, option, true, errors) {
+                if patterns.iter().any(|pattern| pattern.value().eq_ignore_ascii_case(&literal.value())) {
+                    errors.at(&literal, format!("header `{}` is given twice; keep one", literal.value()));
+                }
+                patterns.push(literal);
+            }
+        }
+        if !input.is_empty() {
+            input.parse::<Token![,]>()?;
+        }
+    }
+    Ok(patterns)
+}
+
+/// Whether `literal` is a header name (a pattern, when `wildcards`), reporting it at the literal when not.
+fn header_name(literal: &LitStr, option: &str, wildcards: bool, errors: &mut Errors) -> bool {
+    let name = literal.value();
+    if name.is_empty() {
+        errors.at(literal, format!("a header name cannot be empty; for example `{}`", example(option)));
+        return false;
+    }
+    let problem = {
+        name.chars()
+            .find(|&character| {
+                !(character.is_ascii_graphic() && character != '"') || (!wildcards && matches!(character, '*' | '?'))
+            })
+            .map(|character| match character {
+                '*' | '?' => format!("`{option}` names one header: `{character}` is no wildcard here"),
+                other => format!("`{}` cannot be part of a header name", other.escape_default()),
+            })
+    };
+    match problem {
+        Some(problem) => {
+            errors.at(literal, format!("`{name}` is not a header name: {problem}; for example `{}`", example(option)));
+            false
+        }
+        None => true,
     }
 }
 

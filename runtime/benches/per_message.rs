@@ -52,7 +52,12 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Every case: its name and what it does per message. `-sampled` cases run under an always-on (parent-based)
 /// sampler with a sampled parent; `-unsampled` ones with an unsampled parent, or, for producers, a sampler that
 /// drops them.
-const CASES: [&str; 16] = [
+///
+/// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
+/// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
+/// last, because the provider stays installed for the cases after them. Built without the `metrics` feature, they
+/// measure what the same process costs when tracehop records no metrics.
+const CASES: [&str; 20] = [
     "consumer-sampled",
     "consumer-unsampled",
     "floor-sampled",
@@ -69,12 +74,21 @@ const CASES: [&str; 16] = [
     "producer-floor-unsampled",
     "extraction-sampled",
     "upstream-extraction-sampled",
+    "consumer-metered-sampled",
+    "consumer-metered-unsampled",
+    "producer-metered-sampled",
+    "producer-metered-unsampled",
 ];
 
 /// Runs `case` `iterations` times.
 fn run(case: &str, iterations: usize) {
     let sampled = case.ends_with("-sampled");
     let path = case.trim_end_matches("-sampled").trim_end_matches("-unsampled");
+    let metered = path.ends_with("-metered");
+    let path = path.trim_end_matches("-metered");
+    if metered {
+        install_meter_provider();
+    }
     // Producers have no parent to follow: "unsampled" is a sampler that drops them.
     let sampler = if path.starts_with("producer") && !sampled {
         Sampler::AlwaysOff
@@ -105,6 +119,18 @@ fn run(case: &str, iterations: usize) {
             _ => panic!("unknown case {case}; cases: {CASES:?}"),
         }
     }
+}
+
+/// An SDK meter provider on the global, once: what a service exporting metrics has.
+fn install_meter_provider() {
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let reader = PeriodicReader::builder(InMemoryMetricExporter::default())
+            .with_interval(std::time::Duration::from_secs(3600))
+            .build();
+        global::set_meter_provider(SdkMeterProvider::builder().with_reader(reader).build());
+    });
 }
 
 fn main() {

@@ -56,6 +56,11 @@ impl SpanAttributes {
         self.entries.push(KeyValue::new(Key::from_static_str(key), value));
     }
 
+    /// Adds attributes whose keys are made at run time (captured headers' names).
+    pub(crate) fn extend(&mut self, attributes: Vec<KeyValue>) {
+        self.entries.extend(attributes);
+    }
+
     /// How many attributes were added.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -82,7 +87,7 @@ thread_local! {
 
 /// `value` as a shared string: the one this thread kept when it recurs, otherwise a new one that replaces the
 /// least recently used.
-fn recurring(value: &str) -> StringValue {
+pub(crate) fn recurring(value: &str) -> StringValue {
     RECURRING.with_borrow_mut(|kept| {
         if let Some(at) = kept.iter().position(|string| string.as_deref() == Some(value)) {
             // Most recent first, so the oldest is the one replaced.

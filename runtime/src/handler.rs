@@ -82,6 +82,9 @@ pub struct Handler {
     span_name: Option<&'static str>,
     parent: Option<ParentPolicy>,
     replay: bool,
+    captured_headers: &'static [&'static str],
+    excluded_headers: &'static [&'static str],
+    attempt_header: Option<&'static str>,
     reported_missing_injection: AtomicBool,
 }
 
@@ -107,6 +110,9 @@ impl Handler {
             span_name: None,
             parent: None,
             replay: false,
+            captured_headers: &[],
+            excluded_headers: &[],
+            attempt_header: None,
             reported_missing_injection: AtomicBool::new(false),
         }
     }
@@ -149,6 +155,50 @@ impl Handler {
     /// message's own time as `tracehop.replay.original_time_ms`.
     pub const fn replay(mut self) -> Self {
         self.replay = true;
+        self
+    }
+
+    /// Headers to record on this handler's consumer spans as `messaging.header.<name>` string arrays, beside
+    /// the process-wide ones ([`set_captured_headers`](crate::set_captured_headers)). Each is a header name or
+    /// a pattern with `*` (any run of characters) and `?` (one character), matched without regard to ASCII case.
+    /// Trace headers and headers whose names suggest a secret ([`is_protected_header`](crate::is_protected_header))
+    /// are recorded only when a pattern names them exactly. `#[traced_consumer(capture_headers("x-tenant", "x-*"))]`
+    /// in the macros.
+    ///
+    /// Capturing headers copies their values into every recorded span: a broad pattern (`"*"`, `"x-*"`) can
+    /// expose secrets a producer put in a header under an unexpected name. Name the headers you need.
+    ///
+    /// ```
+    /// use tracehop::Handler;
+    ///
+    /// static ON_ORDER: Handler = Handler::consumer("inventory::on_order")
+    ///     .capture_headers(&["x-tenant", "x-region-*"])
+    ///     .exclude_headers(&["x-region-internal"]);
+    /// ```
+    pub const fn capture_headers(mut self, patterns: &'static [&'static str]) -> Self {
+        self.captured_headers = patterns;
+        self
+    }
+
+    /// Headers never to record, whatever [`Handler::capture_headers`] or the process-wide list says: names or
+    /// patterns, as there. An exclusion always wins. `exclude_headers("x-internal-*")` in the macros.
+    pub const fn exclude_headers(mut self, patterns: &'static [&'static str]) -> Self {
+        self.excluded_headers = patterns;
+        self
+    }
+
+    /// The header carrying how many times the message was attempted before (a retry counter your producers or
+    /// retry topics write), recorded on the consumer span as
+    /// [`tracehop.message.attempt`](crate::ATTEMPT_ATTRIBUTE) when its value is a whole number: decimal text, or
+    /// a 4- or 8-byte big-endian integer. `attempt_header = "x-retry-count"` in the macros.
+    ///
+    /// ```
+    /// use tracehop::Handler;
+    ///
+    /// static ON_ORDER: Handler = Handler::consumer("inventory::on_order").attempt_header("x-retry-count");
+    /// ```
+    pub const fn attempt_header(mut self, header: &'static str) -> Self {
+        self.attempt_header = Some(header);
         self
     }
 
@@ -197,6 +247,18 @@ impl Handler {
 
     pub(crate) const fn configured_routing_key(&self) -> Option<&'static str> {
         self.routing_key
+    }
+
+    pub(crate) const fn captured_headers(&self) -> &'static [&'static str] {
+        self.captured_headers
+    }
+
+    pub(crate) const fn excluded_headers(&self) -> &'static [&'static str] {
+        self.excluded_headers
+    }
+
+    pub(crate) const fn configured_attempt_header(&self) -> Option<&'static str> {
+        self.attempt_header
     }
 
     pub(crate) const fn configured_span_name(&self) -> Option<&'static str> {

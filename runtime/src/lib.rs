@@ -53,7 +53,9 @@
 //! [`PublishedMessage`]), `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
 //! `name = "span name"` and `attributes(app.key = expr, ...)`. `#[traced_consumer]` also takes
 //! `group = "consumer-group"`, `parent = "continue" | "link" | "none"` ([`ParentPolicy`]) and `replay`
-//! ([`Handler::replay`]); `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ). With tracehop renamed
+//! ([`Handler::replay`]), `capture_headers("x-tenant", "x-*")` and `exclude_headers(...)`
+//! ([`Handler::capture_headers`]) and `attempt_header = "x-retry-count"` ([`Handler::attempt_header`]);
+//! `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ). With tracehop renamed
 //! in Cargo.toml, `crate = "::th"` tells the expansion where to find it.
 //!
 //! ## Batches
@@ -66,6 +68,12 @@
 //! producers (`clients::kafka::TracedFutureProducer`, `clients::rabbitmq::TracedChannel`) and consumers
 //! ([`clients::ConsumerTracing`]) that give them the same spans, through the same functions.
 //!
+//! ## Beyond spans
+//! The messaging metrics ([`metrics`], feature `metrics`), settle spans around acknowledgements and commits
+//! ([`Settle`], and the broker helpers in [`clients`]), captured headers ([`set_captured_headers`]), and on
+//! consumer spans the message's redelivery, attempt and age ([`REDELIVERED_ATTRIBUTE`], [`ATTEMPT_ATTRIBUTE`],
+//! [`AGE_ATTRIBUTE`], ...).
+//!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
@@ -75,19 +83,25 @@
 //!   overrides the variables in code. Also [`otlp::install`], the older HTTP-only set-up.
 //! - `print`: `TracePicture` and `print_traces`, finished spans drawn as trees for a terminal or a test.
 //! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
+//! - `metrics`: the messaging metrics on the global meter provider ([`metrics`]); off by default, since it costs
+//!   about 1,250 instructions per message even when no meter provider is installed.
 #![warn(missing_docs)]
 
 mod attributes;
 pub mod brokers;
+mod capture;
 mod carrier;
 pub mod clients;
+mod delivery;
 mod handler;
 #[cfg(feature = "tracing")]
 mod handler_events;
+pub mod metrics;
 mod outcome;
 #[cfg(feature = "print")]
 mod picture;
 mod settings;
+mod settle;
 mod setup;
 mod span;
 #[cfg(feature = "otlp")]
@@ -103,9 +117,13 @@ pub use brokers::rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use brokers::MessagingSystem;
+pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
+};
+pub use delivery::{
+    AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE, DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE,
 };
 pub use handler::{Handler, ParentPolicy, Role};
 #[cfg(feature = "tracing")]
@@ -117,6 +135,7 @@ pub use settings::{
     default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
     DEFAULT_MAX_LINKS_PER_SPAN,
 };
+pub use settle::{Settle, Settlement};
 pub use setup::install_propagator;
 pub use span::{
     inject_creation_context, Instrumented, MessageParameter, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
@@ -133,8 +152,9 @@ pub use telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryEr
 /// sync or `async`, a free function or a method, generic, and return anything; its result is passed through.
 ///
 /// Options: `group = "..."`, `destination = "..."` or `= expr`, `name = "..."`, `system = "kafka" | "rabbitmq"`,
-/// `parent = "continue" | "link" | "none"` ([`ParentPolicy`]), `replay` ([`Handler::replay`]) and
-/// `attributes(app.key = expr, ...)`.
+/// `parent = "continue" | "link" | "none"` ([`ParentPolicy`]), `replay` ([`Handler::replay`]),
+/// `capture_headers("x-tenant", "x-*")` and `exclude_headers("x-internal-*")` ([`Handler::capture_headers`]),
+/// `attempt_header = "x-retry-count"` ([`Handler::attempt_header`]) and `attributes(app.key = expr, ...)`.
 ///
 /// ```no_run
 /// # #[cfg(feature = "kafka")] mod example {

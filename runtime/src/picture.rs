@@ -112,7 +112,9 @@ impl TracePicture {
         let group = span
             .attributes
             .iter()
-            .find(|attribute| attribute.key.as_str() == "messaging.consumer.group.name")
+            .find(|attribute| {
+                attribute.key.as_str() == opentelemetry_semantic_conventions::attribute::MESSAGING_CONSUMER_GROUP_NAME
+            })
             .map(|group| format!(" [{}]", group.value))
             .unwrap_or_default();
         let kind = format!("{:?}", span.span_kind);

@@ -50,10 +50,15 @@ pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes.iter().find(|attribute| attribute.key.as_str() == key).map(|attribute| attribute.value.clone())
 }
 
-/// The attributes of `span`, sorted by key, as `(key, value)` pairs for exact comparison.
+/// The attributes of `span`, sorted by key, as `(key, value)` pairs for exact comparison; all but the message's age
+/// ([`tracehop::AGE_ATTRIBUTE`]), which depends on the clock: tests of it read it with [`attribute`].
 pub fn attributes(span: &SpanData) -> Vec<(String, Value)> {
-    let mut pairs: Vec<(String, Value)> =
-        span.attributes.iter().map(|KeyValue { key, value, .. }| (key.to_string(), value.clone())).collect();
+    let mut pairs: Vec<(String, Value)> = span
+        .attributes
+        .iter()
+        .filter(|attribute| attribute.key.as_str() != tracehop::AGE_ATTRIBUTE)
+        .map(|KeyValue { key, value, .. }| (key.to_string(), value.clone()))
+        .collect();
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
     pairs
 }
@@ -430,4 +435,89 @@ pub fn raw_headers(headers: &OwnedHeaders) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
 /// the `rd_kafka_headers_t` pointer.
 fn native_headers(headers: &OwnedHeaders) -> *const rdkafka::bindings::rd_kafka_headers_t {
     headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *const rdkafka::bindings::rd_kafka_headers_t
+}
+
+/// The in-memory exporter behind the global meter provider of this test process, installed once. Read what it
+/// holds with [`metric_points`], which flushes first.
+pub fn metrics(
+) -> &'static (opentelemetry_sdk::metrics::SdkMeterProvider, opentelemetry_sdk::metrics::InMemoryMetricExporter) {
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    static METRICS: OnceLock<(SdkMeterProvider, InMemoryMetricExporter)> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let exporter = InMemoryMetricExporter::default();
+        let provider =
+            SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+        global::set_meter_provider(provider.clone());
+        (provider, exporter)
+    })
+}
+
+/// What a test asserts of one data point of a metric.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricPoint {
+    /// The metric's name.
+    pub name: String,
+    /// Its unit.
+    pub unit: String,
+    /// `"histogram"` or `"counter"` (a monotonic sum), or what else it is.
+    pub kind: &'static str,
+    /// The point's attributes, sorted by key.
+    pub attributes: Vec<(String, Value)>,
+    /// A histogram's bucket boundaries; empty for a counter.
+    pub bounds: Vec<f64>,
+    /// A histogram's count of measurements; a counter's value.
+    pub count: u64,
+}
+
+/// Every data point of metric `name` whose `messaging.destination.name` is `destination`, as of now (a flush, then
+/// the latest export: cumulative, so it holds every measurement so far).
+pub fn metric_points(name: &str, destination: &str) -> Vec<MetricPoint> {
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    let (provider, exporter) = metrics();
+    provider.force_flush().expect("the meter provider flushes");
+    let exported = exporter.get_finished_metrics().expect("the in-memory exporter is not shut down");
+    let Some(latest) = exported.last() else { return Vec::new() };
+    let destination = Value::from(destination.to_owned());
+    let mut points = Vec::new();
+    let sorted = |attributes: Vec<(String, Value)>| {
+        let mut attributes = attributes;
+        attributes.sort_by(|a, b| a.0.cmp(&b.0));
+        attributes
+    };
+    let pairs = |attributes: &mut dyn Iterator<Item = &KeyValue>| {
+        sorted(attributes.map(|KeyValue { key, value, .. }| (key.to_string(), value.clone())).collect())
+    };
+    for metric in latest.scope_metrics().flat_map(|scope| scope.metrics()).filter(|metric| metric.name() == name) {
+        let point = |kind, attributes: Vec<(String, Value)>, bounds: Vec<f64>, count| MetricPoint {
+            name: metric.name().to_owned(),
+            unit: metric.unit().to_owned(),
+            kind,
+            attributes,
+            bounds,
+            count,
+        };
+        match metric.data() {
+            AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+                for data in histogram.data_points() {
+                    points.push(point(
+                        "histogram",
+                        pairs(&mut data.attributes()),
+                        data.bounds().collect(),
+                        data.count(),
+                    ));
+                }
+            }
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                let kind = if sum.is_monotonic() { "counter" } else { "up-down counter" };
+                for data in sum.data_points() {
+                    points.push(point(kind, pairs(&mut data.attributes()), Vec::new(), data.value()));
+                }
+            }
+            other => panic!("metric {name} has unexpected data {other:?}"),
+        }
+    }
+    points.retain(|point| {
+        point.attributes.iter().any(|(key, value)| key == "messaging.destination.name" && *value == destination)
+    });
+    points
 }

@@ -5,7 +5,11 @@
 //! for the default exchange, as the conventions say; span names call it `amq.default`),
 //! `messaging.rabbitmq.destination.routing_key` when not empty, `messaging.rabbitmq.message.delivery_tag`,
 //! `messaging.message.id` and `messaging.message.conversation_id` (the AMQP `message-id` and `correlation-id`
-//! properties) when set, and `messaging.message.body.size`.
+//! properties) when set, and `messaging.message.body.size`. A delivery's consumer span also says whether it is a
+//! redelivery ([`REDELIVERED_ATTRIBUTE`], when RabbitMQ set the `redelivered`
+//! flag), how many times a quorum queue delivered it before ([`DELIVERY_COUNT_ATTRIBUTE`],
+//! from `x-delivery-count`) and how many times it was dead-lettered
+//! ([`DEATH_COUNT_ATTRIBUTE`], from `x-death`).
 //!
 //! AMQP headers arrive as long strings, short strings or byte arrays depending on the publishing client; each
 //! is read as bytes. A trace header of any other AMQP type is unreadable: the consumer starts a new trace that
@@ -20,6 +24,12 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
+use crate::delivery::{whole_number, DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
+
+/// The header a quorum queue counts a message's earlier deliveries in.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+/// The header RabbitMQ lists a message's dead-letterings in: one table per queue and reason, each with a `count`.
+const DEATH_HEADER: &str = "x-death";
 
 /// The bytes of an AMQP header value, for the types clients use for strings.
 fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
@@ -29,6 +39,43 @@ fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
         AMQPValue::ByteArray(value) => Some(value.as_slice()),
         _ => None,
     }
+}
+
+/// An AMQP value as a whole number: any integer type, or decimal text. Anything else (a float, a table) is none.
+fn integer(value: &AMQPValue) -> Option<i64> {
+    match value {
+        AMQPValue::ShortShortInt(value) => Some(i64::from(*value)),
+        AMQPValue::ShortShortUInt(value) => Some(i64::from(*value)),
+        AMQPValue::ShortInt(value) => Some(i64::from(*value)),
+        AMQPValue::ShortUInt(value) => Some(i64::from(*value)),
+        AMQPValue::LongInt(value) => Some(i64::from(*value)),
+        AMQPValue::LongUInt(value) => Some(i64::from(*value)),
+        AMQPValue::LongLongInt(value) => Some(*value),
+        AMQPValue::Timestamp(value) => i64::try_from(*value).ok(),
+        other => value_bytes(other).and_then(whole_number),
+    }
+}
+
+/// The total of the `count` fields of an `x-death` header; none when it is not an array of tables with counts.
+/// A malformed header (another type, entries without a count) is read as far as it makes sense, never trusted.
+fn death_count(x_death: &AMQPValue) -> Option<i64> {
+    let AMQPValue::FieldArray(deaths) = x_death else { return None };
+    let counts = deaths.as_slice().iter().filter_map(|death| match death {
+        AMQPValue::FieldTable(death) => death.inner().get("count").and_then(integer),
+        _ => None,
+    });
+    counts.fold(None, |total: Option<i64>, count| Some(total.unwrap_or(0).saturating_add(count.max(0))))
+}
+
+/// Whether the delivery is a redelivery, and the counts its headers keep, on its span.
+fn record_redelivery(delivery: &Delivery, attributes: &mut SpanAttributes) {
+    if delivery.redelivered {
+        attributes.add(REDELIVERED_ATTRIBUTE, true);
+    }
+    let Some(headers) = delivery.properties.headers() else { return };
+    let headers = headers.inner();
+    attributes.add(DELIVERY_COUNT_ATTRIBUTE, headers.get(DELIVERY_COUNT_HEADER).and_then(integer));
+    attributes.add(DEATH_COUNT_ATTRIBUTE, headers.get(DEATH_HEADER).and_then(death_count));
 }
 
 fn record_properties(properties: &BasicProperties, attributes: &mut SpanAttributes) {
@@ -52,6 +99,7 @@ impl MessageFacts for Delivery {
         attributes.add(semconv::MESSAGING_RABBITMQ_MESSAGE_DELIVERY_TAG, self.delivery_tag);
         record_properties(&self.properties, attributes);
         attributes.add(semconv::MESSAGING_MESSAGE_BODY_SIZE, self.data.len());
+        record_redelivery(self, attributes);
     }
     fn record_identity(&self, attributes: &mut SpanAttributes) {
         attributes.add(semconv::MESSAGING_MESSAGE_ID, self.properties.message_id().as_ref().map(|id| id.as_str()));
@@ -147,6 +195,49 @@ mod tests {
                 opentelemetry::KeyValue::new("messaging.rabbitmq.message.delivery_tag", 7_i64),
             ]
         );
+    }
+
+    #[test]
+    fn redeliveries_and_their_counts_are_recorded_and_malformed_counts_ignored() {
+        use lapin::types::FieldArray;
+        use opentelemetry::KeyValue;
+        let death = |count: AMQPValue| {
+            let mut table = FieldTable::default();
+            table.insert("count".into(), count);
+            table.insert("queue".into(), AMQPValue::LongString("orders".into()));
+            AMQPValue::FieldTable(table)
+        };
+        let mut headers = FieldTable::default();
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
+        headers.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![
+                death(AMQPValue::LongLongInt(3)),
+                death(AMQPValue::LongInt(1)),
+                death(AMQPValue::Boolean(true)),
+                AMQPValue::LongString("not a table".into()),
+            ])),
+        );
+        let mut delivery = Delivery::mock(7, "orders".into(), "".into(), true, Vec::new());
+        delivery.properties = BasicProperties::default().with_headers(headers);
+        let mut attributes = SpanAttributes::default();
+        record_redelivery(&delivery, &mut attributes);
+        assert_eq!(
+            attributes.into_inner(),
+            vec![
+                KeyValue::new("tracehop.message.redelivered", true),
+                KeyValue::new("tracehop.message.delivery_count", 2_i64),
+                KeyValue::new("tracehop.message.death_count", 4_i64),
+            ]
+        );
+        assert_eq!(death_count(&AMQPValue::LongString("x".into())), None);
+        assert_eq!(death_count(&AMQPValue::FieldArray(FieldArray::from(vec![]))), None);
+        assert_eq!(integer(&AMQPValue::LongString("5".into())), Some(5));
+        assert_eq!(integer(&AMQPValue::Double(5.0)), None);
+        let first = Delivery::mock(8, "orders".into(), "".into(), false, Vec::new());
+        let mut attributes = SpanAttributes::default();
+        record_redelivery(&first, &mut attributes);
+        assert!(attributes.is_empty(), "a first delivery without headers records nothing");
     }
 
     #[test]

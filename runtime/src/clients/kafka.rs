@@ -10,7 +10,7 @@ use std::error::Error;
 use rdkafka::client::{DefaultClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::config::{FromClientConfig, FromClientConfigAndContext};
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, ToBytes};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
@@ -20,6 +20,7 @@ use rdkafka::producer::{
     ProducerContext, ThreadedProducer,
 };
 use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::IntoOpaque;
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
 use rdkafka::{ClientConfig, ClientContext, Message};
@@ -27,7 +28,9 @@ use rdkafka::{ClientConfig, ClientContext, Message};
 use super::{ConsumerTracing, TracedMessage};
 use crate::attributes::SpanAttributes;
 use crate::brokers::kafka::record_partition;
+use crate::carrier::MessageFacts;
 use crate::handler::Handler;
+use crate::settle::{Settle, Settlement};
 use crate::span::MessageSpan;
 
 /// The handler of a [`TracedFutureProducer`] made without one.
@@ -464,4 +467,48 @@ impl ConsumerTracing {
     ) -> Option<KafkaResult<TracedMessage<BorrowedMessage<'c>>>> {
         consumer.poll(timeout).map(|polled| polled.map(|message| self.trace(message)))
     }
+}
+
+/// Commits the offset after `message` (so the group resumes past it), in a settle span
+/// ([`Settle`]: kind CLIENT, `messaging.operation.type = settle`, `messaging.operation.name =
+/// commit`, a child of the current context). The commit is the one you ask for, with your `mode`; its error is
+/// returned unchanged and recorded on the span.
+///
+/// ```no_run
+/// # fn example(consumer: &rdkafka::consumer::BaseConsumer, message: &rdkafka::message::BorrowedMessage<'_>) -> rdkafka::error::KafkaResult<()> {
+/// use rdkafka::consumer::CommitMode;
+///
+/// tracehop::clients::kafka::commit_message(consumer, message, CommitMode::Sync)?;
+/// # Ok(()) }
+/// ```
+pub fn commit_message<X, C, M>(consumer: &C, message: &M, mode: CommitMode) -> KafkaResult<()>
+where
+    X: ConsumerContext,
+    C: Consumer<X> + ?Sized,
+    M: Message + MessageFacts,
+{
+    Settle::new(Settlement::Commit, message).run(|| {
+        let mut offsets = TopicPartitionList::with_capacity(1);
+        offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+        consumer.commit(&offsets, mode)
+    })
+}
+
+/// Stores `message`'s offset for the next automatic commit (`enable.auto.offset.store = false`), in a settle span
+/// as [`commit_message`] does, named `store_offset`.
+///
+/// ```no_run
+/// # fn example(consumer: &rdkafka::consumer::BaseConsumer, message: &rdkafka::message::BorrowedMessage<'_>) -> rdkafka::error::KafkaResult<()> {
+/// tracehop::clients::kafka::store_offset(consumer, message)?;
+/// # Ok(()) }
+/// ```
+pub fn store_offset<X, C, M>(consumer: &C, message: &M) -> KafkaResult<()>
+where
+    X: ConsumerContext,
+    C: Consumer<X> + ?Sized,
+    M: Message + MessageFacts,
+{
+    // `store_offset` stores the offset after the given one, as `store_offset_from_message` does.
+    Settle::new(Settlement::StoreOffset, message)
+        .run(|| consumer.store_offset(message.topic(), message.partition(), message.offset()))
 }

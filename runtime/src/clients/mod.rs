@@ -16,7 +16,9 @@
 //! [`MessageSpan::producer`], [`MessageSpan::inject`], [`MessageSpan::run`], [`MessageSpan::instrument`]) with
 //! the same [`Handler`] description, so a message gets the same spans either way: attributes, the fallback to a
 //! new root for a missing or malformed context, the [`ParentPolicy`] and replay handling. tracehop never
-//! acknowledges, commits or rejects a message: the caller decides its fate.
+//! acknowledges, commits or rejects a message on its own: the caller decides its fate. The settle helpers
+//! (`kafka::commit_message`, `kafka::store_offset`, `rabbitmq::ack`, `rabbitmq::nack`, `rabbitmq::reject`, and
+//! [`Settle`](crate::Settle) for any other call) make the call the caller asks for in a settle span.
 
 #[cfg(feature = "kafka")]
 pub mod kafka;
@@ -39,7 +41,7 @@ use crate::outcome::HandlerOutcome;
 use crate::span::{Instrumented, MessageSpan};
 
 /// The operation of a receive span: `messaging.operation.type` and `messaging.operation.name`.
-const RECEIVE_OPERATION: &str = "receive";
+pub(crate) const RECEIVE_OPERATION: &str = "receive";
 
 /// How a consumer loop traces the messages it takes: the [`Handler`] describing it (function name, consumer
 /// group, [`ParentPolicy`], replay, destination, span name), and whether each message also gets a receive span.
@@ -136,6 +138,7 @@ impl ConsumerTracing {
         if self.receive_spans {
             receive_span(self.handler, &message);
         }
+        crate::metrics::count_consumed(self.handler, &message);
         let span = MessageSpan::consumer(self.handler, &message).start();
         TracedMessage { message, span }
     }

@@ -1,11 +1,13 @@
 //! lapin's clients, traced: [`TracedChannel`] for publishes (a `Consumer`'s deliveries go through
 //! [`ConsumerTracing::stream`](super::ConsumerTracing::stream)).
 
-use lapin::options::BasicPublishOptions;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::Confirmation;
 use lapin::{BasicProperties, Channel};
 
 use crate::handler::Handler;
+use crate::settle::{Settle, Settlement};
 use crate::span::MessageSpan;
 
 /// The handler of a [`TracedChannel`] made without one.
@@ -148,4 +150,46 @@ fn record_confirmation(result: &lapin::Result<Confirmation>, span: &MessageSpan)
         Ok(Confirmation::Nack(_)) => span.record_error(NACKED_ERROR_TYPE, &"the broker refused the message (nack)"),
         Err(error) => span.record_error(std::any::type_name::<lapin::Error>(), error),
     }
+}
+
+/// Acknowledges `delivery` (`basic.ack`) in a settle span ([`Settle`]: kind CLIENT, `messaging.operation.type =
+/// settle`, `messaging.operation.name = ack`, a child of the current context). The call and its result are lapin's
+/// own; an error is also recorded on the span.
+///
+/// ```no_run
+/// # async fn example(delivery: lapin::message::Delivery) -> lapin::Result<()> {
+/// use lapin::options::BasicAckOptions;
+///
+/// tracehop::clients::rabbitmq::ack(&delivery, BasicAckOptions::default()).await?;
+/// # Ok(()) }
+/// ```
+pub async fn ack(delivery: &Delivery, options: BasicAckOptions) -> lapin::Result<bool> {
+    Settle::new(Settlement::Ack, delivery).run_async(delivery.acker.ack(options)).await
+}
+
+/// Negatively acknowledges `delivery` (`basic.nack`, requeued or not as `options` say) in a settle span named
+/// `nack`, as [`ack`] does.
+///
+/// ```no_run
+/// # async fn example(delivery: lapin::message::Delivery) -> lapin::Result<()> {
+/// use lapin::options::BasicNackOptions;
+///
+/// tracehop::clients::rabbitmq::nack(&delivery, BasicNackOptions { requeue: true, ..Default::default() }).await?;
+/// # Ok(()) }
+/// ```
+pub async fn nack(delivery: &Delivery, options: BasicNackOptions) -> lapin::Result<bool> {
+    Settle::new(Settlement::Nack, delivery).run_async(delivery.acker.nack(options)).await
+}
+
+/// Rejects `delivery` (`basic.reject`) in a settle span named `reject`, as [`ack`] does.
+///
+/// ```no_run
+/// # async fn example(delivery: lapin::message::Delivery) -> lapin::Result<()> {
+/// use lapin::options::BasicRejectOptions;
+///
+/// tracehop::clients::rabbitmq::reject(&delivery, BasicRejectOptions { requeue: false }).await?;
+/// # Ok(()) }
+/// ```
+pub async fn reject(delivery: &Delivery, options: BasicRejectOptions) -> lapin::Result<bool> {
+    Settle::new(Settlement::Reject, delivery).run_async(delivery.acker.reject(options)).await
 }

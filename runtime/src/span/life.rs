@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
-use opentelemetry::trace::{Status, TraceContextExt};
+use opentelemetry::trace::{SpanRef, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
@@ -21,6 +21,7 @@ use super::{CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT};
 use crate::attributes::SpanAttributes;
 use crate::carrier::{carries_context, extract_context, propagate, ConsumedMessage, IncomingContext, PublishedMessage};
 use crate::handler::{Handler, ParentPolicy, Role};
+use crate::metrics::Measurement;
 use crate::outcome::HandlerOutcome;
 
 /// The span of one handled or published message, current while the handler runs and ended when it is dropped.
@@ -50,11 +51,18 @@ pub struct MessageSpan {
     // Atomic only so a future holding the span stays `Sync`; one thread updates it at a time.
     injections: AtomicU32,
     ended: bool,
+    measurement: Measurement,
 }
 
 impl MessageSpan {
     pub(super) fn new(context: Context, handler: &'static Handler) -> Self {
-        MessageSpan { context, handler, injections: AtomicU32::new(0), ended: false }
+        MessageSpan { context, handler, injections: AtomicU32::new(0), ended: false, measurement: Measurement::none() }
+    }
+
+    /// This span's metrics, recorded when it ends.
+    pub(super) fn measured(mut self, measurement: Measurement) -> Self {
+        self.measurement = measurement;
+        self
     }
 
     /// The context holding this span (and, for a continued consumer, the producer's baggage).
@@ -134,20 +142,9 @@ impl MessageSpan {
     /// Marks the span as failed: status Error with `message`, `error.type = error_type`, and an `exception`
     /// event. Nothing is formatted when the span is not recorded.
     pub fn record_error(&self, error_type: &'static str, message: &dyn Display) {
-        let span = self.context.span();
-        if !span.is_recording() {
-            return;
-        }
-        let message = message.to_string();
-        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
-        span.add_event(
-            "exception",
-            vec![
-                KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
-                KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
-            ],
-        );
-        span.set_status(Status::error(message));
+        // The metrics see every failure, recorded span or not.
+        self.measurement.fail(error_type);
+        mark_failed(&self.context.span(), error_type, message);
     }
 
     /// Records a panic caught while `doing` as the span's error.
@@ -171,6 +168,7 @@ impl MessageSpan {
             return;
         }
         self.ended = true;
+        self.measurement.finish(self.injections.load(Ordering::Relaxed));
         let span = self.context.span();
         if self.handler.role() == Role::Producer && self.injections.load(Ordering::Relaxed) == 0 {
             if self.handler.first_missing_injection() {
@@ -190,6 +188,24 @@ impl MessageSpan {
     }
 }
 
+/// Marks `span` failed: status Error with `message`, `error.type = error_type`, and an `exception` event. Nothing
+/// is formatted when the span is not recorded.
+pub(crate) fn mark_failed(span: &SpanRef<'_>, error_type: &'static str, message: &dyn Display) {
+    if !span.is_recording() {
+        return;
+    }
+    let message = message.to_string();
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+        ],
+    );
+    span.set_status(Status::error(message));
+}
+
 /// The handler per-message spans belong to when no batch span is current: [`MessageSpan::in_batch`] called
 /// outside a batch handler.
 static OUTSIDE_A_BATCH: Handler = Handler::consumer("tracehop::in_batch");
@@ -201,7 +217,7 @@ impl MessageSpan {
         let policy = handler.parent_policy();
         // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
         let incoming = (policy != ParentPolicy::None).then(|| extract_context(message));
-        SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message))
+        SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message)).with_headers(message)
     }
 
     /// Prepares the PRODUCER span of a publish, a child of the current context.
@@ -289,7 +305,7 @@ impl MessageSpan {
     /// replayed messages (`Handler::consumer(..).replay()`), another group or policy.
     pub fn in_batch_as<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
         let link = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
-        SpanStart::new(handler, Origin::Current { link }, Some(message))
+        SpanStart::new(handler, Origin::Current { link }, Some(message)).with_headers(message)
     }
 }
 

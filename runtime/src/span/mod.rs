@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use opentelemetry::InstrumentationScope;
 
 pub use creation::inject_creation_context;
-pub(crate) use life::count_injection;
+pub(crate) use life::{count_injection, mark_failed};
 pub use life::{Instrumented, MessageParameter, MessageSpan};
 pub use start::SpanStart;
 

@@ -17,7 +17,9 @@ use super::{
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{IncomingContext, MessageFacts};
+use crate::delivery::HeaderSource;
 use crate::handler::{Handler, ParentPolicy, Role};
+use crate::metrics::{Measurement, Operation};
 use crate::settings::max_links_per_span;
 use crate::w3c::{ContextRejection, TrimReason, Trims};
 
@@ -58,6 +60,7 @@ pub struct SpanStart<'a> {
     routing_key: Option<&'a str>,
     server: Option<(&'a str, u16)>,
     user_attributes: Option<&'a mut dyn FnMut(&mut SpanAttributes)>,
+    headers: Option<&'a dyn HeaderSource>,
 }
 
 impl<'a> SpanStart<'a> {
@@ -70,7 +73,14 @@ impl<'a> SpanStart<'a> {
             routing_key: None,
             server: None,
             user_attributes: None,
+            headers: None,
         }
+    }
+
+    /// The consumed message's headers, for what a recorded span captures of them.
+    pub(super) fn with_headers(mut self, headers: &'a dyn HeaderSource) -> Self {
+        self.headers = Some(headers);
+        self
     }
 
     /// The destination, computed per message, for handlers whose destination is neither fixed nor the message's
@@ -114,7 +124,8 @@ impl<'a> SpanStart<'a> {
     /// the SDK in the span builder (the sampler sees them, and no per-attribute call is made on the span).
     /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded.
     pub fn start(self) -> MessageSpan {
-        let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes } = self;
+        let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes, headers } = self;
+        let measurement = measure(handler, &origin, message, destination);
         let is_batch = matches!(origin, Origin::Batch(_));
         let mut parent = resolve_parent(origin);
         let tracer = global::tracer_with_scope(instrumentation_scope());
@@ -123,7 +134,7 @@ impl<'a> SpanStart<'a> {
             Role::Producer => SpanKind::Producer,
         };
         let initial_name = handler.configured_span_name().unwrap_or(handler.role().operation());
-        let described = Described { handler, message, destination, routing_key, server };
+        let described = Described { handler, message, destination, routing_key, server, headers };
         let (link, batch) = (parent.link.take(), parent.batch.take());
 
         let span = if parent.context.span().span_context().is_sampled() {
@@ -163,7 +174,23 @@ impl<'a> SpanStart<'a> {
         let context = parent.context.with_span(span);
         // A batch span tells the per-message spans started inside it which handler they belong to.
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
-        MessageSpan::new(context, handler)
+        MessageSpan::new(context, handler).measured(measurement)
+    }
+}
+
+/// Starts the metrics of a span (feature `metrics`): a handler's own span is measured; a message's span inside a
+/// batch is part of the batch's processing, which is.
+fn measure(
+    handler: &'static Handler,
+    origin: &Origin<'_>,
+    message: Option<&dyn MessageFacts>,
+    destination: Option<&str>,
+) -> Measurement {
+    match (origin, handler.role()) {
+        (Origin::Current { .. }, Role::Consumer) => Measurement::none(),
+        (Origin::Batch(batch), _) => Measurement::begin(handler, Operation::Process, batch.system, destination, None),
+        (_, Role::Consumer) => Measurement::begin(handler, Operation::Process, None, destination, message),
+        (_, Role::Producer) => Measurement::begin(handler, Operation::Send, None, destination, message),
     }
 }
 
@@ -227,6 +254,7 @@ struct Described<'a> {
     destination: Option<&'a str>,
     routing_key: Option<&'a str>,
     server: Option<(&'a str, u16)>,
+    headers: Option<&'a dyn HeaderSource>,
 }
 
 /// What a recorded span says about its message, the user's own attributes still to come.
@@ -245,7 +273,7 @@ fn describe(
     link: Option<Context>,
     batch: Option<Batch<'_>>,
 ) -> Description {
-    let Described { handler, message, destination, routing_key, server } = described;
+    let Described { handler, message, destination, routing_key, server, headers } = described;
     let role = handler.role();
     let batch = batch.map(|batch| (batch.count, batch.system, (batch.facts)(max_links_per_span())));
     let system = message
@@ -285,6 +313,9 @@ fn describe(
         if handler.is_replay() {
             attributes.add(REPLAY_ATTRIBUTE, true);
             attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
+        }
+        if role == Role::Consumer {
+            crate::delivery::record_delivery(handler, facts, headers, &mut attributes);
         }
     }
     if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {

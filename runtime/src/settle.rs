@@ -1,0 +1,178 @@
+//! Settle spans: the CLIENT span of an acknowledgement, rejection or offset commit, as the messaging conventions
+//! describe settlement. The caller still decides the message's fate; tracehop only records the call it makes.
+
+use std::fmt::Display;
+use std::future::Future;
+
+use opentelemetry::trace::{Span, SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::{global, Context};
+use opentelemetry_semantic_conventions::attribute as semconv;
+
+use crate::attributes::SpanAttributes;
+use crate::carrier::MessageFacts;
+use crate::handler::Handler;
+use crate::metrics::{Measurement, Operation};
+
+/// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`).
+///
+/// ```
+/// use tracehop::Settlement;
+/// assert_eq!(Settlement::Ack.operation_name(), "ack");
+/// assert_eq!(Settlement::Commit.operation_name(), "commit");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Settlement {
+    /// A RabbitMQ `basic.ack`: the message is done with.
+    Ack,
+    /// A RabbitMQ `basic.nack`: the message failed (requeued or dead-lettered, as the call says).
+    Nack,
+    /// A RabbitMQ `basic.reject`.
+    Reject,
+    /// A Kafka offset commit past the message.
+    Commit,
+    /// A Kafka offset stored for the next automatic commit.
+    StoreOffset,
+}
+
+impl Settlement {
+    /// The `messaging.operation.name`: `ack`, `nack`, `reject`, `commit` or `store_offset`.
+    pub const fn operation_name(self) -> &'static str {
+        match self {
+            Self::Ack => "ack",
+            Self::Nack => "nack",
+            Self::Reject => "reject",
+            Self::Commit => "commit",
+            Self::StoreOffset => "store_offset",
+        }
+    }
+}
+
+/// The value of `messaging.operation.type` on a settle span.
+const SETTLE_OPERATION: &str = "settle";
+
+/// The handler settle metrics are attributed to: no group, function or fixed destination of its own.
+static SETTLE: Handler = Handler::consumer("tracehop::settle");
+
+/// The span of one settle call: kind CLIENT, named `{operation} {destination}` (`ack orders`), a child of the
+/// current context (inside a handler, its CONSUMER span) and, with [`Settle::linked_to`], linked to the message's
+/// consumer span; with `messaging.system`, `messaging.operation.type = settle`, `messaging.operation.name`
+/// ([`Settlement::operation_name`]), the destination and the message's identity (partition and offset, or message
+/// id and delivery tag). A failed call marks it failed (status Error, `error.type`, an `exception` event). With the
+/// `metrics` feature, its duration goes to `messaging.client.operation.duration`.
+///
+/// The broker helpers (`tracehop::clients::kafka::commit_message`, `tracehop::clients::rabbitmq::ack`, ...) are
+/// built on it; use it directly for another settle call.
+///
+/// ```no_run
+/// # #[cfg(feature = "kafka")] fn example(consumer: &rdkafka::consumer::BaseConsumer, message: &rdkafka::message::BorrowedMessage<'_>) {
+/// use rdkafka::consumer::{CommitMode, Consumer};
+/// use tracehop::{Settle, Settlement};
+///
+/// let committed = Settle::new(Settlement::Commit, message).run(|| consumer.commit_message(message, CommitMode::Sync));
+/// # }
+/// ```
+#[must_use = "a settle span is recorded only by `Settle::run` or `Settle::run_async`"]
+pub struct Settle<'a> {
+    settlement: Settlement,
+    message: &'a dyn MessageFacts,
+    consumer: Option<SpanContext>,
+}
+
+impl<'a> Settle<'a> {
+    /// Prepares the span of settling `message` by `settlement`.
+    pub fn new<M: MessageFacts>(settlement: Settlement, message: &'a M) -> Self {
+        Settle { settlement, message, consumer: None }
+    }
+
+    /// Links the span to the message's consumer span, the span of `consumer` (a
+    /// [`MessageSpan::context`](crate::MessageSpan::context), kept after the span ended): for a settle made
+    /// outside the handler, where that span is not current.
+    pub fn linked_to(mut self, consumer: &Context) -> Self {
+        let span_context = consumer.span().span_context().clone();
+        self.consumer = span_context.is_valid().then_some(span_context);
+        self
+    }
+
+    /// Runs the settle call `settle` in the span and records its result.
+    pub fn run<T, E: Display>(self, settle: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let mut span = self.start();
+        let result = {
+            let _attached = span.context.clone().attach();
+            settle()
+        };
+        span.finish(&result);
+        result
+    }
+
+    /// Awaits the settle call `settle` in the span (current on every poll) and records its result.
+    pub async fn run_async<T, E: Display>(self, settle: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        use opentelemetry::trace::FutureExt;
+        let mut span = self.start();
+        let result = settle.with_context(span.context.clone()).await;
+        span.finish(&result);
+        result
+    }
+
+    fn start(self) -> SettleSpan {
+        let Settle { settlement, message, consumer } = self;
+        let operation = settlement.operation_name();
+        let system = message.system();
+        let destination = message.destination();
+        let measurement = Measurement::begin(&SETTLE, Operation::Settle(operation), Some(system), destination, None);
+        let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
+        let current = Context::current();
+        let mut span = tracer.span_builder(operation).with_kind(SpanKind::Client).start_with_context(&tracer, &current);
+        if span.is_recording() {
+            if let Some(destination) = destination {
+                let destination = system.span_name_destination(destination);
+                let mut name = String::with_capacity(operation.len() + 1 + destination.len());
+                name.push_str(operation);
+                name.push(' ');
+                name.push_str(destination);
+                span.update_name(name);
+            }
+            if let Some(consumer) = consumer {
+                span.add_link(consumer, Vec::new());
+            }
+            let mut identity = SpanAttributes::with_capacity(4);
+            message.record_identity(&mut identity);
+            let identity = identity.into_inner();
+            let mut attributes = SpanAttributes::with_capacity(8);
+            attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
+            attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, SETTLE_OPERATION);
+            attributes.add_static(semconv::MESSAGING_OPERATION_NAME, operation);
+            if !identity.iter().any(|attribute| attribute.key.as_str() == semconv::MESSAGING_DESTINATION_NAME) {
+                attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+            }
+            attributes.extend(identity);
+            span.set_attributes(attributes.into_inner());
+        }
+        SettleSpan { context: current.with_span(span), measurement }
+    }
+}
+
+/// A settle span while its call runs.
+struct SettleSpan {
+    context: Context,
+    measurement: Measurement,
+}
+
+impl SettleSpan {
+    fn finish<T, E: Display>(&mut self, result: &Result<T, E>) {
+        if let Err(error) = result {
+            let error_type = std::any::type_name::<E>();
+            self.measurement.fail(error_type);
+            crate::span::mark_failed(&self.context.span(), error_type, error);
+        }
+        self.measurement.finish(0);
+        self.context.span().end();
+    }
+}
+
+impl Drop for SettleSpan {
+    /// Ends the span when the settle call panicked (ending twice is a no-op).
+    fn drop(&mut self) {
+        self.context.span().end();
+    }
+}

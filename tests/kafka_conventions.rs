@@ -1,0 +1,473 @@
+//! The messaging conventions beyond spans, over Kafka (librdkafka's mock cluster): the four messaging metrics and
+//! the message-age histogram, settle spans around commits, captured headers, the attempt header and the message's
+//! age; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::trace::SpanKind;
+use opentelemetry::{Array, Value};
+use opentelemetry_sdk::trace::SpanData;
+use rdkafka::consumer::{CommitMode, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use suite::{attribute, attributes, expected, metric_points, receive, spans_to, Broker, MetricPoint};
+use tracehop::clients::ConsumerTracing;
+use tracehop::metrics::{AGE_BUCKETS, DURATION_BUCKETS};
+use tracehop::Handler;
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+#[tracehop::traced_producer]
+async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) {
+    producer.send(record, Duration::from_secs(10)).await.expect("the mock cluster accepts the message");
+}
+
+#[tracehop::traced_producer(system = "kafka", destination = "refused-topic")]
+async fn publish_refused() -> Result<(), String> {
+    tracehop::inject_current_context(&mut FutureRecord::<str, str>::to("refused-topic"));
+    Err("the broker is down".to_owned())
+}
+
+/// Handles a message and commits it, failing on a payload of `fail` (after committing).
+#[tracehop::traced_consumer(group = "conventions")]
+fn handle_and_commit(message: &OwnedMessage, consumer: &StreamConsumer) -> Result<(), String> {
+    tracehop::clients::kafka::commit_message(consumer, message, CommitMode::Sync).map_err(|error| error.to_string())?;
+    match rdkafka::Message::payload(message) {
+        Some(b"fail") => Err("refused".to_owned()),
+        _ => Ok(()),
+    }
+}
+
+#[tracehop::traced_consumer(
+    group = "conventions",
+    capture_headers("x-*", "Authorization"),
+    exclude_headers("x-internal-*"),
+    attempt_header = "x-retry-count"
+)]
+fn handle_with_headers(message: &OwnedMessage) {
+    let _ = message;
+}
+
+#[tracehop::traced_consumer(group = "conventions")]
+fn handle(message: &OwnedMessage) {
+    let _ = message;
+}
+
+fn now_millis() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64
+}
+
+fn text(value: &str) -> Value {
+    Value::from(value.to_owned())
+}
+
+fn histogram(name: &str, bounds: &[f64], count: u64, attributes: &[(&str, Value)]) -> MetricPoint {
+    MetricPoint {
+        name: name.to_owned(),
+        unit: "s".to_owned(),
+        kind: "histogram",
+        attributes: expected(attributes),
+        bounds: bounds.to_vec(),
+        count,
+    }
+}
+
+fn counter(name: &str, count: u64, attributes: &[(&str, Value)]) -> MetricPoint {
+    MetricPoint {
+        name: name.to_owned(),
+        unit: "{message}".to_owned(),
+        kind: "counter",
+        attributes: expected(attributes),
+        bounds: Vec::new(),
+        count,
+    }
+}
+
+fn sorted(mut points: Vec<MetricPoint>) -> Vec<MetricPoint> {
+    points.sort_by_key(|point| format!("{:?}", point.attributes));
+    points
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_publishes_and_commits_record_the_messaging_metrics() {
+    suite::spans();
+    suite::metrics();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("metrics");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    publish(&broker.producer(), FutureRecord::to(&topic).key("k").payload("ok")).await;
+    publish(&broker.producer(), FutureRecord::to(&topic).key("k").payload("fail")).await;
+    assert_eq!(handle_and_commit(&receive(&consumer).await, &consumer), Ok(()));
+    assert_eq!(handle_and_commit(&receive(&consumer).await, &consumer), Err("refused".to_owned()));
+
+    let handler = [
+        ("messaging.system", text("kafka")),
+        ("messaging.operation.name", text("process")),
+        ("messaging.consumer.group.name", text("conventions")),
+        ("messaging.destination.name", text(&topic)),
+    ];
+    let failed: Vec<_> = handler.iter().cloned().chain([("error.type", text("alloc::string::String"))]).collect();
+    assert_eq!(
+        sorted(metric_points("messaging.process.duration", &topic)),
+        sorted(vec![
+            histogram("messaging.process.duration", &DURATION_BUCKETS, 1, &handler),
+            histogram("messaging.process.duration", &DURATION_BUCKETS, 1, &failed),
+        ])
+    );
+    let send = [
+        ("messaging.system", text("kafka")),
+        ("messaging.operation.name", text("send")),
+        ("messaging.operation.type", text("send")),
+        ("messaging.destination.name", text(&topic)),
+    ];
+    let commit = [
+        ("messaging.system", text("kafka")),
+        ("messaging.operation.name", text("commit")),
+        ("messaging.operation.type", text("settle")),
+        ("messaging.destination.name", text(&topic)),
+    ];
+    assert_eq!(
+        sorted(metric_points("messaging.client.operation.duration", &topic)),
+        sorted(vec![
+            histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 2, &send),
+            histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 2, &commit),
+        ])
+    );
+    assert_eq!(
+        metric_points("messaging.client.sent.messages", &topic),
+        vec![counter("messaging.client.sent.messages", 2, &send)]
+    );
+    assert_eq!(
+        metric_points("tracehop.message.age", &topic),
+        vec![histogram("tracehop.message.age", &AGE_BUCKETS, 2, &handler)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_publish_records_its_error_type_on_the_send_metrics() {
+    suite::spans();
+    suite::metrics();
+    assert_eq!(publish_refused().await, Err("the broker is down".to_owned()));
+    let failed = [
+        ("messaging.system", text("kafka")),
+        ("messaging.operation.name", text("send")),
+        ("messaging.operation.type", text("send")),
+        ("messaging.destination.name", text("refused-topic")),
+        ("error.type", text("alloc::string::String")),
+    ];
+    assert_eq!(
+        metric_points("messaging.client.operation.duration", "refused-topic"),
+        vec![histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 1, &failed)]
+    );
+    assert_eq!(
+        metric_points("messaging.client.sent.messages", "refused-topic"),
+        vec![counter("messaging.client.sent.messages", 1, &failed)]
+    );
+}
+
+static RECEIVER: Handler = Handler::consumer("conventions::receive_loop").group("receivers");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traced_consumer_counts_the_messages_it_receives() {
+    suite::spans();
+    suite::metrics();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("consumed");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("receivers", &topic);
+    broker.send_raw(&topic, "k", b"one", &[]).await;
+    broker.send_raw(&topic, "k", b"two", &[]).await;
+    for _ in 0..2 {
+        ConsumerTracing::new(&RECEIVER).trace(receive(&consumer).await).process(|_| ());
+    }
+    assert_eq!(
+        metric_points("messaging.client.consumed.messages", &topic),
+        vec![counter(
+            "messaging.client.consumed.messages",
+            2,
+            &[
+                ("messaging.system", text("kafka")),
+                ("messaging.operation.name", text("receive")),
+                ("messaging.consumer.group.name", text("receivers")),
+                ("messaging.destination.name", text(&topic)),
+            ]
+        )]
+    );
+}
+
+fn span_of_kind(spans: &[SpanData], kind: SpanKind) -> SpanData {
+    spans.iter().find(|span| span.span_kind == kind).unwrap_or_else(|| panic!("a {kind:?} span in {spans:#?}")).clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("settle");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    broker.send_raw(&topic, "k", b"ok", &[("traceparent", TRACEPARENT.as_bytes())]).await;
+    let message = receive(&consumer).await;
+    assert_eq!(handle_and_commit(&message, &consumer), Ok(()));
+
+    let spans = spans_to(&topic);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    assert_eq!(settle.name, format!("commit {topic}"));
+    assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
+    assert_eq!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
+    assert_eq!(
+        attributes(&settle),
+        expected(&[
+            ("messaging.system", text("kafka")),
+            ("messaging.operation.type", text("settle")),
+            ("messaging.operation.name", text("commit")),
+            ("messaging.destination.name", text(&topic)),
+            ("messaging.destination.partition.id", text("0")),
+            ("messaging.kafka.offset", Value::I64(0)),
+        ])
+    );
+    assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("store-offset");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    broker.send_raw(&topic, "k", b"ok", &[]).await;
+    let traced = ConsumerTracing::new(&RECEIVER).trace(receive(&consumer).await);
+    let consumer_context = traced.span().context().clone();
+    let message = traced.process_with_outcome(|message| message, |_, _| ());
+    // Storing needs `enable.auto.offset.store = false`, which the suite's consumer does not set: the call's own
+    // error is returned unchanged and recorded on the span.
+    let stored = tracehop::clients::kafka::store_offset(&consumer, &message);
+    let spans = spans_to(&topic);
+    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    assert_eq!(settle.name, format!("store_offset {topic}"));
+    assert_ne!(settle.parent_span_id, consumer_span.span_context.span_id(), "the handler's span had ended");
+    let _ = consumer_context;
+    assert_eq!(attribute(&settle, "messaging.operation.name"), Some(text("store_offset")));
+    match stored {
+        Ok(()) => assert_eq!(settle.status, opentelemetry::trace::Status::Unset),
+        Err(error) => {
+            assert_eq!(attribute(&settle, "error.type"), Some(text("rdkafka::error::KafkaError")));
+            assert_eq!(settle.status, opentelemetry::trace::Status::error(error.to_string()));
+        }
+    }
+
+    // Linked explicitly, the settle span points at the consumer span it settles for.
+    let settled = tracehop::Settle::new(tracehop::Settlement::Commit, &message)
+        .linked_to(&consumer_context)
+        .run(|| Ok::<(), std::convert::Infallible>(()));
+    assert_eq!(settled, Ok(()));
+    let linked = spans_to(&topic)
+        .into_iter()
+        .find(|span| span.span_kind == SpanKind::Client && span.name == format!("commit {topic}"))
+        .expect("the linked settle span");
+    assert_eq!(linked.links.links.len(), 1);
+    assert_eq!(linked.links.links[0].span_context.span_id(), consumer_span.span_context.span_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("headers");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    let headers: [(&str, &[u8]); 8] = [
+        ("traceparent", TRACEPARENT.as_bytes()),
+        ("x-tenant", b"acme"),
+        ("X-Tenant", b"globex"),
+        ("x-retry-count", b"3"),
+        ("x-internal-route", b"blue"),
+        ("x-api-key", b"k-123"),
+        ("Authorization", b"Bearer s3cret"),
+        ("content-type", b"application/json"),
+    ];
+    broker.send_raw(&topic, "k", b"{}", &headers).await;
+    handle_with_headers(&receive(&consumer).await);
+
+    let span = spans_to(&topic).pop().expect("the consumer span");
+    let captured: Vec<_> =
+        attributes(&span).into_iter().filter(|(key, _)| key.starts_with("messaging.header.")).collect();
+    let strings =
+        |values: &[&str]| Value::Array(Array::String(values.iter().map(|v| (*v).to_owned().into()).collect()));
+    assert_eq!(
+        captured,
+        expected(&[
+            ("messaging.header.x_tenant", strings(&["acme", "globex"])),
+            ("messaging.header.x_retry_count", strings(&["3"])),
+            ("messaging.header.authorization", strings(&["Bearer s3cret"])),
+        ])
+    );
+    assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
+    suite::spans();
+    let broker = Broker::start();
+    let topic = suite::unique_topic("age");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    let producer = broker.producer();
+    let sent_at = now_millis() - 60_000;
+    let old = FutureRecord::<str, str>::to(&topic).payload("old").timestamp(sent_at);
+    producer.send(old, Duration::from_secs(10)).await.expect("sent");
+    let future = FutureRecord::<str, str>::to(&topic).payload("future").timestamp(now_millis() + 3_600_000);
+    producer.send(future, Duration::from_secs(10)).await.expect("sent");
+    let before = now_millis();
+    handle(&receive(&consumer).await);
+    handle(&receive(&consumer).await);
+    let after = now_millis();
+
+    let spans = spans_to(&topic);
+    let age_of = |payload_size: i64| {
+        let span = spans
+            .iter()
+            .find(|span| attribute(span, "messaging.message.body.size") == Some(Value::I64(payload_size)))
+            .expect("the message's span");
+        match attribute(span, tracehop::AGE_ATTRIBUTE) {
+            Some(Value::I64(age)) => age,
+            other => panic!("no age: {other:?}"),
+        }
+    };
+    let old_age = age_of(3);
+    assert!((before - sent_at..=after - sent_at).contains(&old_age), "{old_age}");
+    assert_eq!(age_of(6), 0, "a timestamp in the future reads as no wait");
+}
+
+/// Every constant `pub const NAME: &str = "value";` of a source file of the conventions crate.
+fn convention_names(file: &str) -> Vec<String> {
+    let metadata = std::process::Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata's JSON");
+    let lockfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).expect("Cargo.lock");
+    let locked_version = lockfile
+        .split("[[package]]")
+        .find(|package| package.contains("name = \"opentelemetry-semantic-conventions\""))
+        .and_then(|package| package.lines().find_map(|line| line.strip_prefix("version = \"")))
+        .map(|version| version.trim_end_matches('"').to_owned())
+        .expect("the conventions crate is in the lockfile");
+    let manifest = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|package| {
+            package["name"] == "opentelemetry-semantic-conventions" && package["version"] == locked_version.as_str()
+        })
+        .and_then(|package| package["manifest_path"].as_str())
+        .expect("the conventions crate's manifest");
+    let source = std::path::Path::new(manifest).with_file_name("src").join(file);
+    let source = std::fs::read_to_string(&source).expect("the conventions crate's source");
+    source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("pub const "))
+        .filter_map(|line| line.split_once(": &str = \"").map(|(_, value)| value.trim_end_matches("\";").to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_semantic_convention_name_emitted_is_one_of_the_conventions_crate() {
+    suite::spans();
+    suite::metrics();
+    let attribute_names = convention_names("attribute.rs");
+    let metric_names = convention_names("metric.rs");
+    assert!(attribute_names.iter().any(|name| name == "messaging.operation.type"), "the crate's constants were read");
+
+    // Every kind of span tracehop makes: producer, consumer with headers and attempt, settle, receive, batch.
+    let broker = Broker::start();
+    let topic = suite::unique_topic("names");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    publish(&broker.producer(), FutureRecord::to(&topic).key("k").payload("ok")).await;
+    broker.send_raw(&topic, "k", b"{}", &[("x-tenant", b"acme"), ("x-retry-count", b"1")]).await;
+    broker.send_raw(&topic, "k", b"{}", &[("traceparent", b"garbage")]).await;
+    handle_and_commit(&receive(&consumer).await, &consumer).expect("handled");
+    handle_with_headers(&receive(&consumer).await);
+    let last = receive(&consumer).await;
+    static RECEIVING: ConsumerTracing = ConsumerTracing::new(&RECEIVER).with_receive_spans();
+    RECEIVING.trace(last.clone()).process(|_| ());
+    #[tracehop::traced_consumer(group = "conventions")]
+    fn batch(messages: &[OwnedMessage]) {
+        for message in messages {
+            tracehop::MessageSpan::in_batch(message).start().run(|| ());
+        }
+    }
+    batch(&[last]);
+
+    let spans = suite::finished();
+    assert!(spans.len() >= 6, "{spans:#?}");
+    let is_convention = |key: &str| {
+        key.starts_with("tracehop.")
+            || key.starts_with("app.")
+            || key.starts_with(tracehop::CAPTURED_HEADER_PREFIX)
+            || attribute_names.iter().any(|name| name == key)
+    };
+    for span in &spans {
+        for attribute in &span.attributes {
+            assert!(
+                is_convention(attribute.key.as_str()),
+                "`{}` on span {} is no convention name",
+                attribute.key,
+                span.name
+            );
+        }
+        for link in &span.links.links {
+            for attribute in &link.attributes {
+                assert!(is_convention(attribute.key.as_str()), "`{}` on a link of {}", attribute.key, span.name);
+            }
+        }
+    }
+    let (provider, exporter) = suite::metrics();
+    provider.force_flush().expect("flushed");
+    let exported = exporter.get_finished_metrics().expect("metrics");
+    let metrics: Vec<_> =
+        exported.iter().flat_map(|resource| resource.scope_metrics()).flat_map(|scope| scope.metrics()).collect();
+    assert!(!metrics.is_empty());
+    for metric in metrics {
+        assert!(
+            metric.name().starts_with("tracehop.") || metric_names.iter().any(|name| name == metric.name()),
+            "metric `{}` is no convention name",
+            metric.name()
+        );
+    }
+}
+
+/// The source of the runtime crate names no semantic convention by hand: outside tracehop's own namespace,
+/// every name comes from the conventions crate's constants (its tests may spell names out, to pin them).
+#[test]
+fn the_runtime_spells_out_no_semantic_convention_name() {
+    let prefixes = ["\"messaging.", "\"error.", "\"server.", "\"code.", "\"exception.", "\"network."];
+    let mut offenders = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/runtime/src"))];
+    while let Some(path) = stack.pop() {
+        if path.is_dir() {
+            stack.extend(std::fs::read_dir(&path).expect("a directory").map(|entry| entry.expect("an entry").path()));
+            continue;
+        }
+        let source = std::fs::read_to_string(&path).expect("a source file");
+        // Unit tests come last in a file; `tests.rs` files are tests throughout.
+        let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+        if path.file_name().is_some_and(|name| name == "tests.rs") {
+            continue;
+        }
+        for (number, line) in code.lines().enumerate() {
+            let line_code = line.split("//").next().unwrap_or_default();
+            if prefixes.iter().any(|prefix| line_code.contains(prefix)) {
+                offenders.push(format!("{}:{}: {}", path.display(), number + 1, line.trim()));
+            }
+        }
+    }
+    // The captured-header prefix is the one exception, documented at its constant: the conventions define none.
+    offenders.retain(|line| !line.contains("pub const CAPTURED_HEADER_PREFIX"));
+    assert_eq!(offenders, Vec::<String>::new());
+}
