@@ -90,13 +90,16 @@ say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {mac
 say("")
 say("How to run each part:")
 say("- instructions and allocations per message: `scripts/instructions` (callgrind over "
-    "`cargo bench -p tracehop --all-features --bench per_message -- --case NAME`; the bench alone prints "
+    "`cargo bench -p tracehop --features kafka,rabbitmq --bench per_message -- --case NAME`; the bench alone prints "
     "allocations from a counting allocator);")
-say("- the timing matrix: `cargo bench -p tracehop --all-features --bench message_span` (criterion, medians);")
-say("- throughput through a broker: `cargo bench -p tracehop --all-features --bench throughput` (RabbitMQ when "
+say("- the timing matrix: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (criterion, medians);")
+say("- throughput through a broker: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (RabbitMQ when "
     "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
-say("- a message's cost while the collector is down: `cargo bench -p tracehop --all-features --bench outage`;")
-say("- hostile headers: `cargo bench -p tracehop --all-features --bench wire_limits`.")
+say("- a message's cost while the collector is down: `cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench outage`;")
+say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`.")
+say("")
+say("The benches are built with the default features a service uses (`kafka`, `rabbitmq`; `otlp` for the outage): "
+    "with `--all-features` the `metrics` feature adds its cost to every path.")
 say("")
 say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
     "link (for producers: its span and a bare `traceparent` write); **tracehop** is what `#[traced_consumer]` / "
@@ -109,13 +112,18 @@ say("")
 # Instructions
 say("## Instructions and allocations per message")
 say("")
+say("Built with the default features (`kafka`, `rabbitmq`). The `+metrics` rows are the same paths built with the "
+    "`metrics` feature: without a meter provider, and (`-metered-`) with the SDK's recording every message; "
+    "floors are those of the build without metrics.")
+say("")
 say("| case | instructions | allocations | instructions vs floor |")
 say("|---|---:|---:|---:|")
 floors = {"sampled": counts.get("floor-sampled"), "unsampled": counts.get("floor-unsampled")}
 producer_floors = {"sampled": counts.get("producer-floor-sampled"), "unsampled": counts.get("producer-floor-unsampled")}
 for case, (count, allocations) in counts.items():
-    sampling = "unsampled" if case.endswith("-unsampled") else "sampled"
-    floor = producer_floors[sampling] if case.startswith("producer") else floors[sampling]
+    path = case.removesuffix("+metrics")
+    sampling = "unsampled" if path.endswith("-unsampled") else "sampled"
+    floor = producer_floors[sampling] if path.startswith("producer") else floors[sampling]
     against = "–" if case.startswith(("extraction", "upstream")) else ratio(count, floor and floor[0])
     say(f"| {case} | {count:,} | {allocations:g} | {against} |")
 say("")

@@ -8,7 +8,7 @@
 //! against a hand-written publish and the SDK floor with a bare header write; batches of 100 and 10,000; and
 //! missing and malformed contexts.
 //!
-//! Run: `cargo bench -p tracehop --all-features --bench message_span` (about five minutes on two cores);
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (about five minutes on two cores);
 //! `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
 
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 //! Cases: an exporter that discards (export always succeeds), OTLP/HTTP to a port where nothing listens, and
 //! OTLP/HTTP to a collector that accepts connections and never answers.
 //!
-//! Run: `cargo bench -p tracehop --all-features --bench outage`.
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench outage`.
 
 use std::hint::black_box;
 use std::net::TcpListener;

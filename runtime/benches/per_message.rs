@@ -1,7 +1,7 @@
 //! Exact per-message costs, for numbers that do not drift on a busy machine: allocations (a counting global
 //! allocator) and, run under callgrind by `scripts/instructions`, instructions.
 //!
-//! `cargo bench -p tracehop --all-features --bench per_message` prints allocations per message for every case;
+//! `cargo bench -p tracehop --features kafka,rabbitmq --bench per_message` prints allocations per message for every case;
 //! with `-- --case NAME --iterations N` it runs one case N times and prints nothing (what callgrind measures);
 //! `-- --list` names the cases.
 //!

@@ -7,7 +7,7 @@
 //! and the last lines give each case's median and the traced/untraced ratio:
 //! `throughput <broker> <untraced|traced> <messages per second>` and `throughput <broker> ratio <traced/untraced>`.
 //!
-//! Run: `cargo bench -p tracehop --all-features --bench throughput` (`-- --messages N --rounds R` to change the
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (`-- --messages N --rounds R` to change the
 //! defaults of 20,000 messages and 3 rounds of each).
 
 use std::hint::black_box;
