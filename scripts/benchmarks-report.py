@@ -253,5 +253,42 @@ for name, measured, limit, at_most in targets:
     shown = "–" if measured is None else f"{measured:.2f}"
     say(f"| {name} | {shown} | {verdict(measured, limit, at_most)} |")
 say("")
-say((pathlib.Path(__file__).parent / "benchmarks-analysis.md").read_text().rstrip())
+def instr(case):
+    return counts.get(case, (None, None))[0]
+
+
+def allocs(case):
+    return counts.get(case, (None, None))[1]
+
+
+def times_of(a, b):
+    return "–" if a is None or not b else f"{a / b:.2f}×"
+
+
+def number(value, digits=0):
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+rest_sampled = instr("consumer-sampled") - instr("extraction-sampled") if counts else None
+rest_unsampled = instr("consumer-unsampled") - instr("extraction-sampled") if counts else None
+kafka_untraced, kafka_traced = rates.get(("kafka", "untraced")), rates.get(("kafka", "traced"))
+computed = {
+    "consumer_rest_sampled": times_of(rest_sampled, instr("floor-sampled")),
+    "consumer_rest_unsampled": times_of(rest_unsampled, instr("floor-unsampled")),
+    "consumer_rest_unsampled_instructions": number(rest_unsampled),
+    "extraction_vs_upstream": times_of(instr("extraction-sampled"), instr("upstream-extraction-sampled")),
+    "floor_unsampled": number(instr("floor-unsampled")),
+    "extraction": number(instr("extraction-sampled")),
+    "consumer_allocations": number(allocs("consumer-sampled")),
+    "floor_plus_extraction_allocations": number(
+        allocs("floor-sampled") + allocs("extraction-sampled") if counts else None),
+    "batch_per_message_us": number(
+        times["batch/tracehop/10000"] / 10_000 / 1_000 if "batch/tracehop/10000" in times else None, 2),
+    "kafka_untraced_us": number(1e6 / kafka_untraced if kafka_untraced else None, 2),
+    "kafka_added_us": number(1e6 / kafka_traced - 1e6 / kafka_untraced if kafka_untraced else None, 2),
+}
+analysis = (pathlib.Path(__file__).parent / "benchmarks-analysis.md").read_text().rstrip()
+for name, value in computed.items():
+    analysis = analysis.replace(f"⟨{name}⟩", f"⟨{value}⟩")
+say(analysis)
 print("\n".join(lines))

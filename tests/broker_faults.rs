@@ -356,10 +356,15 @@ async fn a_rabbitmq_node_stopped_and_started_costs_no_message_and_no_trace() {
     for (order, producer) in &producers {
         let handlings = suite::handlings_of(&spans, producer);
         assert_eq!(handlings.len(), counts[order.as_str()], "{order}: one CONSUMER span per handling");
-        for handling in handlings {
+        for handling in &handlings {
             assert_eq!(handling.span_context.trace_id(), producer.span_context.trace_id(), "{order}");
             assert_eq!(handling.status, Status::Unset);
         }
+        // The trace shows the redelivery: only the second handling of the unacknowledged message says so.
+        let redelivered: Vec<Option<opentelemetry::Value>> =
+            handlings.iter().map(|handling| suite::attribute(handling, tracehop::REDELIVERED_ATTRIBUTE)).collect();
+        let expected = if *order == unacknowledged_order { vec![None, Some(true.into())] } else { vec![None] };
+        assert_eq!(redelivered, expected, "{order}");
     }
 }
 
@@ -405,4 +410,6 @@ async fn a_failed_rabbitmq_message_is_not_acknowledged_and_its_redelivery_contin
         assert_eq!(handling.span_context.trace_id(), producer.span_context.trace_id());
         assert!(handling.parent_span_is_remote);
     }
+    assert_eq!(suite::attribute(&handlings[0], tracehop::REDELIVERED_ATTRIBUTE), None);
+    assert_eq!(suite::attribute(&handlings[1], tracehop::REDELIVERED_ATTRIBUTE), Some(true.into()));
 }
