@@ -231,33 +231,39 @@ async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span()
     assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
 }
 
+/// A settle outside the handler: the handler's span has ended, so the settle span is a root of its own unless the
+/// caller links it to the consumer span. (A refused settle is `a_refused_commit_is_returned_and_recorded_on_its_
+/// settle_span`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
     suite::spans();
     let broker = Broker::start();
     let topic = suite::unique_topic("store-offset");
     broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
+    // Offsets stored by the caller, as `store_offset` needs.
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap_servers())
+        .set("group.id", "conventions")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .expect("a consumer");
+    rdkafka::consumer::Consumer::subscribe(&consumer, &[topic.as_str()]).expect("subscribe");
     broker.send_raw(&topic, "k", b"ok", &[]).await;
     let traced = ConsumerTracing::new(&RECEIVER).trace(receive(&consumer).await);
     let consumer_context = traced.span().context().clone();
     let message = traced.process_with_outcome(|message| message, |_, _| ());
-    // Storing needs `enable.auto.offset.store = false`, which the suite's consumer does not set: the call's own
-    // error is returned unchanged and recorded on the span.
-    let stored = tracehop::clients::kafka::store_offset(&consumer, &message);
+
+    assert_eq!(tracehop::clients::kafka::store_offset(&consumer, &message).map_err(|error| error.to_string()), Ok(()));
     let spans = spans_to(&topic);
     let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
     assert_eq!(settle.name, format!("store_offset {topic}"));
-    assert_ne!(settle.parent_span_id, consumer_span.span_context.span_id(), "the handler's span had ended");
-    let _ = consumer_context;
+    assert_eq!(settle.parent_span_id, opentelemetry::trace::SpanId::INVALID, "no span is current any more");
+    assert_ne!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
+    assert!(settle.links.links.is_empty());
     assert_eq!(attribute(&settle, "messaging.operation.name"), Some(text("store_offset")));
-    match stored {
-        Ok(()) => assert_eq!(settle.status, opentelemetry::trace::Status::Unset),
-        Err(error) => {
-            assert_eq!(attribute(&settle, "error.type"), Some(text("rdkafka::error::KafkaError")));
-            assert_eq!(settle.status, opentelemetry::trace::Status::error(error.to_string()));
-        }
-    }
+    assert_eq!(attribute(&settle, "error.type"), None);
+    assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
 
     // Linked explicitly, the settle span points at the consumer span it settles for.
     let settled = tracehop::Settle::new(tracehop::Settlement::Commit, &message)
@@ -270,6 +276,35 @@ async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
         .expect("the linked settle span");
     assert_eq!(linked.links.links.len(), 1);
     assert_eq!(linked.links.links[0].span_context.span_id(), consumer_span.span_context.span_id());
+    assert_eq!(linked.status, opentelemetry::trace::Status::Unset);
+}
+
+/// A commit the broker refuses: `commit_message` returns the broker's error to the handler unchanged, and the
+/// settle span records it (status and `error.type`). Needs the mock cluster's error injection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_commit_is_returned_and_recorded_on_its_settle_span() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    suite::spans();
+    let broker = Broker::start_mock();
+    let topic = suite::unique_topic("settle-refused");
+    broker.create_topic(&topic, 1);
+    let consumer = broker.consumer("conventions", &topic);
+    broker.send_raw(&topic, "k", b"ok", &[("traceparent", TRACEPARENT.as_bytes())]).await;
+    let message = receive(&consumer).await;
+    let Broker::Mock(cluster) = &broker else { unreachable!("start_mock starts the mock cluster") };
+    let refusal = RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED;
+    cluster.request_errors(RDKafkaApiKey::OffsetCommit, &[refusal; 8]);
+
+    let handled = handle_and_commit(&message, &consumer);
+    let error = handled.expect_err("the refused commit is the handler's error");
+    let spans = spans_to(&topic);
+    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    assert_eq!(settle.name, format!("commit {topic}"));
+    assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
+    assert_eq!(attribute(&settle, "error.type"), Some(text("rdkafka::error::KafkaError")));
+    assert_eq!(settle.status, opentelemetry::trace::Status::error(error.clone()));
+    assert!(error.contains("authoriz"), "the broker's refusal: {error}");
+    assert_eq!(consumer_span.status, opentelemetry::trace::Status::error(error));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
