@@ -4,7 +4,9 @@
 use libfuzzer_sys::fuzz_target;
 use tracehop::{Handler, MessageSpan};
 
-static HANDLER: Handler = Handler::consumer("fuzz::kafka_extract").group("fuzz");
+// Every header through the capture patterns and secret-name checks, and an attempt header to parse.
+static HANDLER: Handler =
+    Handler::consumer("fuzz::kafka_extract").group("fuzz").capture_headers(&["*"]).attempt_header("x-attempt");
 
 fuzz_target!(|data: &[u8]| {
     wire::set_up();
