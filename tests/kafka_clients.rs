@@ -37,21 +37,6 @@ async fn next_traced<'c>(
         .expect("no Kafka error")
 }
 
-fn the_span(spans: &[SpanData], kind: SpanKind) -> SpanData {
-    let mut of_kind = spans.iter().filter(|span| span.span_kind == kind);
-    let span = of_kind.next().unwrap_or_else(|| panic!("a {kind:?} span in {spans:#?}")).clone();
-    assert!(of_kind.next().is_none(), "one {kind:?} span in {spans:#?}");
-    span
-}
-
-fn assert_child_of(consumer: &SpanData, producer: &SpanData) {
-    assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
-    assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
-    assert!(consumer.parent_span_is_remote, "the producer's span is a remote parent");
-    let linked: Vec<SpanId> = consumer.links.links.iter().map(|link| link.span_context.span_id()).collect();
-    assert_eq!(linked, vec![producer.span_context.span_id()]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traced_future_producer_span_lasts_until_delivery_and_records_partition_and_offset() {
     suite::spans();
@@ -126,7 +111,7 @@ async fn the_sent_record_carries_the_producer_span_context_beside_the_users_head
         .expect("delivered");
 
     let message = suite::receive(&consumer).await;
-    let producer_span = the_span(&spans_to(&topic), SpanKind::Producer);
+    let producer_span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
     let received: Vec<(String, Option<Vec<u8>>)> = message
         .headers()
         .expect("headers")
@@ -161,7 +146,7 @@ async fn a_message_too_large_is_recorded_as_an_error_on_the_producer_span() {
         .await
         .expect_err("too large to send");
 
-    let span = the_span(&spans_to(&topic), SpanKind::Producer);
+    let span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
     assert_eq!(span.status, Status::error(error.to_string()));
     assert_eq!(attribute(&span, "error.type"), Some(Value::from("rdkafka::error::KafkaError")));
     assert_eq!(attribute(&span, "messaging.kafka.offset"), None, "nothing was delivered");
@@ -188,7 +173,7 @@ async fn a_broker_refusal_in_the_delivery_report_is_recorded_as_an_error_on_the_
         producer.send(FutureRecord::to(&topic).key("k").payload("p"), Duration::from_secs(10)).await;
     let (error, _) = result.expect_err("the broker refuses the produce request");
 
-    let span = the_span(&spans_to(&topic), SpanKind::Producer);
+    let span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
     assert_eq!(span.status, Status::error(error.to_string()));
     assert!(error.to_string().contains("authorization"), "{error}");
     assert_eq!(attribute(&span, "error.type"), Some(Value::from("rdkafka::error::KafkaError")));
@@ -216,9 +201,9 @@ async fn the_stream_adapter_gives_each_message_a_consumer_span_continuing_the_pr
 
     let spans = spans_to(&topic);
     assert_eq!(spans.len(), 2, "no receive span unless asked for: {spans:#?}");
-    let producer_span = the_span(&spans, SpanKind::Producer);
-    let consumer_span = the_span(&spans, SpanKind::Consumer);
-    assert_child_of(&consumer_span, &producer_span);
+    let producer_span = suite::the_span(&spans, SpanKind::Producer);
+    let consumer_span = suite::the_span(&spans, SpanKind::Consumer);
+    suite::assert_child_of(&consumer_span, &producer_span);
     assert_eq!(seen, consumer_span.span_context.span_id(), "the closure ran with the span current");
     assert_eq!(consumer_span.name, format!("process {topic}"));
     assert_eq!(consumer_span.status, Status::Unset);
@@ -254,7 +239,7 @@ async fn a_malformed_traceparent_through_the_stream_adapter_gives_a_new_root() {
     let handled = next_traced(&mut messages).await.process(|_| Ok::<_, std::io::Error>("handled"));
     assert_eq!(handled.expect("the handler ran"), "handled");
 
-    let span = the_span(&spans_to(&topic), SpanKind::Consumer);
+    let span = suite::the_span(&spans_to(&topic), SpanKind::Consumer);
     assert_eq!(span.parent_span_id, SpanId::INVALID);
     assert_ne!(span.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
     assert!(span.links.links.is_empty());
@@ -283,10 +268,10 @@ async fn receive_spans_are_an_option_linked_to_the_producer() {
 
     let spans = spans_to(&topic);
     assert_eq!(spans.len(), 3, "{spans:#?}");
-    let producer_span = the_span(&spans, SpanKind::Producer);
-    let consumer_span = the_span(&spans, SpanKind::Consumer);
-    let receive = the_span(&spans, SpanKind::Client);
-    assert_child_of(&consumer_span, &producer_span);
+    let producer_span = suite::the_span(&spans, SpanKind::Producer);
+    let consumer_span = suite::the_span(&spans, SpanKind::Consumer);
+    let receive = suite::the_span(&spans, SpanKind::Client);
+    suite::assert_child_of(&consumer_span, &producer_span);
     assert_eq!(receive.name, format!("receive {topic}"));
     assert_eq!(receive.parent_span_id, poller_context.span().span_context().span_id(), "where it was taken");
     assert_eq!(receive.span_context.trace_id(), poller_context.span().span_context().trace_id());
@@ -341,8 +326,8 @@ async fn base_consumer_poll_traces_the_message_and_process_async_records_its_err
     assert_eq!(result, Err("cannot bill offset 0".to_owned()));
 
     let spans = spans_to(&topic);
-    let consumer_span = the_span(&spans, SpanKind::Consumer);
-    assert_child_of(&consumer_span, &the_span(&spans, SpanKind::Producer));
+    let consumer_span = suite::the_span(&spans, SpanKind::Consumer);
+    suite::assert_child_of(&consumer_span, &suite::the_span(&spans, SpanKind::Producer));
     assert_eq!(consumer_span.status, Status::error("cannot bill offset 0"));
     assert_eq!(attribute(&consumer_span, "error.type"), Some(Value::from("alloc::string::String")));
 }
@@ -369,8 +354,8 @@ async fn a_span_entered_by_hand_is_current_until_its_guard_drops_and_ends_with_t
     drop(traced);
 
     let spans = spans_to(&topic);
-    let producer_span = the_span(&spans, SpanKind::Producer);
-    let consumer_span = the_span(&spans, SpanKind::Consumer);
+    let producer_span = suite::the_span(&spans, SpanKind::Producer);
+    let consumer_span = suite::the_span(&spans, SpanKind::Consumer);
     // A replay handler: a new trace, linked to the original.
     assert_ne!(consumer_span.span_context.trace_id(), producer_span.span_context.trace_id());
     assert_eq!(consumer_span.parent_span_id, SpanId::INVALID);
@@ -399,9 +384,9 @@ async fn parent_policy_none_ignores_the_incoming_context() {
     next_traced(&mut messages).await.process(|_| ());
 
     let spans = spans_to(&topic);
-    let producer_span = the_span(&spans, SpanKind::Producer);
+    let producer_span = suite::the_span(&spans, SpanKind::Producer);
     for kind in [SpanKind::Consumer, SpanKind::Client] {
-        let span = the_span(&spans, kind.clone());
+        let span = suite::the_span(&spans, kind.clone());
         assert_ne!(span.span_context.trace_id(), producer_span.span_context.trace_id(), "{kind:?}");
         assert!(span.links.links.is_empty(), "{kind:?}");
     }
@@ -468,7 +453,7 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
         .find(|span| span.span_kind == SpanKind::Producer && attribute(span, "messaging.kafka.offset").is_none())
         .expect("the macro's producer span")
         .clone();
-    let client_producer = the_span(&at_offset(SpanKind::Producer, 1), SpanKind::Producer);
+    let client_producer = suite::the_span(&at_offset(SpanKind::Producer, 1), SpanKind::Producer);
 
     let request_span = request.span().span_context().clone();
     let producer_shape = |span: &SpanData| {
@@ -536,7 +521,7 @@ async fn a_threaded_producer_keeps_the_span_until_the_delivery_report_and_passes
     producer.flush(Duration::from_secs(10)).expect("flushed");
 
     assert_eq!(*deliveries.0.lock().unwrap(), vec![(7, true)], "the user's context got its report and opaque");
-    let producer_span = the_span(&spans_to(&topic), SpanKind::Producer);
+    let producer_span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
     assert_eq!(
         attributes(&producer_span),
         expected(&[
@@ -557,7 +542,7 @@ async fn a_threaded_producer_keeps_the_span_until_the_delivery_report_and_passes
     let tenant = traced.message().headers().and_then(|headers| headers.iter().find(|header| header.key == "tenant"));
     assert_eq!(tenant.and_then(|header| header.value), Some(&b"acme"[..]), "the user's header kept");
     traced.process(|_| ());
-    assert_child_of(&the_span(&spans_to(&topic), SpanKind::Consumer), &producer_span);
+    suite::assert_child_of(&suite::the_span(&spans_to(&topic), SpanKind::Consumer), &producer_span);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -582,7 +567,7 @@ async fn a_base_producer_that_cannot_queue_a_record_records_the_error_and_return
 
     assert_eq!((record.delivery_opaque, record.payload.map(str::len)), (9, Some(2000)));
     assert!(deliveries.0.lock().unwrap().is_empty(), "never queued: no delivery report");
-    let span = the_span(&spans_to(&topic), SpanKind::Producer);
+    let span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
     assert_eq!(span.status, Status::error(error.to_string()));
     assert_eq!(attribute(&span, "error.type"), Some(Value::from("rdkafka::error::KafkaError")));
 }

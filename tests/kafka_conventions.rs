@@ -6,7 +6,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Array, Value};
-use opentelemetry_sdk::trace::SpanData;
 use rdkafka::consumer::{CommitMode, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -196,10 +195,6 @@ async fn a_traced_consumer_counts_the_messages_it_receives() {
     );
 }
 
-fn span_of_kind(spans: &[SpanData], kind: SpanKind) -> SpanData {
-    spans.iter().find(|span| span.span_kind == kind).unwrap_or_else(|| panic!("a {kind:?} span in {spans:#?}")).clone()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
     suite::spans();
@@ -213,7 +208,8 @@ async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span()
 
     let spans = spans_to(&topic);
     assert_eq!(spans.len(), 2, "{spans:#?}");
-    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    let (consumer_span, settle) =
+        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
     assert_eq!(settle.name, format!("commit {topic}"));
     assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
     assert_eq!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
@@ -256,7 +252,8 @@ async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
 
     assert_eq!(tracehop::clients::kafka::store_offset(&consumer, &message).map_err(|error| error.to_string()), Ok(()));
     let spans = spans_to(&topic);
-    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    let (consumer_span, settle) =
+        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
     assert_eq!(settle.name, format!("store_offset {topic}"));
     assert_eq!(settle.parent_span_id, opentelemetry::trace::SpanId::INVALID, "no span is current any more");
     assert_ne!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
@@ -298,7 +295,8 @@ async fn a_refused_commit_is_returned_and_recorded_on_its_settle_span() {
     let handled = handle_and_commit(&message, &consumer);
     let error = handled.expect_err("the refused commit is the handler's error");
     let spans = spans_to(&topic);
-    let (consumer_span, settle) = (span_of_kind(&spans, SpanKind::Consumer), span_of_kind(&spans, SpanKind::Client));
+    let (consumer_span, settle) =
+        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
     assert_eq!(settle.name, format!("commit {topic}"));
     assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
     assert_eq!(attribute(&settle, "error.type"), Some(text("rdkafka::error::KafkaError")));

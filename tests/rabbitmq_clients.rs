@@ -48,21 +48,6 @@ async fn next_traced(
         .expect("no AMQP error")
 }
 
-fn the_span(spans: &[SpanData], kind: SpanKind) -> SpanData {
-    let mut of_kind = spans.iter().filter(|span| span.span_kind == kind);
-    let span = of_kind.next().unwrap_or_else(|| panic!("a {kind:?} span in {spans:#?}")).clone();
-    assert!(of_kind.next().is_none(), "one {kind:?} span in {spans:#?}");
-    span
-}
-
-fn assert_child_of(consumer: &SpanData, producer: &SpanData) {
-    assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
-    assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
-    assert!(consumer.parent_span_is_remote, "the producer's span is a remote parent");
-    let linked: Vec<SpanId> = consumer.links.links.iter().map(|link| link.span_context.span_id()).collect();
-    assert_eq!(linked, vec![producer.span_context.span_id()]);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
 async fn traced_channel_span_lasts_until_the_publisher_confirm_and_carries_its_context_beside_the_users_headers() {
@@ -84,7 +69,7 @@ async fn traced_channel_span_lasts_until_the_publisher_confirm_and_carries_its_c
         .expect("published");
     assert_eq!(confirmation, Confirmation::Ack(None));
 
-    let producer = the_span(&spans_to(&exchange), SpanKind::Producer);
+    let producer = suite::the_span(&spans_to(&exchange), SpanKind::Producer);
     assert_eq!(producer.name, format!("send {exchange}"));
     assert_eq!(producer.parent_span_id, SpanId::INVALID);
     assert_eq!(producer.status, Status::Unset);
@@ -121,7 +106,7 @@ async fn a_publish_the_broker_refuses_is_recorded_as_an_error_on_the_producer_sp
         .await
         .expect_err("the broker closes the channel: no such exchange");
 
-    let producer = the_span(&spans_to(&missing), SpanKind::Producer);
+    let producer = suite::the_span(&spans_to(&missing), SpanKind::Producer);
     assert_eq!(producer.status, Status::error(error.to_string()));
     assert!(error.to_string().contains("NOT_FOUND"), "{error}");
     assert_eq!(attribute(&producer, "error.type"), Some(Value::from("lapin::error::Error")));
@@ -143,7 +128,7 @@ async fn a_mandatory_message_returned_as_unroutable_is_recorded_as_an_error() {
         .expect("confirmed");
     assert!(matches!(confirmation, Confirmation::Ack(Some(_))), "returned: {confirmation:?}");
 
-    let producer = the_span(&spans_to(&exchange), SpanKind::Producer);
+    let producer = suite::the_span(&spans_to(&exchange), SpanKind::Producer);
     assert_eq!(producer.status, Status::error("the broker returned the message as unroutable"));
     assert_eq!(attribute(&producer, "error.type"), Some(Value::from(tracehop::clients::rabbitmq::RETURNED_ERROR_TYPE)));
 }
@@ -177,9 +162,9 @@ async fn the_consumer_stream_adapter_continues_the_producers_trace_and_leaves_th
 
     let spans = spans_to(&exchange);
     assert_eq!(spans.len(), 2, "{spans:#?}");
-    let producer = the_span(&spans, SpanKind::Producer);
-    let consumer = the_span(&spans, SpanKind::Consumer);
-    assert_child_of(&consumer, &producer);
+    let producer = suite::the_span(&spans, SpanKind::Producer);
+    let consumer = suite::the_span(&spans, SpanKind::Consumer);
+    suite::assert_child_of(&consumer, &producer);
     assert_eq!(seen, consumer.span_context.span_id(), "the future ran with the span current");
     assert_eq!(consumer.name, format!("process {exchange}"));
     assert_eq!(

@@ -248,6 +248,24 @@ pub fn shape(span: &SpanData, producer: &SpanData) -> Shape {
     }
 }
 
+/// The one span of `kind` among `spans`; fails the test when there is none or more than one.
+pub fn the_span(spans: &[SpanData], kind: opentelemetry::trace::SpanKind) -> SpanData {
+    let mut of_kind = spans.iter().filter(|span| span.span_kind == kind);
+    let span = of_kind.next().unwrap_or_else(|| panic!("a {kind:?} span in {spans:#?}")).clone();
+    assert!(of_kind.next().is_none(), "one {kind:?} span in {spans:#?}");
+    span
+}
+
+/// Asserts that `consumer` continues `producer`'s trace as tracehop does by default: its child, with the
+/// producer's span as a remote parent and as its one link.
+pub fn assert_child_of(consumer: &SpanData, producer: &SpanData) {
+    assert_eq!(consumer.span_context.trace_id(), producer.span_context.trace_id());
+    assert_eq!(consumer.parent_span_id, producer.span_context.span_id());
+    assert!(consumer.parent_span_is_remote, "the producer's span is a remote parent");
+    let linked: Vec<SpanId> = consumer.links.links.iter().map(|link| link.span_context.span_id()).collect();
+    assert_eq!(linked, vec![producer.span_context.span_id()]);
+}
+
 /// The producer span's ids, as a consumer should see them as parent.
 pub fn ids(span: &SpanData) -> (TraceId, SpanId) {
     (span.span_context.trace_id(), span.span_context.span_id())
