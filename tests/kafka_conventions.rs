@@ -195,6 +195,53 @@ async fn a_traced_consumer_counts_the_messages_it_receives() {
     );
 }
 
+static RECEIVER_OF_FAILURES: Handler =
+    Handler::consumer("conventions::failing_loop").group("receivers").destination("conventions-failures");
+
+/// A receive that fails counts no message, under its `error.type`, beside the messages received; the error
+/// itself reaches the caller unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_receive_counts_no_message_under_its_error_type() {
+    use futures_util::StreamExt;
+    use rdkafka::error::KafkaError;
+    use rdkafka::types::RDKafkaErrorCode;
+    suite::spans();
+    suite::metrics();
+    let message = rdkafka::message::OwnedMessage::new(
+        Some(b"one".to_vec()),
+        None,
+        "conventions-failures".to_owned(),
+        rdkafka::message::Timestamp::NotAvailable,
+        0,
+        0,
+        None,
+    );
+    let failure = KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition);
+    let received = futures_util::stream::iter([Ok(message), Err(failure)]);
+    let mut traced = ConsumerTracing::new(&RECEIVER_OF_FAILURES).stream(received);
+    traced.next().await.expect("the message").expect("received").process(|_| ());
+    let error = traced.next().await.expect("the failure").err().expect("the receive's error");
+    assert_eq!(error, KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition));
+
+    let attributes = [
+        ("messaging.system", text("kafka")),
+        ("messaging.operation.name", text("receive")),
+        ("messaging.consumer.group.name", text("receivers")),
+        ("messaging.destination.name", text("conventions-failures")),
+    ];
+    let mut failed = attributes.to_vec();
+    failed.push(("error.type", text("rdkafka::error::KafkaError")));
+    let mut points = metric_points("messaging.client.consumed.messages", "conventions-failures");
+    points.sort_by_key(|point| point.attributes.len());
+    assert_eq!(
+        points,
+        vec![
+            counter("messaging.client.consumed.messages", 1, &attributes),
+            counter("messaging.client.consumed.messages", 0, &failed),
+        ]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
     suite::spans();

@@ -6,7 +6,7 @@
 //! | `messaging.process.duration` | histogram, `s` | every traced handler of one message or of a batch |
 //! | `messaging.client.operation.duration` | histogram, `s` | every traced publish (`send`) and settle span (`ack`, `nack`, `reject`, `commit`, `store_offset`) |
 //! | `messaging.client.sent.messages` | counter, `{message}` | every traced publish: the records its context was written into, at least 1 |
-//! | `messaging.client.consumed.messages` | counter, `{message}` | every message a [`ConsumerTracing`](crate::clients::ConsumerTracing) receives |
+//! | `messaging.client.consumed.messages` | counter, `{message}` | every message a [`ConsumerTracing`](crate::clients::ConsumerTracing) receives; a failed receive adds 0 under its `error.type` |
 //! | `tracehop.message.age` | histogram, `s` | every consumed message with a timestamp: how long it waited (see [`AGE_ATTRIBUTE`](crate::AGE_ATTRIBUTE)) |
 //!
 //! Their attributes: `messaging.system`, `messaging.operation.name`, `messaging.operation.type` (client
@@ -313,6 +313,16 @@ mod recording {
         let attributes = target.attributes(crate::clients::RECEIVE_OPERATION, None);
         with_instruments(|instruments| instruments.consumed_messages.add(1, attributes.as_slice()));
     }
+
+    /// A receive that failed: `messaging.client.consumed.messages` gets no message, under the failure's
+    /// `error.type` (which the conventions require exactly when the operation failed), so failed receives show
+    /// beside the messages received.
+    pub(crate) fn count_failed_receive(handler: &Handler, system: Option<MessagingSystem>, error_type: &'static str) {
+        let target = Target::of(handler, system, None, None);
+        let mut attributes = target.attributes(crate::clients::RECEIVE_OPERATION, None);
+        attributes.push(semconv::ERROR_TYPE, error_type);
+        with_instruments(|instruments| instruments.consumed_messages.add(0, attributes.as_slice()));
+    }
 }
 
 #[cfg(not(feature = "metrics"))]
@@ -351,4 +361,11 @@ mod disabled {
 
     #[inline(always)]
     pub(crate) fn count_consumed(_handler: &Handler, _message: &dyn MessageFacts) {}
+
+    pub(crate) fn count_failed_receive(
+        _handler: &Handler,
+        _system: Option<MessagingSystem>,
+        _error_type: &'static str,
+    ) {
+    }
 }

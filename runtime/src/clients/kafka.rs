@@ -465,7 +465,7 @@ impl ConsumerTracing {
         consumer: &'c BaseConsumer<C>,
         timeout: impl Into<Timeout>,
     ) -> Option<KafkaResult<TracedMessage<BorrowedMessage<'c>>>> {
-        consumer.poll(timeout).map(|polled| polled.map(|message| self.trace(message)))
+        consumer.poll(timeout).map(|polled| self.traced(polled, Some(crate::MessagingSystem::Kafka)))
     }
 }
 

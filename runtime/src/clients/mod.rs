@@ -35,6 +35,7 @@ use opentelemetry::{global, ContextGuard};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
+use crate::brokers::MessagingSystem;
 use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
 use crate::handler::{Handler, ParentPolicy};
 use crate::outcome::HandlerOutcome;
@@ -143,9 +144,26 @@ impl ConsumerTracing {
         TracedMessage { message, span }
     }
 
+    /// What a receive from `system` (when known) gave: its message traced, or its error passed on and counted
+    /// as a failed receive.
+    fn traced<M: ConsumedMessage, E>(
+        &self,
+        received: Result<M, E>,
+        system: Option<MessagingSystem>,
+    ) -> Result<TracedMessage<M>, E> {
+        match received {
+            Ok(message) => Ok(self.trace(message)),
+            Err(error) => {
+                crate::metrics::count_failed_receive(self.handler, system, std::any::type_name::<E>());
+                Err(error)
+            }
+        }
+    }
+
     /// Adapts a stream of messages (rdkafka's `StreamConsumer::stream()`, lapin's `Consumer`, any stream of
     /// `Result<M, E>` with `M:` [`ConsumedMessage`]) so each message comes with its CONSUMER span. Errors pass
-    /// through untouched.
+    /// through untouched; with the `metrics` feature each counts as a failed receive (no message, under
+    /// `error.type` = the error's type name).
     ///
     /// ```no_run
     /// # #[cfg(feature = "rabbitmq")] async fn example(consumer: lapin::Consumer) {
@@ -165,7 +183,7 @@ impl ConsumerTracing {
     /// # }
     /// ```
     pub fn stream<S>(&self, stream: S) -> TracedStream<S> {
-        TracedStream { stream, tracing: *self }
+        TracedStream { stream, tracing: *self, system: None }
     }
 }
 
@@ -220,6 +238,8 @@ pin_project_lite::pin_project! {
         #[pin]
         stream: S,
         tracing: ConsumerTracing,
+        // The broker of the messages so far: a failed receive is counted under it.
+        system: Option<MessagingSystem>,
     }
 }
 
@@ -265,8 +285,15 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<TracedMessage<M>, E>>> {
         let this = self.project();
-        let tracing = *this.tracing;
-        this.stream.poll_next(cx).map(|item| item.map(|result| result.map(|message| tracing.trace(message))))
+        let (tracing, system) = (*this.tracing, this.system);
+        this.stream.poll_next(cx).map(|item| {
+            item.map(|result| {
+                if let Ok(message) = &result {
+                    *system = Some(message.system());
+                }
+                tracing.traced(result, *system)
+            })
+        })
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
