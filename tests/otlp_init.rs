@@ -5,12 +5,9 @@
 //! The global tracer provider is process-wide: every test here installs one, so they run one at a time.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::Duration;
 
 use opentelemetry::trace::{Span as _, Status, TraceContextExt, Tracer as _};
 use opentelemetry::{global, Context, KeyValue};
@@ -22,9 +19,6 @@ use opentelemetry_proto::tonic::trace::v1::span::SpanKind as ProtoSpanKind;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SimpleSpanProcessor};
 use prost::Message as _;
 use rdkafka::message::Headers as _;
-
-/// How long the loopback collectors wait for a request's bytes.
-const WAIT: Duration = Duration::from_secs(20);
 
 fn one_test_at_a_time() -> MutexGuard<'static, ()> {
     static GLOBAL_PROVIDER: Mutex<()> = Mutex::new(());
@@ -42,56 +36,6 @@ fn variables(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + 'stati
 fn publish_order(order: u32) -> rdkafka::message::OwnedHeaders {
     let _ = order;
     tracehop::kafka::trace_headers()
-}
-
-/// One HTTP request as a loopback collector received it.
-struct HttpRequest {
-    request_line: String,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-/// A one-request OTLP/HTTP collector on 127.0.0.1: hands over what it received, then answers 200. Returns its
-/// base URL (`http://127.0.0.1:<port>`).
-fn http_collector() -> (String, mpsc::Receiver<HttpRequest>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    let base_url = format!("http://{}", listener.local_addr().unwrap());
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else { return };
-        stream.set_read_timeout(Some(WAIT)).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut request_line = String::new();
-        reader.read_line(&mut request_line).unwrap();
-        let mut headers = HashMap::new();
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).unwrap();
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap_or((line, ""));
-            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-        }
-        let content_length = headers.get("content-length").map_or(0, |length| length.parse().unwrap());
-        let mut body = vec![0; content_length];
-        reader.read_exact(&mut body).unwrap();
-        let content_type = headers.get("content-type").cloned().unwrap_or_default();
-        let (answer, answer_type) = if content_type == "application/json" {
-            (b"{}".to_vec(), "application/json")
-        } else {
-            (ExportTraceServiceResponse::default().encode_to_vec(), "application/x-protobuf")
-        };
-        // Handed over before the answer: once the exporter has its answer, the request is already waiting here.
-        let _ = sender.send(HttpRequest { request_line: request_line.trim_end().to_owned(), headers, body });
-        let mut stream = reader.into_inner();
-        let head =
-            format!("HTTP/1.1 200 OK\r\ncontent-type: {answer_type}\r\ncontent-length: {}\r\n\r\n", answer.len());
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&answer).unwrap();
-    });
-    (base_url, receiver)
 }
 
 /// What a gRPC collector received: the request's metadata (as lower-case name → value) and message.
@@ -163,7 +107,7 @@ fn span_names(request: &ExportTraceServiceRequest) -> Vec<String> {
 #[test]
 fn http_protobuf_export_carries_the_span_and_the_resource_and_dropping_the_guard_sends_it() {
     let _serial = one_test_at_a_time();
-    let (base_url, received) = http_collector();
+    let (base_url, received) = suite::otlp_http_collector();
     let telemetry = tracehop::Telemetry::builder()
         .variables(variables(&[
             ("OTEL_SERVICE_NAME", "orders-service"),
@@ -194,7 +138,7 @@ fn http_protobuf_export_carries_the_span_and_the_resource_and_dropping_the_guard
 #[test]
 fn http_json_export_reaches_the_traces_endpoint_as_it_is() {
     let _serial = one_test_at_a_time();
-    let (base_url, received) = http_collector();
+    let (base_url, received) = suite::otlp_http_collector();
     let telemetry = tracehop::Telemetry::builder()
         .variables(variables(&[
             ("OTEL_SERVICE_NAME", "json-service"),
@@ -224,7 +168,7 @@ fn http_json_export_reaches_the_traces_endpoint_as_it_is() {
 #[test]
 fn values_given_in_code_win_over_the_variables() {
     let _serial = one_test_at_a_time();
-    let (base_url, received) = http_collector();
+    let (base_url, received) = suite::otlp_http_collector();
     let telemetry = tracehop::Telemetry::builder()
         .variables(variables(&[
             ("OTEL_SERVICE_NAME", "from-variable"),
@@ -307,7 +251,7 @@ fn grpc_export_from_a_plain_main_reaches_the_collector_on_flush() {
 #[test]
 fn sdk_disabled_records_and_exports_nothing_but_passes_the_incoming_context_on() {
     let _serial = one_test_at_a_time();
-    let (base_url, received) = http_collector();
+    let (base_url, received) = suite::otlp_http_collector();
     let telemetry = tracehop::Telemetry::builder()
         .variables(variables(&[("OTEL_SDK_DISABLED", "true"), ("OTEL_EXPORTER_OTLP_ENDPOINT", &base_url)]))
         .install()

@@ -178,10 +178,10 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
 /// answers at once (no `Context` is built); without one, the propagator is asked, as [`extract_context`] does,
 /// so other propagators' headers still count. A valid `traceparent` that a user's propagator ignores counts too.
 pub(crate) fn carries_context<M: ConsumedMessage + ?Sized>(message: &M) -> bool {
-    match TraceHeaders::scan(message.headers()).traceparent() {
-        Ok(Some(_)) => true,
+    match TraceHeaders::scan(message.headers()).has_valid_traceparent() {
+        Ok(true) => true,
         Err(_) => false,
-        Ok(None) => matches!(extract_context(message), IncomingContext::Continued(..)),
+        Ok(false) => matches!(extract_context(message), IncomingContext::Continued(..)),
     }
 }
 

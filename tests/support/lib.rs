@@ -539,3 +539,57 @@ pub fn metric_points(name: &str, destination: &str) -> Vec<MetricPoint> {
     });
     points
 }
+
+/// One HTTP request as a loopback collector received it: its request line, its headers (names lower-cased) and
+/// its body.
+pub struct HttpRequest {
+    /// `POST /v1/traces HTTP/1.1`, say.
+    pub request_line: String,
+    /// The request's headers, names lower-cased.
+    pub headers: std::collections::HashMap<String, String>,
+    /// The request's body, as sent.
+    pub body: Vec<u8>,
+}
+
+/// A one-request OTLP/HTTP collector on 127.0.0.1: hands over what it received, then answers 200 with an empty
+/// export response (an empty protobuf message, or `{}` for JSON). Returns its base URL
+/// (`http://127.0.0.1:<port>`).
+pub fn otlp_http_collector() -> (String, std::sync::mpsc::Receiver<HttpRequest>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    let base_url = format!("http://{}", listener.local_addr().expect("its address"));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let Ok((stream, _)) = listener.accept() else { return };
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("a read timeout");
+        let mut reader = BufReader::new(stream);
+        let mut request_line = String::new();
+        reader.read_line(&mut request_line).expect("the request line");
+        let mut headers = std::collections::HashMap::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("a header line");
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let (name, value) = line.split_once(':').unwrap_or((line, ""));
+            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
+        }
+        let content_length = headers.get("content-length").map_or(0, |length| length.parse().expect("a length"));
+        let mut body = vec![0; content_length];
+        reader.read_exact(&mut body).expect("the body");
+        // An export response with no partial success: an empty message in either encoding.
+        let (answer, answer_type): (&[u8], &str) = match headers.get("content-type").map(String::as_str) {
+            Some("application/json") => (b"{}", "application/json"),
+            _ => (b"", "application/x-protobuf"),
+        };
+        // Handed over before the answer: once the exporter has its answer, the request is already waiting here.
+        let _ = sender.send(HttpRequest { request_line: request_line.trim_end().to_owned(), headers, body });
+        let mut stream = reader.into_inner();
+        let head =
+            format!("HTTP/1.1 200 OK\r\ncontent-type: {answer_type}\r\ncontent-length: {}\r\n\r\n", answer.len());
+        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(answer));
+    });
+    (base_url, receiver)
+}

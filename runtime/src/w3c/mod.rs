@@ -221,17 +221,27 @@ impl<'a> TraceHeaders<'a> {
     /// The `traceparent` to continue (its version-00 fields: the first 55 characters), `None` when there is
     /// none, or why it cannot be continued.
     pub(crate) fn traceparent(&self) -> Result<Option<&'a str>, ContextRejection> {
+        let traceparent = self.checked_traceparent()?;
+        if let Some(traceparent) = &traceparent {
+            traceparent::remember(traceparent);
+        }
+        Ok(traceparent.map(|traceparent| traceparent.fields))
+    }
+
+    /// Whether the message carries a `traceparent` to continue, checked as [`TraceHeaders::traceparent`] checks
+    /// it, for a caller that only counts contexts: nothing is kept for a propagator.
+    pub(crate) fn has_valid_traceparent(&self) -> Result<bool, ContextRejection> {
+        self.checked_traceparent().map(|traceparent| traceparent.is_some())
+    }
+
+    fn checked_traceparent(&self) -> Result<Option<traceparent::Traceparent<'a>>, ContextRejection> {
         if self.duplicate_traceparent {
             return Err(ContextRejection::DuplicateTraceparent);
         }
         match self.traceparent {
             None => Ok(None),
             Some(None) => Err(ContextRejection::UnreadableTraceparent),
-            Some(Some(value)) => {
-                let traceparent = traceparent::check(value)?;
-                traceparent::remember(&traceparent);
-                Ok(Some(traceparent.fields))
-            }
+            Some(Some(value)) => traceparent::check(value).map(Some),
         }
     }
 

@@ -8,62 +8,32 @@ use opentelemetry::trace::TraceState;
 
 use super::{trim_ows, within_limit, TrimReason, Trimmed};
 
-thread_local! {
-    /// The last `tracestate` the header scan passed on from this thread, already trimmed. The propagator reads
-    /// the same value right after, through OpenTelemetry's `Extractor`, which cannot say it was checked; keyed
-    /// by its bytes, so any other value is trimmed afresh. The buffer is reused: no allocation per message.
-    static PASSED_ON: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// Keeps the tracestate the header scan passes on, so the propagator does not trim it again.
-pub(super) fn remember(value: &str) {
-    PASSED_ON.with_borrow_mut(|passed_on| {
-        passed_on.clear();
-        passed_on.push_str(value);
-    });
-}
-
-/// `value` trimmed as [`trim_tracestate`] does, without a second pass when the header scan already trimmed it.
-pub(super) fn trimmed_once(value: &str) -> Trimmed<'_> {
-    if PASSED_ON.with_borrow(|passed_on| passed_on == value) {
-        Trimmed::kept(value)
-    } else {
-        trim_tracestate(value.as_bytes())
-    }
+/// What this thread's last messages said in `tracestate`, so repeats are not checked and parsed again.
+/// Consecutive messages of a producer usually carry the same vendor data; a value that changes with every message
+/// costs only the copy of its text. Buffers are reused: no allocation per message.
+struct Recent {
+    /// The last raw value a header scan found whole (nothing to trim).
+    whole: Vec<u8>,
+    /// The last value the header scan passed on, already trimmed. The propagator reads the same value right
+    /// after, through OpenTelemetry's `Extractor`, which cannot say it was checked.
+    passed_on: String,
+    /// Whether `passed_on` is also what the scan passed on before it: worth keeping its parse.
+    repeated: bool,
+    /// What OpenTelemetry made of `passed_on`, once it repeated: a clone costs a fraction of the parse, which
+    /// checks every key and value again.
+    parsed: Option<TraceState>,
 }
 
 thread_local! {
-    /// The last trimmed `tracestate` parsed on this thread and what OpenTelemetry made of it. Consecutive
-    /// messages of a producer usually carry the same vendor data, and a clone costs a fraction of the parse
-    /// (which checks every key and value again).
-    static LAST_PARSED: RefCell<(String, TraceState)> = RefCell::new((String::new(), TraceState::default()));
+    static RECENT: RefCell<Recent> = const {
+        RefCell::new(Recent { whole: Vec::new(), passed_on: String::new(), repeated: false, parsed: None })
+    };
 }
 
-/// OpenTelemetry's `TraceState` of a trimmed `tracestate` (one [`trim_tracestate`] kept, so the parse does not
-/// fail), reusing the last one parsed on this thread when the text is the same.
-pub(super) fn parsed(trimmed: &str) -> TraceState {
-    let reused = LAST_PARSED.with_borrow(|(text, state)| (text == trimmed).then(|| state.clone()));
-    reused.unwrap_or_else(|| {
-        let state = TraceState::from_str(trimmed).unwrap_or_default();
-        LAST_PARSED.with_borrow_mut(|(text, last)| {
-            text.clear();
-            text.push_str(trimmed);
-            *last = state.clone();
-        });
-        state
-    })
-}
-
-thread_local! {
-    /// The last `tracestate` this thread's header scans found whole (nothing to trim). Consecutive messages
-    /// often carry the same vendor data; a repeat is then recognised by one comparison instead of checking
-    /// every key and value again.
-    static LAST_WHOLE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
-
-/// [`trim_tracestate`], answered by one comparison when `value` is the one this thread last found whole.
+/// [`trim_tracestate`] for the header scan, answered by one comparison when `value` is the one this thread last
+/// found whole.
 pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
-    if LAST_WHOLE.with_borrow(|last| !last.is_empty() && last.as_slice() == value) {
+    if RECENT.with_borrow(|recent| !recent.whole.is_empty() && recent.whole == value) {
         // It passed whole before: every byte is ASCII, so this check cannot fail.
         if let Ok(value) = std::str::from_utf8(value) {
             return Trimmed::kept(value);
@@ -71,12 +41,47 @@ pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
     }
     let trimmed = trim_tracestate(value);
     if trimmed.reason().is_none() {
-        LAST_WHOLE.with_borrow_mut(|last| {
-            last.clear();
-            last.extend_from_slice(value);
+        RECENT.with_borrow_mut(|recent| {
+            recent.whole.clear();
+            recent.whole.extend_from_slice(value);
         });
     }
     trimmed
+}
+
+/// Keeps the trimmed tracestate the header scan passes on, so the propagator neither trims nor (when it repeats)
+/// parses it again.
+pub(super) fn remember(value: &str) {
+    RECENT.with_borrow_mut(|recent| {
+        recent.repeated = recent.passed_on == value;
+        if !recent.repeated {
+            recent.passed_on.clear();
+            recent.passed_on.push_str(value);
+            recent.parsed = None;
+        }
+    });
+}
+
+/// `value` trimmed as [`trim_tracestate`] does, without a second pass when the header scan already trimmed it.
+pub(super) fn trimmed_once(value: &str) -> Trimmed<'_> {
+    if RECENT.with_borrow(|recent| recent.passed_on == value) {
+        Trimmed::kept(value)
+    } else {
+        trim_tracestate(value.as_bytes())
+    }
+}
+
+/// OpenTelemetry's `TraceState` of a trimmed `tracestate` (one [`trim_tracestate`] kept, so the parse does not
+/// fail): the parse kept for the value the scan passed on, when it repeated; otherwise a parse of its own.
+pub(super) fn parsed(trimmed: &str) -> TraceState {
+    let parse = || TraceState::from_str(trimmed).unwrap_or_default();
+    RECENT.with_borrow_mut(|recent| {
+        if recent.repeated && recent.passed_on == trimmed {
+            recent.parsed.get_or_insert_with(parse).clone()
+        } else {
+            parse()
+        }
+    })
 }
 
 /// The most list members a `tracestate` may carry (W3C Trace Context, "tracestate Header Field Values").
@@ -204,6 +209,20 @@ fn valid_value(value: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_tracestate_is_parsed_once_and_every_value_reads_as_itself() {
+        let header = |state: &TraceState| state.header();
+        for (value, repeated) in [("a=1", false), ("a=1", true), ("a=1", true), ("b=2,a=1", false), ("a=1", false)] {
+            remember(value);
+            assert_eq!(RECENT.with_borrow(|recent| recent.repeated), repeated, "{value}");
+            assert_eq!(header(&parsed(value)), value);
+            assert_eq!(RECENT.with_borrow(|recent| recent.parsed.is_some()), repeated, "kept only once repeated");
+        }
+        // A value the scan did not pass on is parsed afresh, never answered with the kept one.
+        assert_eq!(header(&parsed("c=3")), "c=3");
+        assert_eq!(trimmed_once("c=3").value(), Some("c=3"));
+    }
 
     /// `members` members of `member_len` bytes each, comma-separated.
     fn tracestate(members: usize, member_len: usize) -> String {
