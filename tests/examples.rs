@@ -3,23 +3,33 @@
 //! from which these tests check the exact shape of its traces.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
-/// Builds example `name` as the suite is built (cargo rebuilds it when a source changed, so a stale binary is
-/// never run) and returns its path.
+/// Builds example `name` (cargo rebuilds it when a source changed, so a stale binary is never run) and returns the
+/// path cargo reports for it. Not a path guessed beside this test binary: under `--release` or `--target`, that
+/// folder holds no build of the example, or an old one, when the suite was run with `--test examples`.
 fn build_example(name: &str) -> PathBuf {
     let built = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
+        .args(["build", "--quiet", "--message-format=json-render-diagnostics", "--example", name])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
+        .stderr(Stdio::inherit())
+        .output()
         .unwrap_or_else(|error| panic!("cannot run cargo to build example {name}: {error}"));
-    assert!(built.success(), "cargo build --example {name} failed");
-    let test_binary = std::env::current_exe().expect("the test binary's path");
-    let profile_dir = test_binary.parent().and_then(|deps| deps.parent()).expect("target/<profile>");
-    profile_dir.join("examples").join(name)
+    assert!(built.status.success(), "cargo build --example {name} failed");
+    // One JSON message a line; the example's own artifact names its executable.
+    String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|message| {
+            message["reason"] == "compiler-artifact"
+                && message["target"]["name"] == name
+                && message["target"]["kind"] == json!(["example"])
+        })
+        .and_then(|message| message["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo build --example {name} reported no executable"))
 }
 
 fn run(command: &mut Command) -> String {
@@ -44,8 +54,13 @@ struct Pipeline {
 
 impl Pipeline {
     fn run(command: &mut Command) -> Self {
-        // With no OTLP variable the example exports nothing; a developer's environment must not change that here.
-        let stdout = run(command.arg("--spans-json").env_remove("OTEL_EXPORTER_OTLP_ENDPOINT"));
+        // With no OTLP endpoint variable the example exports nothing; a developer's environment must not change that
+        // here (the example reads both).
+        let command = command
+            .arg("--spans-json")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT");
+        let stdout = run(command);
         let spans = stdout
             .lines()
             .filter(|line| line.starts_with('{'))

@@ -305,7 +305,7 @@ async fn base_consumer_poll_traces_the_message_and_process_async_records_its_err
     producer.send(FutureRecord::to(&topic).key("k").payload("p"), Duration::from_secs(10)).await.expect("sent");
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("group.id", "billing")
+        .set("group.id", format!("billing.{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()

@@ -286,7 +286,7 @@ async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
     // Offsets stored by the caller, as `store_offset` needs.
     let consumer: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", broker.bootstrap_servers())
-        .set("group.id", "conventions")
+        .set("group.id", format!("conventions.{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.offset.store", "false")
         .create()
@@ -423,13 +423,11 @@ async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
 }
 
 /// Every constant `pub const NAME: &str = "value";` of a source file of the conventions crate.
+/// The names the conventions crate defines in `file` (`attribute.rs`, `metric.rs`), read from the source this very
+/// build compiled. The build already records where that source is: rustc's dep-info (`deps/NAME-HASH.d`, beside
+/// this test binary) lists every file of every compiled crate. No `cargo metadata`, which would need every package
+/// of the lockfile downloaded (for every platform), nor the network, nor a guess at where `CARGO_HOME` is.
 fn convention_names(file: &str) -> Vec<String> {
-    let metadata = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--format-version", "1", "--offline"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("cargo metadata runs");
-    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).expect("cargo metadata's JSON");
     let lockfile = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).expect("Cargo.lock");
     let locked_version = lockfile
         .split("[[package]]")
@@ -437,17 +435,39 @@ fn convention_names(file: &str) -> Vec<String> {
         .and_then(|package| package.lines().find_map(|line| line.strip_prefix("version = \"")))
         .map(|version| version.trim_end_matches('"').to_owned())
         .expect("the conventions crate is in the lockfile");
-    let manifest = metadata["packages"]
-        .as_array()
-        .expect("packages")
-        .iter()
-        .find(|package| {
-            package["name"] == "opentelemetry-semantic-conventions" && package["version"] == locked_version.as_str()
+    let deps = std::env::current_exe().expect("the test binary's path");
+    let deps = deps.parent().expect("the test binary's folder");
+    let wanted = format!("/src/{file}");
+    let mut sources: Vec<std::path::PathBuf> = std::fs::read_dir(deps)
+        .expect("the build's deps folder")
+        .map(|entry| entry.expect("an entry").path())
+        .filter(|path| {
+            let name = path.file_name().and_then(|name| name.to_str()).unwrap_or_default();
+            name.starts_with("opentelemetry_semantic_conventions-") && name.ends_with(".d")
         })
-        .and_then(|package| package["manifest_path"].as_str())
-        .expect("the conventions crate's manifest");
-    let source = std::path::Path::new(manifest).with_file_name("src").join(file);
-    let source = std::fs::read_to_string(&source).expect("the conventions crate's source");
+        .flat_map(|dep_info| {
+            let dep_info = std::fs::read_to_string(dep_info).expect("a dep-info file");
+            // One `PATH:` line per source file, spaces escaped as `\ `.
+            dep_info
+                .lines()
+                .filter_map(|line| line.strip_suffix(':'))
+                .map(|path| path.replace("\\ ", " "))
+                .filter(|path| path.ends_with(&wanted))
+                .map(std::path::PathBuf::from)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    sources.sort();
+    sources.dedup();
+    // A target folder used before may also hold an older version's dep-info: take the locked one's.
+    if sources.len() > 1 {
+        let versioned = format!("opentelemetry-semantic-conventions-{locked_version}/");
+        sources.retain(|path| path.to_string_lossy().contains(&versioned));
+    }
+    let [source] = sources.as_slice() else {
+        panic!("expected the dep-info of one build of opentelemetry-semantic-conventions {locked_version} in {}, found the sources {sources:?}", deps.display())
+    };
+    let source = std::fs::read_to_string(source).expect("the conventions crate's source");
     source
         .lines()
         .filter_map(|line| line.trim().strip_prefix("pub const "))

@@ -143,11 +143,13 @@ impl Broker {
             .expect("a producer for the broker")
     }
 
-    /// A consumer in `group`, subscribed to `topic`, reading from the earliest offset.
+    /// A consumer in `group`, subscribed to `topic`, reading from the earliest offset. On the broker the group is
+    /// `group.topic`: tests that run at once on one broker (tansu) share no group, where a consumer joining another
+    /// test's group would rebalance it and hand that test's uncommitted messages to it again.
     pub fn consumer(&self, group: &str, topic: &str) -> StreamConsumer {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", self.bootstrap_servers())
-            .set("group.id", group)
+            .set("group.id", format!("{group}.{topic}"))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("session.timeout.ms", "6000")
