@@ -50,6 +50,14 @@ def throughput():
     return found
 
 
+def variant_of(case):
+    """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed")."""
+    for variant in ("-varied", "-mixed"):
+        if case.endswith(variant):
+            return case.removesuffix(variant), variant
+    return case, ""
+
+
 def ns(value):
     if value is None:
         return "–"
@@ -80,7 +88,7 @@ say = lines.append
 
 say("# Benchmarks")
 say("")
-say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about ten")
+say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about twelve")
 say("minutes; `scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
 say("")
 say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('rustc', '?')}; "
@@ -102,11 +110,18 @@ say("The benches are built with the default features a service uses (`kafka`, `r
     "with `--all-features` the `metrics` feature adds its cost to every path.")
 say("")
 say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
-    "link (for producers: its span and a bare `traceparent` write); **tracehop** is what `#[traced_consumer]` / "
+    "link, built the cheapest way the SDK allows for the sampler's decision: described up front when sampled, left "
+    "to the sampler first (`is_recording`) and given nothing when unsampled (for producers: its span and a bare "
+    "`traceparent` write); **tracehop** is what `#[traced_consumer]` / "
     "`#[traced_producer]` expand to; **glue** is the usual guides' code (headers copied into a map, "
     "OpenTelemetry's own propagators, everything built before sampling); **glue-after-sampling** reads the headers "
     "in place and describes the span only once sampled; **tracing** is a `tracing` span with the same fields, "
     "parented through `tracing-opentelemetry`.")
+say("")
+say("Consumed messages carry the same `tracestate` (`congo=t61rcWkgMzE`), which tracehop recognises from the "
+    "thread's last message, but in the `varied` cases, where each message has its own, and the `mixed` ones: 70% "
+    "carry that one, 20% one of three others and 10% their own, in a fixed shuffled order (48% of the messages "
+    "repeat the one before).")
 say("")
 
 # Instructions
@@ -114,50 +129,65 @@ say("## Instructions and allocations per message")
 say("")
 say("Built with the default features (`kafka`, `rabbitmq`). The `+metrics` rows are the same paths built with the "
     "`metrics` feature: without a meter provider, and (`-metered-`) with the SDK's recording every message; "
-    "floors are those of the build without metrics.")
+    "floors are those of the build without metrics. Each case is held to the floor and the careful glue "
+    "(`glue-after-sampling`) of its own sampling and `tracestate`; `floor-deciding-first-sampled` and "
+    "`floor-up-front-unsampled` are the floor written the other way for that outcome.")
 say("")
-say("| case | instructions | allocations | instructions vs floor |")
-say("|---|---:|---:|---:|")
+say("| case | instructions | allocations | instructions vs floor | vs glue-after-sampling |")
+say("|---|---:|---:|---:|---:|")
+for case, (count, allocations) in counts.items():
+    path, variant = variant_of(case.removesuffix("+metrics"))
+    sampling = "unsampled" if path.endswith("-unsampled") else "sampled"
+    floor = counts.get(f"{'producer-floor' if path.startswith('producer') else 'floor'}-{sampling}{variant}")
+    against = "–" if path.startswith(("extraction", "upstream")) else ratio(count, floor and floor[0])
+    careful = counts.get(f"glue-after-sampling-{sampling}{variant}")
+    against_careful = ratio(count, careful and careful[0]) if path.startswith("consumer") else "–"
+    say(f"| {case} | {count:,} | {allocations:g} | {against} | {against_careful} |")
 floors = {"sampled": counts.get("floor-sampled"), "unsampled": counts.get("floor-unsampled")}
 producer_floors = {"sampled": counts.get("producer-floor-sampled"), "unsampled": counts.get("producer-floor-unsampled")}
-for case, (count, allocations) in counts.items():
-    path = case.removesuffix("+metrics")
-    sampling = "unsampled" if path.endswith("-unsampled") else "sampled"
-    floor = producer_floors[sampling] if path.startswith("producer") else floors[sampling]
-    against = "–" if case.startswith(("extraction", "upstream")) else ratio(count, floor and floor[0])
-    say(f"| {case} | {count:,} | {allocations:g} | {against} |")
 say("")
 
 # Consumer matrix
 say("## One consumed message: medians by sampler and span processor")
 say("")
-say("| sampler / processor | untraced | extraction | floor | tracehop | glue | glue-after-sampling | tracing | "
-    "tracehop vs floor | vs glue | vs tracing |")
-say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
-    for processor in ["simple", "batch"]:
-        group = f"consumer/{sampler}/{processor}"
-        get = lambda name: times.get(f"{group}/{name}")
-        cells = [ns(get(name)) for name in
-                 ["untraced", "extraction", "floor", "tracehop", "glue", "glue-after-sampling", "tracing"]]
-        say(f"| {sampler} / {processor} | " + " | ".join(cells) + f" | {ratio(get('tracehop'), get('floor'))} | "
-            f"{ratio(get('tracehop'), get('glue'))} | {ratio(get('tracehop'), get('tracing'))} |")
+say("The `varied` and `mixed` rows (simple processor only) repeat the constant-`tracestate` cells with each "
+    "message's own `tracestate` and with the mix. **vs glue** is against the guides' glue (headers copied to a "
+    "map, everything built before sampling), **vs careful glue** against `glue-after-sampling`.")
+say("")
+say("| sampler / processor / tracestate | untraced | extraction | floor | tracehop | glue | glue-after-sampling | "
+    "tracing | tracehop vs floor | vs glue | vs careful glue | vs tracing |")
+say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for suffix, processors in [("", ["simple", "batch"]), ("/tracestate-varied", ["simple"]),
+                           ("/tracestate-mixed", ["simple"])]:
+    for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
+        for processor in processors:
+            group = f"consumer/{sampler}/{processor}{suffix}"
+            get = lambda name: times.get(f"{group}/{name}")
+            cells = [ns(get(name)) for name in
+                     ["untraced", "extraction", "floor", "tracehop", "glue", "glue-after-sampling", "tracing"]]
+            tracestate = suffix.removeprefix("/tracestate-") or "constant"
+            say(f"| {sampler} / {processor} / {tracestate} | " + " | ".join(cells) +
+                f" | {ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('glue'))} | "
+                f"{ratio(get('tracehop'), get('glue-after-sampling'))} | {ratio(get('tracehop'), get('tracing'))} |")
 say("")
 
 # Extraction
 say("## Extraction alone")
 say("")
 say("The trace context of one message with N application headers besides `traceparent` and `tracestate` "
-    "(W3C trace context and baggage propagators in every case).")
+    "(W3C trace context and baggage propagators in every case); on Kafka also with each message's own "
+    "`tracestate` (`varied`) and the mix (`mixed`).")
 say("")
-say("| broker, headers | tracehop | upstream, headers copied to a map | upstream, headers read in place | "
+say("| broker, headers, tracestate | tracehop | upstream, headers copied to a map | upstream, headers read in place | "
     "tracehop vs in place |")
 say("|---|---:|---:|---:|---:|")
 for broker in ["kafka", "amqp"]:
     for count in [0, 3, 20]:
-        get = lambda name: times.get(f"extraction/{broker}/{name}/{count}")
-        say(f"| {broker}, {count} | {ns(get('tracehop'))} | {ns(get('upstream-map'))} | "
-            f"{ns(get('upstream-in-place'))} | {ratio(get('tracehop'), get('upstream-in-place'))} |")
+        for suffix in ["", "-tracestate-varied", "-tracestate-mixed"] if broker == "kafka" else [""]:
+            get = lambda name: times.get(f"extraction/{broker}/{name}{suffix}/{count}")
+            tracestate = suffix.removeprefix("-tracestate-") or "constant"
+            say(f"| {broker}, {count}, {tracestate} | {ns(get('tracehop'))} | {ns(get('upstream-map'))} | "
+                f"{ns(get('upstream-in-place'))} | {ratio(get('tracehop'), get('upstream-in-place'))} |")
 say("")
 
 # Producer
@@ -174,17 +204,20 @@ say("")
 # Batches and contexts
 say("## Batches and contexts")
 say("")
-say("| case | tracehop | glue | tracehop vs glue |")
-say("|---|---:|---:|---:|")
+say("The batch glue reads every message's headers in place; the context rows compare with both glues.")
+say("")
+say("| case | tracehop | glue | glue-after-sampling | tracehop vs glue | vs glue-after-sampling |")
+say("|---|---:|---:|---:|---:|---:|")
 for size in [100, 10000]:
     get = lambda name: times.get(f"batch/{name}/{size}")
-    say(f"| batch of {size:,} (one span, up to 128 links) | {ns(get('tracehop'))} | {ns(get('glue'))} | "
-        f"{ratio(get('tracehop'), get('glue'))} |")
+    say(f"| batch of {size:,} (one span, up to 128 links) | {ns(get('tracehop'))} | {ns(get('glue'))} | | "
+        f"{ratio(get('tracehop'), get('glue'))} | |")
 for context in ["missing", "malformed"]:
     get = lambda name: times.get(f"context/{name}/{context}")
     say(f"| {context} context (new root) | {ns(get('tracehop'))} | {ns(get('glue'))} | "
-        f"{ratio(get('tracehop'), get('glue'))} |")
-say(f"| floor: a new root span | {ns(times.get('context/floor/new-root'))} | | |")
+        f"{ns(get('glue-after-sampling'))} | {ratio(get('tracehop'), get('glue'))} | "
+        f"{ratio(get('tracehop'), get('glue-after-sampling'))} |")
+say(f"| floor: a new root span | {ns(times.get('context/floor/new-root'))} | | | | |")
 say("")
 
 # Outage
@@ -229,11 +262,17 @@ targets = [
     ("`#[traced_consumer]` ≤ 1.2× the floor, sampled (instructions)", q(value(consumer_s), value(floors["sampled"])), 1.2, True),
     ("`#[traced_consumer]` ≤ 1.2× the floor, unsampled (instructions)",
      q(value(consumer_u), value(floors["unsampled"])), 1.2, True),
+    *[(f"`#[traced_consumer]` ≤ 1.2× the floor, {sampling}, {variant[1:]} `tracestate` (instructions)",
+       q(value(counts.get(f"consumer-{sampling}{variant}")), value(counts.get(f"floor-{sampling}{variant}"))), 1.2, True)
+      for variant in ["-varied", "-mixed"] for sampling in ["sampled", "unsampled"]],
     ("`#[traced_consumer]` ≤ 1.2× the floor, sampled (median, simple processor)",
      q(times.get("consumer/always-on/simple/tracehop"), times.get("consumer/always-on/simple/floor")), 1.2, True),
     ("producer ≤ 1.2× the floor + a bare header write, sampled (instructions)",
      q(value(producer_s), value(producer_floors["sampled"])), 1.2, True),
     ("extraction ≤ 0.5× the upstream propagators reading in place (instructions)", q(value(extraction), value(upstream)), 0.5, True),
+    *[(f"extraction ≤ 0.5× upstream in place, {variant[1:]} `tracestate` (instructions)",
+       q(value(counts.get(f"extraction-sampled{variant}")), value(counts.get(f"upstream-extraction-sampled{variant}"))),
+       0.5, True) for variant in ["-varied", "-mixed"]],
     ("extraction ≤ 0.5× upstream in place, Kafka, 3 headers (median)",
      q(times.get("extraction/kafka/tracehop/3"), times.get("extraction/kafka/upstream-in-place/3")), 0.5, True),
     ("1% sampler: traced ≤ 1.1× untraced + extraction (median, batch processor)",
@@ -269,15 +308,34 @@ def number(value, digits=0):
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-rest_sampled = instr("consumer-sampled") - instr("extraction-sampled") if counts else None
-rest_unsampled = instr("consumer-unsampled") - instr("extraction-sampled") if counts else None
+def minus(a, b):
+    return None if a is None or b is None else a - b
+
+
+def rest(variant, sampling):
+    """The consumer's instructions with extraction taken out."""
+    return minus(instr(f"consumer-{sampling}{variant}"), instr(f"extraction-sampled{variant}"))
+
+
 kafka_untraced, kafka_traced = rates.get(("kafka", "untraced")), rates.get(("kafka", "traced"))
 computed = {
-    "consumer_rest_sampled": times_of(rest_sampled, instr("floor-sampled")),
-    "consumer_rest_unsampled": times_of(rest_unsampled, instr("floor-unsampled")),
-    "consumer_rest_unsampled_instructions": number(rest_unsampled),
+    "consumer_rest_sampled": times_of(rest("", "sampled"), instr("floor-sampled")),
+    "consumer_rest_sampled_varied": times_of(rest("-varied", "sampled"), instr("floor-sampled-varied")),
+    "consumer_rest_unsampled": times_of(rest("", "unsampled"), instr("floor-unsampled")),
+    "consumer_rest_unsampled_instructions": number(rest("", "unsampled")),
+    **{f"consumer_vs_floor_{sampling}{variant.replace('-', '_')}":
+       times_of(instr(f"consumer-{sampling}{variant}"), instr(f"floor-{sampling}{variant}"))
+       for variant in ["", "-varied", "-mixed"] for sampling in ["sampled", "unsampled"]},
     "extraction_vs_upstream": times_of(instr("extraction-sampled"), instr("upstream-extraction-sampled")),
+    "extraction_vs_upstream_varied": times_of(instr("extraction-sampled-varied"),
+                                              instr("upstream-extraction-sampled-varied")),
+    "extraction_vs_upstream_mixed": times_of(instr("extraction-sampled-mixed"),
+                                             instr("upstream-extraction-sampled-mixed")),
+    "extraction_varied": number(instr("extraction-sampled-varied")),
+    "memo_saving": number(minus(instr("extraction-sampled-varied"), instr("extraction-sampled"))),
     "floor_unsampled": number(instr("floor-unsampled")),
+    "floor_up_front_unsampled": number(instr("floor-up-front-unsampled")),
+    "floor_unsampled_vs_extraction": times_of(instr("floor-unsampled"), instr("extraction-sampled")),
     "extraction": number(instr("extraction-sampled")),
     "consumer_allocations": number(allocs("consumer-sampled")),
     "floor_plus_extraction_allocations": number(

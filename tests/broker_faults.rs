@@ -24,7 +24,7 @@ use opentelemetry_sdk::trace::SpanData;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use suite::{receive, spans_to};
 
@@ -68,20 +68,33 @@ impl Tansu {
     fn start() -> Self {
         let binary = std::env::var("TRACEHOP_TANSU")
             .expect("TRACEHOP_TANSU is not set: ./scripts/test runs the broker fault tests with tansu installed");
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("a port").port();
-        let storage = std::env::temp_dir().join(format!("tracehop-tansu-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&storage).expect("a storage folder");
-        let mut tansu = Tansu { binary, port, storage, process: None };
-        tansu.restart();
-        tansu
+        // A port the OS reports free is free only until someone else binds it: when the broker cannot listen on it
+        // (it exits, or another process answers there), it starts again on another.
+        for _ in 0..3 {
+            let port = TcpListener::bind("127.0.0.1:0").and_then(|socket| socket.local_addr()).expect("a port").port();
+            let storage = std::env::temp_dir().join(format!("tracehop-tansu-{}-{port}", std::process::id()));
+            std::fs::create_dir_all(&storage).expect("a storage folder");
+            let mut tansu = Tansu { binary: binary.clone(), port, storage, process: None };
+            if tansu.try_restart().is_ok() {
+                return tansu;
+            }
+        }
+        panic!("tansu ({binary}) did not listen on any of three free loopback ports");
     }
 
     fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Starts the broker (again) on its storage, and waits until it accepts connections.
+    /// Starts the broker again on its storage and port, and waits until it accepts connections.
     fn restart(&mut self) {
+        if let Err(why) = self.try_restart() {
+            panic!("tansu restarted on 127.0.0.1:{}: {why}", self.port);
+        }
+    }
+
+    /// Starts the broker on its storage and port; an error says why it is not listening there.
+    fn try_restart(&mut self) -> Result<(), String> {
         let url = format!("tcp://127.0.0.1:{}", self.port);
         // tansu reads the database path of an `sqlite://` URL relative to its working directory.
         let child = Command::new(&self.binary)
@@ -92,10 +105,21 @@ impl Tansu {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|error| panic!("tansu ({}) starts: {error}", self.binary));
-        self.process = Some(child);
+        let process = self.process.insert(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu listens on 127.0.0.1:{} within 30 s", self.port);
+        loop {
+            // Exited: it could not bind the port (or failed otherwise); a listener there then is someone else's.
+            if let Ok(Some(status)) = process.try_wait() {
+                self.process = None;
+                return Err(format!("it exited ({status})"));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                return Err("not listening within 30 s".to_owned());
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -173,7 +197,13 @@ async fn a_kafka_broker_killed_and_restarted_costs_no_message_and_no_trace() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Restarted once librdkafka holds every one of them (none can be delivered while the broker is down), so the
+    // broker really comes back to records queued during its absence.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while producer.in_flight_count() < during.len() as i32 {
+        assert!(Instant::now() < deadline, "librdkafka queues the {} records sent while tansu is down", during.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     tansu.restart();
     for send in sends {
         send.await.expect("the send task").expect("the record is delivered once the broker is back");

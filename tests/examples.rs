@@ -2,9 +2,11 @@
 //! Kafka broker and (with `--amqp`) on RabbitMQ; with `--spans-json` it also prints every span as a line of JSON,
 //! from which these tests check the exact shape of its traces.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -32,10 +34,41 @@ fn build_example(name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo build --example {name} reported no executable"))
 }
 
+/// How long one run of an example may take: seconds normally. One that hangs (a broker that never answers, a
+/// flush that never returns) fails its test with what it printed, instead of stopping the suite.
+const EXAMPLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs an example to its end and returns what it printed; fails the test when it fails or outlives
+/// [`EXAMPLE_TIMEOUT`].
 fn run(command: &mut Command) -> String {
-    let Output { status, stdout, stderr } = command.output().expect("the example starts");
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
-    assert!(status.success(), "{stdout}\n{}", String::from_utf8_lossy(&stderr));
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("the example starts");
+    // Read while it runs: a full pipe would otherwise block the example.
+    fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    }
+    let stdout = read_all(child.stdout.take().expect("a piped stdout"));
+    let stderr = read_all(child.stderr.take().expect("a piped stderr"));
+    let deadline = Instant::now() + EXAMPLE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the example's status") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (stdout, stderr) = (stdout.join().expect("stdout read"), stderr.join().expect("stderr read"));
+    let Some(status) = status else {
+        panic!("the example did not finish within {EXAMPLE_TIMEOUT:?}; it printed:\n{stdout}\n{stderr}");
+    };
+    assert!(status.success(), "{stdout}\n{stderr}");
     stdout
 }
 

@@ -3,7 +3,7 @@
 //! the CONSUMER span `#[traced_consumer]` would give it — and the proof that wrapper and macro spans are the same.
 
 use std::pin::pin;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer};
@@ -16,7 +16,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use suite::{attribute, attributes, expected, spans_to, Broker};
+use suite::{attribute, attributes, expected, spans_to, Broker, Shape};
 use tracehop::clients::kafka::TracedFutureProducer;
 use tracehop::clients::{ConsumerTracing, TracedMessage};
 use tracehop::{Handler, ParentPolicy};
@@ -38,7 +38,7 @@ async fn next_traced<'c>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn traced_future_producer_span_lasts_until_delivery_and_records_partition_and_offset() {
+async fn traced_future_producer_span_records_the_partition_and_offset_of_the_delivery_report() {
     suite::spans();
     let broker = Broker::start();
     let topic = suite::unique_topic("client-send");
@@ -177,7 +177,30 @@ async fn a_broker_refusal_in_the_delivery_report_is_recorded_as_an_error_on_the_
     assert_eq!(span.status, Status::error(error.to_string()));
     assert!(error.to_string().contains("authorization"), "{error}");
     assert_eq!(attribute(&span, "error.type"), Some(Value::from("rdkafka::error::KafkaError")));
-    assert!(span.end_time > span.start_time);
+}
+
+/// The span ends when the delivery report comes, not when the record is queued: a broker that answers only after
+/// a round trip of 400 ms keeps the span open that long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_span_ends_when_the_delivery_report_arrives() {
+    suite::spans();
+    let broker = Broker::start_mock();
+    let topic = suite::unique_topic("client-slow-report");
+    broker.create_topic(&topic, 1);
+    let Broker::Mock(cluster) = &broker else { unreachable!("start_mock starts the mock cluster") };
+    let round_trip = Duration::from_millis(400);
+    cluster.broker_round_trip_time(-1, round_trip).expect("every broker of the mock answers late");
+    let producer = TracedFutureProducer::new(broker.producer());
+
+    let sent_at = SystemTime::now();
+    producer.send(FutureRecord::to(&topic).key("k").payload("p"), Duration::from_secs(10)).await.expect("delivered");
+    let reported_at = SystemTime::now();
+
+    let span = suite::the_span(&spans_to(&topic), SpanKind::Producer);
+    assert!(sent_at <= span.start_time, "the span starts with the send");
+    let open_for = span.end_time.duration_since(span.start_time).expect("it ends after it starts");
+    assert!(open_for >= round_trip, "open until the broker's answer, {round_trip:?} later: {open_for:?}");
+    assert!(span.end_time <= reported_at, "ended by the time the send returns");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -455,27 +478,40 @@ async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
         .clone();
     let client_producer = suite::the_span(&at_offset(SpanKind::Producer, 1), SpanKind::Producer);
 
-    let request_span = request.span().span_context().clone();
-    let producer_shape = |span: &SpanData| {
-        assert_eq!(span.parent_span_id, request_span.span_id());
-        assert_eq!(span.span_context.trace_id(), request_span.trace_id());
-        suite::shape(span, span)
+    // Both producer spans continue the request, and say the same of the record; the client's also says where the
+    // delivery report put it.
+    let request_span = suite::finished_span(request.span().span_context().span_id());
+    let producer_attributes = [
+        ("code.function.name", Value::from("kafka_clients::publish")),
+        ("messaging.system", Value::from("kafka")),
+        ("messaging.operation.type", Value::from("send")),
+        ("messaging.operation.name", Value::from("send")),
+        ("messaging.destination.name", Value::from(topic.clone())),
+        ("messaging.kafka.message.key", Value::from("ord-1")),
+        ("messaging.message.body.size", Value::I64(2)),
+    ];
+    let producer_shape = |attributes: &[(&str, Value)]| Shape {
+        name: format!("send {topic}"),
+        kind: SpanKind::Producer,
+        child_of_origin: true,
+        links_to_origin: Vec::new(),
+        status: Status::Unset,
+        attributes: expected(attributes),
     };
-    let mut expected_client_producer = producer_shape(&macro_producer);
-    // The client also waits for the delivery report: the same span, plus where the record landed.
-    expected_client_producer.attributes.extend([
-        ("messaging.destination.partition.id".to_owned(), Value::from("0")),
-        ("messaging.kafka.offset".to_owned(), Value::I64(1)),
-    ]);
-    expected_client_producer.attributes.sort_by(|a, b| a.0.cmp(&b.0));
-    assert_eq!(producer_shape(&client_producer), expected_client_producer);
+    assert_eq!(suite::shape(&macro_producer, &request_span), producer_shape(&producer_attributes));
+    let delivered =
+        [("messaging.destination.partition.id", Value::from("0")), ("messaging.kafka.offset", Value::I64(1))];
+    assert_eq!(
+        suite::shape(&client_producer, &request_span),
+        producer_shape(&[&producer_attributes[..], &delivered[..]].concat())
+    );
 
     for (offset, producer) in [(0, &macro_producer), (1, &client_producer)] {
         let consumers = at_offset(SpanKind::Consumer, offset);
         assert_eq!(consumers.len(), 2, "the macro's and the adapter's: {consumers:#?}");
         let (by_macro, by_client) = (suite::shape(&consumers[0], producer), suite::shape(&consumers[1], producer));
         assert_eq!(by_macro, by_client, "offset {offset}");
-        assert!(by_macro.parent_is_the_producer && by_macro.links_to_the_producer == vec![true], "{by_macro:#?}");
+        assert!(by_macro.child_of_origin && by_macro.links_to_origin == vec![true], "{by_macro:#?}");
         assert_eq!(
             attribute(&consumers[0], "code.function.name"),
             Some(Value::from("kafka_clients::on_order")),

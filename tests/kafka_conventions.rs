@@ -9,9 +9,11 @@ use opentelemetry::{Array, Value};
 use rdkafka::consumer::{CommitMode, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use suite::{attribute, attributes, expected, metric_points, receive, spans_to, Broker, MetricPoint};
+use suite::{
+    attribute, attributes, expected, metric_points, receive, spans_to, Broker, MetricPoint, AGE_BOUNDARIES,
+    DURATION_BOUNDARIES,
+};
 use tracehop::clients::ConsumerTracing;
-use tracehop::metrics::{AGE_BUCKETS, DURATION_BUCKETS};
 use tracehop::Handler;
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -110,8 +112,8 @@ async fn handlers_publishes_and_commits_record_the_messaging_metrics() {
     assert_eq!(
         sorted(metric_points("messaging.process.duration", &topic)),
         sorted(vec![
-            histogram("messaging.process.duration", &DURATION_BUCKETS, 1, &handler),
-            histogram("messaging.process.duration", &DURATION_BUCKETS, 1, &failed),
+            histogram("messaging.process.duration", &DURATION_BOUNDARIES, 1, &handler),
+            histogram("messaging.process.duration", &DURATION_BOUNDARIES, 1, &failed),
         ])
     );
     let send = [
@@ -129,8 +131,8 @@ async fn handlers_publishes_and_commits_record_the_messaging_metrics() {
     assert_eq!(
         sorted(metric_points("messaging.client.operation.duration", &topic)),
         sorted(vec![
-            histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 2, &send),
-            histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 2, &commit),
+            histogram("messaging.client.operation.duration", &DURATION_BOUNDARIES, 2, &send),
+            histogram("messaging.client.operation.duration", &DURATION_BOUNDARIES, 2, &commit),
         ])
     );
     assert_eq!(
@@ -139,7 +141,7 @@ async fn handlers_publishes_and_commits_record_the_messaging_metrics() {
     );
     assert_eq!(
         metric_points("tracehop.message.age", &topic),
-        vec![histogram("tracehop.message.age", &AGE_BUCKETS, 2, &handler)]
+        vec![histogram("tracehop.message.age", &AGE_BOUNDARIES, 2, &handler)]
     );
 }
 
@@ -157,7 +159,7 @@ async fn a_failed_publish_records_its_error_type_on_the_send_metrics() {
     ];
     assert_eq!(
         metric_points("messaging.client.operation.duration", "refused-topic"),
-        vec![histogram("messaging.client.operation.duration", &DURATION_BUCKETS, 1, &failed)]
+        vec![histogram("messaging.client.operation.duration", &DURATION_BOUNDARIES, 1, &failed)]
     );
     assert_eq!(
         metric_points("messaging.client.sent.messages", "refused-topic"),
@@ -412,7 +414,7 @@ async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
             .iter()
             .find(|span| attribute(span, "messaging.message.body.size") == Some(Value::I64(payload_size)))
             .expect("the message's span");
-        match attribute(span, tracehop::AGE_ATTRIBUTE) {
+        match attribute(span, "tracehop.message.age_ms") {
             Some(Value::I64(age)) => age,
             other => panic!("no age: {other:?}"),
         }
@@ -504,12 +506,39 @@ async fn every_semantic_convention_name_emitted_is_one_of_the_conventions_crate(
     }
     batch(&[last]);
 
-    let spans = suite::finished();
-    assert!(spans.len() >= 6, "{spans:#?}");
+    // This test's spans, and each kind it set out to make.
+    let spans = spans_to(&topic);
+    let text_of = |span: &opentelemetry_sdk::trace::SpanData, key| attribute(span, key).map(|value| value.to_string());
+    let mut made: Vec<(String, String, Option<String>, Option<String>)> = spans
+        .iter()
+        .map(|span| {
+            let kind = format!("{:?}", span.span_kind);
+            let batch_size = text_of(span, "messaging.batch.message_count");
+            (kind, span.name.to_string(), text_of(span, "messaging.operation.name"), batch_size)
+        })
+        .collect();
+    made.sort();
+    let span = |kind: &str, operation: &str, batch_size: Option<&str>| {
+        let name = format!("{operation} {topic}");
+        (kind.to_owned(), name, Some(operation.to_owned()), batch_size.map(str::to_owned))
+    };
+    let mut expected_spans = vec![
+        span("Producer", "send", None),
+        span("Consumer", "process", None), // handle_and_commit
+        span("Client", "commit", None),
+        span("Consumer", "process", None), // handle_with_headers
+        span("Client", "receive", None),
+        span("Consumer", "process", None),      // the traced consumer's
+        span("Consumer", "process", Some("1")), // the batch
+        span("Consumer", "process", None),      // its message's
+    ];
+    expected_spans.sort();
+    assert_eq!(made, expected_spans);
+
     let is_convention = |key: &str| {
         key.starts_with("tracehop.")
             || key.starts_with("app.")
-            || key.starts_with(tracehop::CAPTURED_HEADER_PREFIX)
+            || key.starts_with("messaging.header.")
             || attribute_names.iter().any(|name| name == key)
     };
     for span in &spans {
@@ -527,17 +556,34 @@ async fn every_semantic_convention_name_emitted_is_one_of_the_conventions_crate(
             }
         }
     }
+
+    // This test's metrics: the names with a data point for its topic.
     let (provider, exporter) = suite::metrics();
     provider.force_flush().expect("flushed");
     let exported = exporter.get_finished_metrics().expect("metrics");
-    let metrics: Vec<_> =
-        exported.iter().flat_map(|resource| resource.scope_metrics()).flat_map(|scope| scope.metrics()).collect();
-    assert!(!metrics.is_empty());
-    for metric in metrics {
+    let mut recorded: Vec<String> = exported
+        .iter()
+        .flat_map(|resource| resource.scope_metrics())
+        .flat_map(|scope| scope.metrics())
+        .map(|metric| metric.name().to_owned())
+        .filter(|name| !metric_points(name, &topic).is_empty())
+        .collect();
+    recorded.sort();
+    recorded.dedup();
+    assert_eq!(
+        recorded,
+        [
+            "messaging.client.consumed.messages",
+            "messaging.client.operation.duration",
+            "messaging.client.sent.messages",
+            "messaging.process.duration",
+            "tracehop.message.age",
+        ]
+    );
+    for name in &recorded {
         assert!(
-            metric.name().starts_with("tracehop.") || metric_names.iter().any(|name| name == metric.name()),
-            "metric `{}` is no convention name",
-            metric.name()
+            name.starts_with("tracehop.") || metric_names.iter().any(|convention| convention == name),
+            "metric `{name}` is no convention name"
         );
     }
 }

@@ -3,12 +3,14 @@
 //! OpenTelemetry's own propagators (built up front, and a careful variant that describes the span only once it
 //! is sampled), and the `tracing` + `tracing-opentelemetry` route. Each under an always-on sampler, an unsampled
 //! parent and a 1% ratio sampler (messages cycle through traces their producers sampled at 1%), with the simple
-//! and the batch span processor on an exporter that discards. Then: extraction alone against the upstream
-//! propagators (a map and in place) with 0, 3 and 20 application headers on Kafka and AMQP; the producer path
-//! against a hand-written publish and the SDK floor with a bare header write; batches of 100 and 10,000; and
-//! missing and malformed contexts.
+//! and the batch span processor on an exporter that discards; every message carrying the same `tracestate`, and
+//! again (simple processor) with a `tracestate` of its own per message and with a realistic mix of repeated and
+//! unique ones ([`Tracestates`]: tracehop remembers the last one). Then: extraction alone against the upstream
+//! propagators (a map and in place) with 0, 3 and 20 application headers on Kafka and AMQP, and on Kafka with
+//! varied and mixed `tracestate` values; the producer path against a hand-written publish and the SDK floor with
+//! a bare header write; batches of 100 and 10,000; and missing and malformed contexts.
 //!
-//! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (about five minutes on two cores);
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (about seven minutes on two cores);
 //! `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
 
 use std::collections::HashMap;
@@ -33,51 +35,87 @@ use support::*;
 /// pre-built parents, for the floor) each case cycles through.
 type Sampling = (&'static str, fn() -> Sampler, Vec<(OwnedMessage, Context)>);
 
-fn sampling() -> Vec<Sampling> {
+fn sampling(tracestates: Tracestates) -> Vec<Sampling> {
     let parent_based_on = || Sampler::ParentBased(Box::new(Sampler::AlwaysOn));
     let parent_based_ratio = || Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.01)));
     vec![
-        ("always-on", parent_based_on, vec![(traced_message(TRACE_ID, true), remote_parent(TRACE_ID, true))]),
-        ("unsampled-parent", parent_based_on, vec![(traced_message(TRACE_ID, false), remote_parent(TRACE_ID, false))]),
-        ("ratio-1%", parent_based_ratio, ratio_sampled_messages(10_000, 0.01)),
+        ("always-on", parent_based_on, tracestates.messages(TRACE_ID, true)),
+        ("unsampled-parent", parent_based_on, tracestates.messages(TRACE_ID, false)),
+        ("ratio-1%", parent_based_ratio, ratio_sampled_messages(10_000, 0.01, tracestates)),
     ]
 }
 
+/// The criterion group of one cell of the consumer matrix: `consumer/SAMPLER/PROCESSOR`, and
+/// `.../tracestate-varied` or `.../tracestate-mixed` when the messages' `tracestate` is not constant.
+fn consumer_group(sampler: &str, processor: Processor, tracestates: Tracestates) -> String {
+    let group = format!("consumer/{sampler}/{processor:?}").to_lowercase();
+    match tracestates {
+        Tracestates::Constant => group,
+        _ => format!("{group}/tracestate-{}", tracestates.name()),
+    }
+}
+
 fn consumer(c: &mut Criterion) {
-    for (sampler_name, sampler, messages) in sampling() {
-        for processor in [Processor::Simple, Processor::Batch] {
-            let provider = provider(sampler(), processor);
-            global::set_tracer_provider(provider.clone());
-            tracehop::install_propagator();
-            let floor_tracer = provider.tracer("floor");
-            let mut group = c.benchmark_group(format!("consumer/{sampler_name}/{processor:?}").to_lowercase());
-            let mut cycle = messages.iter().cycle();
-            group.bench_function("untraced", |b| b.iter(|| black_box(cycle.next().unwrap().0.payload())));
-            group.bench_function("extraction", |b| {
-                b.iter(|| drop(black_box(extract_context(black_box(&cycle.next().unwrap().0)))))
-            });
-            group.bench_function("floor", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&cycle.next().unwrap().1))));
-            group.bench_function("tracehop", |b| b.iter(|| tracehop_consumer(black_box(&cycle.next().unwrap().0))));
-            group.bench_function("glue", |b| b.iter(|| hand_written(black_box(&cycle.next().unwrap().0))));
-            group.bench_function("glue-after-sampling", |b| {
-                b.iter(|| hand_written_after_sampling(black_box(&cycle.next().unwrap().0)))
-            });
-            tracing::subscriber::with_default(tracing_subscriber_for(&provider), || {
-                group.bench_function("tracing", |b| b.iter(|| tracing_route(black_box(&cycle.next().unwrap().0))));
-            });
-            group.finish();
-            let _ = provider.shutdown();
+    for tracestates in Tracestates::ALL {
+        // What a varied `tracestate` changes is the consumer's extraction, not export: the simple processor is
+        // enough to show it, and keeps the run in minutes.
+        let processors: &[Processor] = if tracestates == Tracestates::Constant {
+            &[Processor::Simple, Processor::Batch]
+        } else {
+            &[Processor::Simple]
+        };
+        for (sampler_name, sampler, messages) in sampling(tracestates) {
+            for &processor in processors {
+                consumer_cell(
+                    c,
+                    &consumer_group(sampler_name, processor, tracestates),
+                    sampler(),
+                    processor,
+                    &messages,
+                );
+            }
         }
     }
 }
 
+/// Every consumer path on `messages` in turn, under `sampler` and `processor`.
+fn consumer_cell(
+    c: &mut Criterion,
+    group_name: &str,
+    sampler: Sampler,
+    processor: Processor,
+    messages: &[(OwnedMessage, Context)],
+) {
+    let provider = provider(sampler, processor);
+    global::set_tracer_provider(provider.clone());
+    tracehop::install_propagator();
+    let floor_tracer = provider.tracer("floor");
+    let mut group = c.benchmark_group(group_name);
+    let mut cycle = messages.iter().cycle();
+    group.bench_function("untraced", |b| b.iter(|| black_box(cycle.next().unwrap().0.payload())));
+    group.bench_function("extraction", |b| {
+        b.iter(|| drop(black_box(extract_context(black_box(&cycle.next().unwrap().0)))))
+    });
+    group.bench_function("floor", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&cycle.next().unwrap().1))));
+    group.bench_function("tracehop", |b| b.iter(|| tracehop_consumer(black_box(&cycle.next().unwrap().0))));
+    group.bench_function("glue", |b| b.iter(|| hand_written(black_box(&cycle.next().unwrap().0))));
+    group.bench_function("glue-after-sampling", |b| {
+        b.iter(|| hand_written_after_sampling(black_box(&cycle.next().unwrap().0)))
+    });
+    tracing::subscriber::with_default(tracing_subscriber_for(&provider), || {
+        group.bench_function("tracing", |b| b.iter(|| tracing_route(black_box(&cycle.next().unwrap().0))));
+    });
+    group.finish();
+    let _ = provider.shutdown();
+}
+
 /// `count` application headers and the producer's `traceparent` and `tracestate`, as (name, value) pairs.
-fn header_pairs(count: usize) -> Vec<(String, String)> {
+fn header_pairs(count: usize, tracestate: &str) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> =
         (0..count).map(|index| (format!("x-app-header-{index}"), format!("value-{index:04}"))).collect();
     // The trace headers come after the application's, as a relay that adds them last would send them.
     pairs.push(("traceparent".to_owned(), traceparent(TRACE_ID, true)));
-    pairs.push(("tracestate".to_owned(), TRACESTATE.to_owned()));
+    pairs.push(("tracestate".to_owned(), tracestate.to_owned()));
     pairs
 }
 
@@ -130,7 +168,7 @@ fn extraction(c: &mut Criterion) {
     tracehop::install_propagator();
     let mut group = c.benchmark_group("extraction");
     for count in [0, 3, 20] {
-        let pairs = header_pairs(count);
+        let pairs = header_pairs(count, TRACESTATE);
         let message = kafka_message_with(&pairs);
         let headers = message.headers().expect("the message has headers");
         group.bench_with_input(BenchmarkId::new("kafka/tracehop", count), &message, |b, message| {
@@ -153,6 +191,22 @@ fn extraction(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("amqp/upstream-in-place", count), &table, |b, table| {
             b.iter(|| drop(black_box(UPSTREAM.extract(&AmqpHeaders(black_box(table))))))
         });
+        for tracestates in [Tracestates::Varied, Tracestates::Mixed] {
+            let messages: Vec<OwnedMessage> = (0..tracestates.pool())
+                .map(|index| kafka_message_with(&header_pairs(count, &tracestates.nth(index))))
+                .collect();
+            let name = tracestates.name();
+            let mut cycle = messages.iter().cycle();
+            group.bench_function(BenchmarkId::new(format!("kafka/tracehop-tracestate-{name}"), count), |b| {
+                b.iter(|| drop(black_box(extract_context(black_box(cycle.next().unwrap())))))
+            });
+            group.bench_function(BenchmarkId::new(format!("kafka/upstream-in-place-tracestate-{name}"), count), |b| {
+                b.iter(|| {
+                    let headers = cycle.next().unwrap().headers().expect("the message has headers");
+                    drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers)))))
+                })
+            });
+        }
     }
     group.finish();
 }
@@ -221,7 +275,8 @@ fn batches(c: &mut Criterion) {
     tracehop::install_propagator();
     let mut group = c.benchmark_group("batch");
     for size in [100, 10_000] {
-        let messages: Vec<OwnedMessage> = ratio_sampled_messages(size, 1.0).into_iter().map(|(m, _)| m).collect();
+        let messages: Vec<OwnedMessage> =
+            ratio_sampled_messages(size, 1.0, Tracestates::Constant).into_iter().map(|(m, _)| m).collect();
         group.bench_with_input(BenchmarkId::new("tracehop", size), &messages, |b, messages| {
             b.iter(|| {
                 MessageSpan::consumer_batch(&BATCH, black_box(messages)).start().run(|| {
@@ -254,9 +309,15 @@ fn contexts(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("glue", name), message, |b, message| {
             b.iter(|| hand_written(black_box(message)))
         });
+        group.bench_with_input(BenchmarkId::new("glue-after-sampling", name), message, |b, message| {
+            b.iter(|| hand_written_after_sampling(black_box(message)))
+        });
     }
     let floor_tracer = provider.tracer("floor");
-    group.bench_function("floor/new-root", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&Context::new()))));
+    // A new root is sampled by the always-on root sampler: the floor describes it up front.
+    group.bench_function("floor/new-root", |b| {
+        b.iter(|| sdk_floor_described_up_front(&floor_tracer, black_box(&Context::new())))
+    });
     group.finish();
 }
 

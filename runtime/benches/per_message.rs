@@ -6,10 +6,13 @@
 //! `-- --list` names the cases.
 //!
 //! Cases: tracehop's consumer and producer paths; the floors they are held to (the OpenTelemetry SDK's own span
-//! with a pre-built remote parent, the same ten attributes and one link; for producers, the SDK's span and a bare
-//! `traceparent` write); the guides' hand-written glue (built up front, and described only once sampled); the
-//! `tracing` + `tracing-opentelemetry` route; and extraction alone, tracehop's and OpenTelemetry's propagators
-//! reading the headers in place.
+//! with a pre-built remote parent, described with the same ten attributes and one link once the sampler has
+//! recorded it; for producers, the SDK's span and a bare `traceparent` write); the guides' hand-written glue
+//! (built up front, and described only once sampled); the `tracing` + `tracing-opentelemetry` route; and
+//! extraction alone, tracehop's and OpenTelemetry's propagators reading the headers in place.
+//!
+//! Every message of a case carries the same `tracestate`, which tracehop recognises from the last message; the
+//! `-varied` cases give every message its own, the `-mixed` ones a realistic mix ([`Tracestates`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -51,17 +54,23 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 
 /// Every case: its name and what it does per message. `-sampled` cases run under an always-on (parent-based)
 /// sampler with a sampled parent; `-unsampled` ones with an unsampled parent, or, for producers, a sampler that
-/// drops them.
+/// drops them. Messages carry a constant `tracestate`, but in the `-varied` and `-mixed` cases
+/// ([`Tracestates::Varied`], [`Tracestates::Mixed`]), which cycle through 2,048 messages.
+///
+/// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]); `floor-deciding-first-sampled` and
+/// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
 /// last, because the provider stays installed for the cases after them. Built without the `metrics` feature, they
 /// measure what the same process costs when tracehop records no metrics.
-const CASES: [&str; 20] = [
+const CASES: &[&str] = &[
     "consumer-sampled",
     "consumer-unsampled",
     "floor-sampled",
     "floor-unsampled",
+    "floor-deciding-first-sampled",
+    "floor-up-front-unsampled",
     "glue-sampled",
     "glue-unsampled",
     "glue-after-sampling-sampled",
@@ -74,6 +83,22 @@ const CASES: [&str; 20] = [
     "producer-floor-unsampled",
     "extraction-sampled",
     "upstream-extraction-sampled",
+    "consumer-sampled-varied",
+    "consumer-unsampled-varied",
+    "floor-sampled-varied",
+    "floor-unsampled-varied",
+    "glue-after-sampling-sampled-varied",
+    "glue-after-sampling-unsampled-varied",
+    "extraction-sampled-varied",
+    "upstream-extraction-sampled-varied",
+    "consumer-sampled-mixed",
+    "consumer-unsampled-mixed",
+    "floor-sampled-mixed",
+    "floor-unsampled-mixed",
+    "glue-after-sampling-sampled-mixed",
+    "glue-after-sampling-unsampled-mixed",
+    "extraction-sampled-mixed",
+    "upstream-extraction-sampled-mixed",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
@@ -82,8 +107,13 @@ const CASES: [&str; 20] = [
 
 /// Runs `case` `iterations` times.
 fn run(case: &str, iterations: usize) {
-    let sampled = case.ends_with("-sampled");
-    let path = case.trim_end_matches("-sampled").trim_end_matches("-unsampled");
+    let (path, tracestates) = match case.rsplit_once('-') {
+        Some((path, "varied")) => (path, Tracestates::Varied),
+        Some((path, "mixed")) => (path, Tracestates::Mixed),
+        _ => (case, Tracestates::Constant),
+    };
+    let sampled = path.ends_with("-sampled");
+    let path = path.trim_end_matches("-sampled").trim_end_matches("-unsampled");
     let metered = path.ends_with("-metered");
     let path = path.trim_end_matches("-metered");
     if metered {
@@ -98,24 +128,28 @@ fn run(case: &str, iterations: usize) {
     let provider = provider(sampler, Processor::Simple);
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
-    let message = traced_message(TRACE_ID, sampled);
-    let parent = remote_parent(TRACE_ID, sampled);
+    let messages = tracestates.messages(TRACE_ID, sampled);
     let tracer = provider.tracer("floor");
-    let headers = message.headers().expect("the message has headers");
     // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
     // as in a service that does not use `tracing`.
     let _subscriber = (path == "tracing").then(|| tracing::subscriber::set_default(tracing_subscriber_for(&provider)));
-    for _ in 0..iterations {
+    for index in 0..iterations {
+        let (message, parent) = &messages[index % messages.len()];
         match path {
-            "consumer" => tracehop_consumer(black_box(&message)),
-            "floor" => sdk_floor(&tracer, black_box(&parent)),
-            "glue" => hand_written(black_box(&message)),
-            "glue-after-sampling" => hand_written_after_sampling(black_box(&message)),
-            "tracing" => tracing_route(black_box(&message)),
+            "consumer" => tracehop_consumer(black_box(message)),
+            "floor" => sdk_floor(&tracer, black_box(parent)),
+            "floor-up-front" => sdk_floor_described_up_front(&tracer, black_box(parent)),
+            "floor-deciding-first" => sdk_floor_deciding_first(&tracer, black_box(parent)),
+            "glue" => hand_written(black_box(message)),
+            "glue-after-sampling" => hand_written_after_sampling(black_box(message)),
+            "tracing" => tracing_route(black_box(message)),
             "producer" => tracehop_producer(),
             "producer-floor" => sdk_producer_floor(&tracer),
-            "extraction" => drop(black_box(tracehop::extract_context(black_box(&message)))),
-            "upstream-extraction" => drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers))))),
+            "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
+            "upstream-extraction" => {
+                let headers = message.headers().expect("the message has headers");
+                drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers)))))
+            }
             _ => panic!("unknown case {case}; cases: {CASES:?}"),
         }
     }
@@ -155,6 +189,6 @@ fn main() {
         let before_setup = ALLOCATIONS.load(Ordering::Relaxed);
         run(case, 0);
         let setup = ALLOCATIONS.load(Ordering::Relaxed) - before_setup;
-        println!("{case:>20}: {:.1}", (total - setup) as f64 / 1000.0);
+        println!("{case:>36}: {:.1}", (total - setup) as f64 / 1000.0);
     }
 }

@@ -109,12 +109,15 @@ static PROCESS_CAPTURE: RwLock<ProcessCapture> =
 /// Whether [`PROCESS_CAPTURE`] names any header to capture: a recorded span of a handler that captures nothing
 /// itself then takes no lock.
 static PROCESS_CAPTURES_ANY: AtomicBool = AtomicBool::new(false);
+/// Whether [`PROCESS_CAPTURE`] names any header to exclude: the handlers' own captures then read the lists too,
+/// even when the process captures nothing itself.
+static PROCESS_EXCLUDES_ANY: AtomicBool = AtomicBool::new(false);
 
 /// Names headers every consumer span records as `messaging.header.<name>` string arrays (see
 /// [`CAPTURED_HEADER_PREFIX`]), beside each handler's own ([`Handler::capture_headers`]); and headers none of them
 /// records, whatever any list says (`exclude` wins). Patterns as in [`header_pattern_matches`]; protected headers
-/// ([`is_protected_header`]) are captured only when named exactly. Replaces the lists set before; empty lists turn
-/// process-wide capture off.
+/// ([`is_protected_header`]) are captured only when named exactly. Replaces the lists set before; an empty `include`
+/// captures nothing process-wide, and the exclusions still hold for every handler's own list.
 ///
 /// **Capturing all headers (`"*"`) may expose secrets**: producers put credentials and personal data in headers
 /// under names no list can foresee, and every recorded span then carries them to your tracing backend.
@@ -128,6 +131,7 @@ pub fn set_captured_headers(include: &[&str], exclude: &[&str]) {
     capture.include = include.iter().map(|pattern| (*pattern).to_owned()).collect();
     capture.exclude = exclude.iter().map(|pattern| (*pattern).to_owned()).collect();
     PROCESS_CAPTURES_ANY.store(!capture.include.is_empty(), Ordering::Relaxed);
+    PROCESS_EXCLUDES_ANY.store(!capture.exclude.is_empty(), Ordering::Relaxed);
 }
 
 /// Whether header `name` is captured for `handler`, given the process-wide lists.
@@ -175,7 +179,8 @@ pub(crate) fn captured_headers(
     if handler.captured_headers().is_empty() && !process_captures {
         return Vec::new();
     }
-    let process = process_captures.then(|| PROCESS_CAPTURE.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let process_lists = process_captures || PROCESS_EXCLUDES_ANY.load(Ordering::Relaxed);
+    let process = process_lists.then(|| PROCESS_CAPTURE.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let mut found: Vec<(Key, Vec<StringValue>)> = Vec::new();
     each_header(&mut |name, value| {
         let Some(value) = value else { return };

@@ -45,18 +45,26 @@ pub fn finished() -> Vec<SpanData> {
     spans().get_finished_spans().expect("the in-memory exporter is not shut down")
 }
 
+/// The finished span `span_id`; fails the test when it has not ended.
+pub fn finished_span(span_id: SpanId) -> SpanData {
+    finished()
+        .into_iter()
+        .find(|span| span.span_context.span_id() == span_id)
+        .unwrap_or_else(|| panic!("span {span_id} has not ended"))
+}
+
 /// The value of attribute `key` on `span`.
 pub fn attribute(span: &SpanData, key: &str) -> Option<Value> {
     span.attributes.iter().find(|attribute| attribute.key.as_str() == key).map(|attribute| attribute.value.clone())
 }
 
 /// The attributes of `span`, sorted by key, as `(key, value)` pairs for exact comparison; all but the message's age
-/// ([`tracehop::AGE_ATTRIBUTE`]), which depends on the clock: tests of it read it with [`attribute`].
+/// (`tracehop.message.age_ms`), which depends on the clock: tests of it read it with [`attribute`].
 pub fn attributes(span: &SpanData) -> Vec<(String, Value)> {
     let mut pairs: Vec<(String, Value)> = span
         .attributes
         .iter()
-        .filter(|attribute| attribute.key.as_str() != tracehop::AGE_ATTRIBUTE)
+        .filter(|attribute| attribute.key.as_str() != "tracehop.message.age_ms")
         .map(|KeyValue { key, value, .. }| (key.to_string(), value.clone()))
         .collect();
     pairs.sort_by(|a, b| a.0.cmp(&b.0));
@@ -214,36 +222,38 @@ pub fn handlings_of(spans: &[SpanData], producer: &SpanData) -> Vec<SpanData> {
         .collect()
 }
 
-/// What a span is, relative to its producer span: everything but its own ids and times. Two ways of tracing
-/// the same message (a macro and a client wrapper) must give spans of the same shape.
-#[derive(Debug, PartialEq)]
+/// What a span is, relative to the span it continues (its origin: a consumer span's producer span, a producer
+/// span's request span): everything but its own ids and times. Two ways of tracing the same message (a macro and
+/// a client wrapper) must give spans of the same shape.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Shape {
     /// The span's name.
     pub name: String,
     /// The span's kind.
     pub kind: opentelemetry::trace::SpanKind,
-    /// Whether its parent is the producer span, in the producer's trace.
-    pub parent_is_the_producer: bool,
-    /// For each link, whether it points at the producer span.
-    pub links_to_the_producer: Vec<bool>,
+    /// Whether its parent is the origin, in the origin's trace.
+    pub child_of_origin: bool,
+    /// For each link, whether it points at the origin.
+    pub links_to_origin: Vec<bool>,
     /// The span's status.
     pub status: opentelemetry::trace::Status,
     /// Its attributes, sorted ([`attributes`]).
     pub attributes: Vec<(String, Value)>,
 }
 
-/// The [`Shape`] of `span` relative to `producer`.
-pub fn shape(span: &SpanData, producer: &SpanData) -> Shape {
+/// The [`Shape`] of `span` relative to `origin`, the span it continues.
+pub fn shape(span: &SpanData, origin: &SpanData) -> Shape {
+    assert_ne!(span.span_context.span_id(), origin.span_context.span_id(), "a span is shaped against another");
     Shape {
         name: span.name.to_string(),
         kind: span.span_kind.clone(),
-        parent_is_the_producer: span.parent_span_id == producer.span_context.span_id()
-            && span.span_context.trace_id() == producer.span_context.trace_id(),
-        links_to_the_producer: span
+        child_of_origin: span.parent_span_id == origin.span_context.span_id()
+            && span.span_context.trace_id() == origin.span_context.trace_id(),
+        links_to_origin: span
             .links
             .links
             .iter()
-            .map(|link| link.span_context.span_id() == producer.span_context.span_id())
+            .map(|link| link.span_context.span_id() == origin.span_context.span_id())
             .collect(),
         status: span.status.clone(),
         attributes: attributes(span),
@@ -471,6 +481,18 @@ pub fn metrics(
         (provider, exporter)
     })
 }
+
+/// The bucket boundaries, in seconds, the OpenTelemetry messaging conventions advise for the
+/// `messaging.*.duration` histograms (`messaging.process.duration`, `messaging.client.operation.duration`).
+pub const DURATION_BOUNDARIES: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
+
+/// The bucket boundaries, in seconds, of `tracehop.message.age`: the duration boundaries, continued up to an hour
+/// (README, "Metrics").
+pub const AGE_BOUNDARIES: [f64; 20] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 30.0, 60.0, 300.0, 600.0, 1800.0,
+    3600.0,
+];
 
 /// What a test asserts of one data point of a metric.
 #[derive(Clone, Debug, PartialEq)]

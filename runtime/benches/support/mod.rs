@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
+use std::str::FromStr;
 use std::sync::LazyLock;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapCompositePropagator, TextMapPropagator};
@@ -45,23 +46,33 @@ pub fn traceparent(trace_id: u128, sampled: bool) -> String {
     format!("00-{trace_id:032x}-{SPAN_ID:016x}-0{}", u8::from(sampled))
 }
 
-/// An order message with two application headers and the producer's `traceparent` and `tracestate`: what the
-/// issue's figures and every per-message case use.
+/// An order message with two application headers and the producer's `traceparent` and [`TRACESTATE`]: what the
+/// issue's figures and every per-message case with a constant `tracestate` use.
 pub fn traced_message(trace_id: u128, sampled: bool) -> OwnedMessage {
+    traced_message_with(trace_id, sampled, TRACESTATE)
+}
+
+/// [`traced_message`] carrying `tracestate` instead.
+pub fn traced_message_with(trace_id: u128, sampled: bool, tracestate: &str) -> OwnedMessage {
     let traceparent = traceparent(trace_id, sampled);
     order_message(
         OwnedHeaders::new()
             .insert(Header { key: "content-type", value: Some("application/json") })
             .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
             .insert(Header { key: "traceparent", value: Some(&traceparent) })
-            .insert(Header { key: "tracestate", value: Some(TRACESTATE) }),
+            .insert(Header { key: "tracestate", value: Some(tracestate) }),
     )
 }
 
 /// The remote parent a message of [`traced_message`] carries, built directly: what the SDK floor starts from.
 pub fn remote_parent(trace_id: u128, sampled: bool) -> Context {
+    remote_parent_with(trace_id, sampled, TRACESTATE)
+}
+
+/// The remote parent a message of [`traced_message_with`] carries.
+pub fn remote_parent_with(trace_id: u128, sampled: bool, tracestate: &str) -> Context {
     let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    let trace_state = TraceState::from_key_value([("congo", "t61rcWkgMzE")]).expect("a valid tracestate");
+    let trace_state = TraceState::from_str(tracestate).expect("a valid tracestate");
     Context::new().with_remote_span_context(SpanContext::new(
         TraceId::from(trace_id),
         SpanId::from(SPAN_ID),
@@ -71,14 +82,103 @@ pub fn remote_parent(trace_id: u128, sampled: bool) -> Context {
     ))
 }
 
+/// How the `tracestate` of consecutive messages varies. tracehop remembers the last `tracestate` each thread
+/// read, so a run where every message carries the same one measures its best case; the other two measure
+/// what a consumer pays when the producers' vendor data changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tracestates {
+    /// Every message carries [`TRACESTATE`].
+    Constant,
+    /// Every message its own: the vendor member's value changes with each message (as a vendor that writes a
+    /// per-span or per-trace value does), same length as [`TRACESTATE`].
+    Varied,
+    /// A realistic mix, in a fixed pseudo-random order: 70% of the messages carry [`TRACESTATE`], 20% one of
+    /// [`FEW_TRACESTATES`] (other producers), 10% a value of their own. Of the 1,000 messages `per_message`
+    /// counts, 48% repeat the `tracestate` of the message before and 33% that of the two before.
+    Mixed,
+}
+
+/// The other producers' `tracestate` values of [`Tracestates::Mixed`].
+pub const FEW_TRACESTATES: [&str; 3] = ["congo=ucfJifl5GOE", "congo=lZWRzIHRoZQ", "congo=Qm9keSBvZgo"];
+
+impl Tracestates {
+    /// Every kind, the constant one first.
+    pub const ALL: [Tracestates; 3] = [Tracestates::Constant, Tracestates::Varied, Tracestates::Mixed];
+
+    /// How benchmark names call it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tracestates::Constant => "constant",
+            Tracestates::Varied => "varied",
+            Tracestates::Mixed => "mixed",
+        }
+    }
+
+    /// The `tracestate` of message `index` of a run: the same for the same index on every run.
+    pub fn nth(self, index: usize) -> String {
+        match self {
+            Tracestates::Constant => TRACESTATE.to_owned(),
+            Tracestates::Varied => unique_tracestate(index),
+            Tracestates::Mixed => match scramble(index as u64 ^ 0x5bd1e995) % 10 {
+                0..=6 => TRACESTATE.to_owned(),
+                7 | 8 => FEW_TRACESTATES[(scramble(index as u64 ^ 0x1b873593) % 3) as usize].to_owned(),
+                _ => unique_tracestate(index),
+            },
+        }
+    }
+
+    /// How many distinct messages a run cycles through: one for [`Tracestates::Constant`]; otherwise more than
+    /// any per-message case runs (1,100), so no value of [`Tracestates::Varied`] comes back.
+    pub fn pool(self) -> usize {
+        match self {
+            Tracestates::Constant => 1,
+            Tracestates::Varied | Tracestates::Mixed => 2048,
+        }
+    }
+
+    /// [`Tracestates::pool`] messages of trace `trace_id`, each with its pre-built parent (for the floor),
+    /// carrying this kind's `tracestate` values in order.
+    pub fn messages(self, trace_id: u128, sampled: bool) -> Vec<(OwnedMessage, Context)> {
+        (0..self.pool())
+            .map(|index| {
+                let tracestate = self.nth(index);
+                (
+                    traced_message_with(trace_id, sampled, &tracestate),
+                    remote_parent_with(trace_id, sampled, &tracestate),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A bijection on `u64` that spreads consecutive numbers (a fixed-seed mixer: the same on every run).
+fn scramble(value: u64) -> u64 {
+    let mut value = value.wrapping_mul(0x9e3779b97f4a7c15);
+    value ^= value >> 29;
+    value = value.wrapping_mul(0xbf58476d1ce4e5b9);
+    value ^ (value >> 32)
+}
+
+/// `congo=` and 11 characters that are different for every `index`: as long as [`TRACESTATE`].
+fn unique_tracestate(index: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut value = scramble(index as u64 ^ 0x2545f4914f6cdd1d);
+    let mut tracestate = String::from("congo=");
+    for _ in 0..11 {
+        tracestate.push(char::from(ALPHABET[(value & 63) as usize]));
+        value >>= 6;
+    }
+    tracestate
+}
+
 /// `count` messages of distinct traces whose producers sampled them with a `ratio` trace-id sampler (the same
 /// rule the consumer's parent-based sampler then follows): cycling through them, about `ratio` of the
-/// messages are sampled, as in production.
-pub fn ratio_sampled_messages(count: usize, ratio: f64) -> Vec<(OwnedMessage, Context)> {
+/// messages are sampled, as in production. Their `tracestate` values follow `tracestates`.
+pub fn ratio_sampled_messages(count: usize, ratio: f64, tracestates: Tracestates) -> Vec<(OwnedMessage, Context)> {
     let producer_sampler = Sampler::TraceIdRatioBased(ratio);
     let mut seed: u128 = 0x9e3779b97f4a7c15f39cc0605cedc834;
     (0..count)
-        .map(|_| {
+        .map(|index| {
             // A fixed-seed generator: the same traces, and so the same sampled share, on every run.
             seed = seed.wrapping_mul(0x2360ed051fc65da44385df649fccf645).wrapping_add(0x5851f42d4c957f2d);
             let trace_id = seed | 1;
@@ -91,7 +191,8 @@ pub fn ratio_sampled_messages(count: usize, ratio: f64) -> Vec<(OwnedMessage, Co
                 &[],
             );
             let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
-            (traced_message(trace_id, sampled), remote_parent(trace_id, sampled))
+            let tracestate = tracestates.nth(index);
+            (traced_message_with(trace_id, sampled, &tracestate), remote_parent_with(trace_id, sampled, &tracestate))
         })
         .collect()
 }
@@ -156,8 +257,27 @@ fn consumer_attributes(message: &OwnedMessage) -> [KeyValue; 10] {
 }
 
 /// The floor tracehop is held to: OpenTelemetry's own span with the parent already extracted, the same ten
-/// attributes tracehop records for [`order_message`] and one link to the producer.
+/// attributes tracehop records for [`order_message`] and one link to the producer, built the cheapest way the
+/// SDK allows for the sampler's decision. Every consumer bench runs a parent-based sampler, so the parent's flag
+/// is that decision: a sampled span is described up front ([`sdk_floor_described_up_front`], the builder moves
+/// attributes and link into it), an unsampled one is left to the sampler first ([`sdk_floor_deciding_first`],
+/// nothing built for it). No single path costs as little in both cases, so the floor is lower than any code an
+/// SDK user writes.
 pub fn sdk_floor<T>(tracer: &T, parent: &Context)
+where
+    T: Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    if parent.span().span_context().is_sampled() {
+        sdk_floor_described_up_front(tracer, parent)
+    } else {
+        sdk_floor_deciding_first(tracer, parent)
+    }
+}
+
+/// The SDK floor's span described up front: attributes and link built before the sampler decides, and moved
+/// into the span when it records.
+pub fn sdk_floor_described_up_front<T>(tracer: &T, parent: &Context)
 where
     T: Tracer,
     T::Span: Send + Sync + 'static,
@@ -167,20 +287,47 @@ where
         .span_builder("process orders")
         .with_kind(SpanKind::Consumer)
         .with_links(vec![Link::with_context(producer)])
-        .with_attributes([
-            KeyValue::new("messaging.system", "kafka"),
-            KeyValue::new("messaging.operation.type", "process"),
-            KeyValue::new("messaging.operation.name", "process"),
-            KeyValue::new("messaging.destination.name", "orders"),
-            KeyValue::new("messaging.consumer.group.name", "inventory-service"),
-            KeyValue::new("code.function.name", "bench::on_order"),
-            KeyValue::new("messaging.destination.partition.id", "0"),
-            KeyValue::new("messaging.kafka.offset", 42_i64),
-            KeyValue::new("messaging.kafka.message.key", "order-7"),
-            KeyValue::new("messaging.message.body.size", 8_i64),
-        ])
+        .with_attributes(floor_attributes())
         .start_with_context(tracer, parent);
-    let context = parent.with_span(span);
+    end_floor_span(parent.with_span(span));
+}
+
+/// The SDK floor's span as an SDK user who checks `is_recording` first writes it: started bare, and given its
+/// attributes and link only once the sampler has recorded it. Unsampled, it costs the decision alone; sampled,
+/// more than [`sdk_floor_described_up_front`] (the attributes pushed one by one).
+pub fn sdk_floor_deciding_first<T>(tracer: &T, parent: &Context)
+where
+    T: Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    use opentelemetry::trace::Span;
+    let mut span =
+        tracer.span_builder("process orders").with_kind(SpanKind::Consumer).start_with_context(tracer, parent);
+    if span.is_recording() {
+        span.add_link(parent.span().span_context().clone(), Vec::new());
+        span.set_attributes(floor_attributes());
+    }
+    end_floor_span(parent.with_span(span));
+}
+
+/// The ten attributes of [`consumer_attributes`], from static strings: the floor knows the message.
+fn floor_attributes() -> [KeyValue; 10] {
+    [
+        KeyValue::new("messaging.system", "kafka"),
+        KeyValue::new("messaging.operation.type", "process"),
+        KeyValue::new("messaging.operation.name", "process"),
+        KeyValue::new("messaging.destination.name", "orders"),
+        KeyValue::new("messaging.consumer.group.name", "inventory-service"),
+        KeyValue::new("code.function.name", "bench::on_order"),
+        KeyValue::new("messaging.destination.partition.id", "0"),
+        KeyValue::new("messaging.kafka.offset", 42_i64),
+        KeyValue::new("messaging.kafka.message.key", "order-7"),
+        KeyValue::new("messaging.message.body.size", 8_i64),
+    ]
+}
+
+/// The floor's handler: the span current while it runs, ended after.
+fn end_floor_span(context: Context) {
     let attached = context.clone().attach();
     black_box(());
     drop(attached);

@@ -111,12 +111,12 @@ fn rejection(value: &[u8]) -> ContextRejection {
             ContextRejection::NotUtf8
         };
     }
-    match std::str::from_utf8(&value[..TRACEPARENT_LEN]) {
-        Ok(_) => {}
-        // A character cut at the 55th byte by a longer header is not broken UTF-8; its bytes fail the hex
-        // check below.
-        Err(error) if error.error_len().is_none() && value.len() > TRACEPARENT_LEN => {}
-        Err(_) => return ContextRejection::NotUtf8,
+    // Only the fields are judged: bytes there that are not UTF-8, or a character that starts there and that the
+    // bytes after do not complete. A character the longer header does complete is UTF-8, and its bytes fail the
+    // hex check below. Three bytes past the fields complete any character that starts in them.
+    let with_a_cut_character = &value[..value.len().min(TRACEPARENT_LEN + 3)];
+    if std::str::from_utf8(with_a_cut_character).is_err_and(|error| error.valid_up_to() < TRACEPARENT_LEN) {
+        return ContextRejection::NotUtf8;
     }
     let dashes = [2, 35, 52];
     if dashes.iter().any(|&dash| value[dash] != b'-') {
@@ -396,6 +396,12 @@ mod tests {
         broken_then_more[10] = 0xff;
         broken_then_more.extend_from_slice(b"-more");
         assert_eq!(check(&broken_then_more), Err(ContextRejection::NotUtf8), "a broken byte within the fields");
+        let mut not_completed = cut.clone();
+        not_completed.extend_from_slice(b"-more");
+        assert_eq!(check(&not_completed), Err(ContextRejection::NotUtf8), "a longer header that does not complete it");
+        let mut completed = cut;
+        completed.extend_from_slice(&[0xa9, b'-']);
+        assert_eq!(check(&completed), Err(ContextRejection::InvalidHex), "é, completed past byte 55: UTF-8, not hex");
     }
 
     #[test]
