@@ -84,7 +84,7 @@
 //! - `print`: `TracePicture` and `print_traces`, finished spans drawn as trees for a terminal or a test.
 //! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
 //! - `metrics`: the messaging metrics on the global meter provider ([`metrics`]); off by default, since it costs
-//!   about 1,250 instructions per message even when no meter provider is installed.
+//!   instructions on every message even when no meter provider is installed (BENCHMARKS.md, the `+metrics` rows).
 #![warn(missing_docs)]
 
 mod attributes;

@@ -9,8 +9,9 @@ use opentelemetry::trace::TraceState;
 use super::{trim_ows, within_limit, TrimReason, Trimmed};
 
 /// What this thread's last messages said in `tracestate`, so repeats are not checked and parsed again.
-/// Consecutive messages of a producer usually carry the same vendor data; a value that changes with every message
-/// costs only the copy of its text. Buffers are reused: no allocation per message.
+/// Consecutive messages of a producer usually carry the same vendor data. A value that changes with every message
+/// gains nothing: it is checked, copied here and parsed in full (BENCHMARKS.md, the `-varied` rows). Buffers are
+/// reused: no allocation per message.
 struct Recent {
     /// The last raw value a header scan found whole (nothing to trim).
     whole: Vec<u8>,
