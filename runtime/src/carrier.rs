@@ -363,6 +363,16 @@ mod tests {
     }
 
     #[test]
+    fn a_message_carries_a_context_exactly_when_its_traceparent_is_valid() {
+        crate::install_propagator();
+        assert!(carries_context(&Frame(vec![("traceparent", Some(TRACEPARENT.as_bytes()))])));
+        let zero_trace_id = b"00-00000000000000000000000000000000-00f067aa0ba902b7-01";
+        assert!(!carries_context(&Frame(vec![("traceparent", Some(&zero_trace_id[..]))])), "an invalid one");
+        assert!(!carries_context(&Frame(vec![("x-request-id", Some(b"7f3c"))])), "none, and no other header counts");
+        assert!(!carries_context(&Frame(vec![])), "no headers at all");
+    }
+
+    #[test]
     fn the_extractor_serves_the_checked_trace_headers_and_looks_up_the_others() {
         let frame = Frame(vec![
             ("x-request-id", Some(b"7f3c")),

@@ -225,6 +225,19 @@ mod tests {
         assert_eq!(trimmed_once("c=3").value(), Some("c=3"));
     }
 
+    #[test]
+    fn the_header_scans_memo_answers_only_for_the_value_it_remembers() {
+        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"));
+        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "the repeat, answered by the memo");
+        let other = trim_remembering(b"a=1,B=2");
+        assert_eq!(
+            (other.value(), other.reason()),
+            (Some("a=1"), Some(TrimReason::MalformedMember)),
+            "any other value"
+        );
+        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "a malformed value is never remembered");
+    }
+
     /// `members` members of `member_len` bytes each, comma-separated.
     fn tracestate(members: usize, member_len: usize) -> String {
         (0..members).map(|i| format!("k{i:02}={}", "v".repeat(member_len - 4))).collect::<Vec<_>>().join(",")
