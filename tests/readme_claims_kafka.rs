@@ -545,6 +545,30 @@ mod metrics {
 
         assert_eq!(attribute(&spans_to(&topic)[0], "messaging.destination.name"), Some(text(&topic)));
         assert_eq!(metric_points("messaging.process.duration", &topic), Vec::<MetricPoint>::new());
+        // The batch did record its processing, under its group (no other test uses it), without a destination.
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let (provider, exporter) = suite::metrics();
+        provider.force_flush().expect("the meter provider flushes");
+        let exported = exporter.get_finished_metrics().expect("the in-memory exporter is not shut down");
+        let latest = exported.last().expect("an export");
+        let mut batch_points = Vec::new();
+        for metric in latest.scope_metrics().flat_map(|scope| scope.metrics()) {
+            if metric.name() != "messaging.process.duration" {
+                continue;
+            }
+            let AggregatedMetrics::F64(MetricData::Histogram(histogram)) = metric.data() else { continue };
+            for point in histogram.data_points() {
+                let keys: Vec<(String, Value)> =
+                    point.attributes().map(|pair| (pair.key.to_string(), pair.value.clone())).collect();
+                if keys.contains(&("messaging.consumer.group.name".to_owned(), text("claims-batch-named"))) {
+                    batch_points.push((keys.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(), point.count()));
+                }
+            }
+        }
+        assert_eq!(batch_points.len(), 1, "one series for the batch handler: {batch_points:?}");
+        let (keys, count) = &batch_points[0];
+        assert_eq!(*count, 1, "the batch's one processing is measured");
+        assert!(!keys.iter().any(|key| key == "messaging.destination.name"), "{keys:?}");
     }
 
     static CLAIMS_LOOP: Handler = Handler::consumer("claims::receive_loop").group("claims");
