@@ -132,8 +132,8 @@ pub use outcome::HandlerOutcome;
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
 pub use settings::{
-    default_parent_policy, max_links_per_span, set_default_parent_policy, set_max_links_per_span,
-    DEFAULT_MAX_LINKS_PER_SPAN,
+    default_parent_policy, max_links_per_span, random_trace_ids, set_default_parent_policy, set_max_links_per_span,
+    set_random_trace_ids, DEFAULT_MAX_LINKS_PER_SPAN,
 };
 pub use settle::{Settle, Settlement};
 pub use setup::install_propagator;

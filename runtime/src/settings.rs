@@ -1,6 +1,6 @@
 //! Process-wide settings, read on every message without a lock.
 
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
 use crate::handler::ParentPolicy;
 
@@ -9,6 +9,7 @@ pub const DEFAULT_MAX_LINKS_PER_SPAN: usize = 128;
 
 static MAX_LINKS_PER_SPAN: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_LINKS_PER_SPAN);
 static DEFAULT_PARENT_POLICY: AtomicU8 = AtomicU8::new(ParentPolicy::Continue.encoded());
+static RANDOM_TRACE_IDS: AtomicBool = AtomicBool::new(false);
 
 /// The most links tracehop adds to one batch span; the valid contexts past it are counted in
 /// `tracehop.links.dropped` instead. Keeps a batch of ten thousand messages from making a span of ten thousand
@@ -37,4 +38,29 @@ pub fn default_parent_policy() -> ParentPolicy {
 /// boundary, [`ParentPolicy::Link`] keeps every foreign trace id, sampling flag and baggage out.
 pub fn set_default_parent_policy(policy: ParentPolicy) {
     DEFAULT_PARENT_POLICY.store(policy.encoded(), Ordering::Relaxed);
+}
+
+/// Whether the trace ids this process makes are random, so the `traceparent` tracehop writes for a trace it
+/// starts (a producer outside any trace, a consumer whose message has no context to continue) sets W3C Trace
+/// Context Level 2's random flag (`-03`, `-02`). [`init`](crate::init) turns it on: the tracer provider it builds
+/// draws trace ids with the OpenTelemetry SDK's random id generator. Off otherwise, since tracehop cannot see
+/// which id generator a provider you build uses.
+///
+/// OpenTelemetry's SDK has no notion of the flag: the spans it records and exports keep flags `01` whatever this
+/// says; only the headers tracehop writes carry it. A trace continued from a message keeps that message's flag
+/// either way.
+pub fn random_trace_ids() -> bool {
+    RANDOM_TRACE_IDS.load(Ordering::Relaxed)
+}
+
+/// Sets [`random_trace_ids`] for the whole process: `true` when your tracer provider's id generator draws trace
+/// ids at random (the SDK's default `RandomIdGenerator` does), `false` for one that does not.
+///
+/// ```
+/// tracehop::set_random_trace_ids(true);
+/// assert!(tracehop::random_trace_ids());
+/// # tracehop::set_random_trace_ids(false);
+/// ```
+pub fn set_random_trace_ids(random: bool) {
+    RANDOM_TRACE_IDS.store(random, Ordering::Relaxed);
 }

@@ -20,8 +20,8 @@ use crate::carrier::{IncomingContext, MessageFacts};
 use crate::delivery::HeaderSource;
 use crate::handler::{Handler, ParentPolicy, Role};
 use crate::metrics::{Measurement, Operation};
-use crate::settings::max_links_per_span;
-use crate::w3c::{ContextRejection, TrimReason, Trims};
+use crate::settings::{self, max_links_per_span};
+use crate::w3c::{ContextRejection, TrimReason, Trims, WireOnly};
 
 /// Where a span's parent and links come from, decided before sampling.
 pub(super) enum Origin<'a> {
@@ -171,7 +171,15 @@ impl<'a> SpanStart<'a> {
             span
         };
 
+        let starts_a_trace = !parent.context.span().span_context().is_valid();
         let context = parent.context.with_span(span);
+        // The SDK gives a trace it starts no random flag: the headers tracehop writes for it carry one.
+        let context = if starts_a_trace && settings::random_trace_ids() && context.span().span_context().is_valid() {
+            let trace_id = context.span().span_context().trace_id();
+            context.with_value(WireOnly::random_root(trace_id))
+        } else {
+            context
+        };
         // A batch span tells the per-message spans started inside it which handler they belong to.
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
         MessageSpan::new(context, handler).measured(measurement)

@@ -298,6 +298,8 @@ impl TelemetryBuilder {
         let provider = provider.build();
         global::set_tracer_provider(provider.clone());
         crate::install_propagator();
+        // The provider draws trace ids with the SDK's random id generator.
+        crate::set_random_trace_ids(true);
         Ok(Telemetry { provider: Some(provider), grpc_runtime })
     }
 

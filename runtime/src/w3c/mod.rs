@@ -17,6 +17,7 @@ mod tracestate;
 use std::borrow::Cow;
 
 pub use baggage::{trim_baggage, W3cBaggage, MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS};
+pub(crate) use traceparent::WireOnly;
 pub use traceparent::{validate_traceparent, W3cTraceContext};
 pub use tracestate::{trim_tracestate, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS};
 
@@ -160,6 +161,11 @@ impl<'a> Trimmed<'a> {
         self.reason
     }
 
+    /// The same, owning its value.
+    fn into_owned(self) -> Trimmed<'static> {
+        Trimmed { value: self.value.map(|value| Cow::Owned(value.into_owned())), reason: self.reason }
+    }
+
     /// The header to pass on, owned or borrowed as [`Trimmed::value`] describes.
     pub fn into_value(self) -> Option<Cow<'a, str>> {
         self.value
@@ -178,7 +184,8 @@ pub struct Trims {
 /// The W3C headers of one message, found in one pass over its headers.
 ///
 /// Names match exactly (`traceparent`, not `TraceParent`), as every OpenTelemetry messaging instrumentation
-/// writes and reads them. Of several `tracestate` or `baggage` headers the first is read; several
+/// writes and reads them. Several `tracestate` headers are one list, joined in order as the specification says
+/// (RFC 9110's rule for a field sent on several lines); of several `baggage` headers the first is read; several
 /// `traceparent` headers make the context ambiguous ([`ContextRejection::DuplicateTraceparent`]), and the
 /// scan stops at the second.
 #[derive(Clone, Copy, Debug, Default)]
@@ -187,6 +194,8 @@ pub(crate) struct TraceHeaders<'a> {
     traceparent: Option<Option<&'a [u8]>>,
     duplicate_traceparent: bool,
     tracestate: Option<Option<&'a [u8]>>,
+    /// More than one `tracestate` header: they are read again, together, if the trace continues.
+    repeated_tracestate: bool,
     baggage: Option<Option<&'a [u8]>>,
 }
 
@@ -202,7 +211,10 @@ impl<'a> TraceHeaders<'a> {
                     }
                     &mut found.traceparent
                 }
-                TRACESTATE_HEADER => &mut found.tracestate,
+                TRACESTATE_HEADER => {
+                    found.repeated_tracestate |= found.tracestate.is_some();
+                    &mut found.tracestate
+                }
                 BAGGAGE_HEADER => &mut found.baggage,
                 _ => continue,
             };
@@ -245,11 +257,18 @@ impl<'a> TraceHeaders<'a> {
         }
     }
 
-    /// The `tracestate` to pass on with a valid `traceparent`.
-    pub(crate) fn tracestate(&self) -> Option<Trimmed<'a>> {
-        let trimmed = self
-            .tracestate
-            .map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), tracestate::trim_remembering))?;
+    /// The `tracestate` to pass on with a valid `traceparent`; `headers` gives the headers scanned again, read
+    /// only when there are several `tracestate` headers to join.
+    pub(crate) fn tracestate<I>(&self, headers: impl FnOnce() -> I) -> Option<Trimmed<'a>>
+    where
+        I: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
+    {
+        let first = self.tracestate?;
+        let trimmed = if self.repeated_tracestate {
+            joined_tracestate(headers())
+        } else {
+            first.map_or(Trimmed::dropped(TrimReason::Unreadable), tracestate::trim_remembering)
+        };
         if let Some(value) = trimmed.value() {
             tracestate::remember(value);
         }
@@ -260,6 +279,20 @@ impl<'a> TraceHeaders<'a> {
     pub(crate) fn baggage(&self) -> Option<Trimmed<'a>> {
         self.baggage.map(|value| value.map_or(Trimmed::dropped(TrimReason::Unreadable), trim_baggage))
     }
+}
+
+/// Several `tracestate` headers as the one list they make: their values joined with commas, in order, then
+/// trimmed as one. One that is not bytes makes the list unreadable.
+fn joined_tracestate<'a>(headers: impl Iterator<Item = (&'a str, Option<&'a [u8]>)>) -> Trimmed<'a> {
+    let mut joined = Vec::new();
+    for (_, value) in headers.filter(|&(name, _)| name == TRACESTATE_HEADER) {
+        let Some(value) = value else { return Trimmed::dropped(TrimReason::Unreadable) };
+        if !joined.is_empty() {
+            joined.push(b',');
+        }
+        joined.extend_from_slice(value);
+    }
+    trim_tracestate(&joined).into_owned()
 }
 
 /// Removes W3C optional white space (spaces and horizontal tabs) around a list member.
@@ -299,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_tracestate_and_baggage_are_read() {
+    fn every_tracestate_is_read_as_one_list_and_the_first_baggage() {
         let headers = [
             ("tracestate", Some(&b"a=1"[..])),
             ("baggage", Some(&b"k=1"[..])),
@@ -309,7 +342,7 @@ mod tests {
         ];
         let found = scan(&headers);
         assert_eq!(found.traceparent(), Ok(Some(std::str::from_utf8(VALID).unwrap())));
-        assert_eq!(found.tracestate().unwrap().value(), Some("a=1"));
+        assert_eq!(found.tracestate(|| headers.iter().copied()).unwrap().value(), Some("a=1,b=2"));
         assert_eq!(found.baggage().unwrap().value(), Some("k=1"));
     }
 
@@ -326,7 +359,7 @@ mod tests {
         let headers = [("traceparent", None), ("tracestate", None), ("baggage", None)];
         let found = scan(&headers);
         assert_eq!(found.traceparent(), Err(ContextRejection::UnreadableTraceparent));
-        assert_eq!(found.tracestate(), Some(Trimmed::dropped(TrimReason::Unreadable)));
+        assert_eq!(found.tracestate(|| headers.iter().copied()), Some(Trimmed::dropped(TrimReason::Unreadable)));
         assert_eq!(found.baggage(), Some(Trimmed::dropped(TrimReason::Unreadable)));
     }
 

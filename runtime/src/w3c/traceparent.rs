@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use opentelemetry::propagation::text_map_propagator::FieldIter;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::Context;
 
 use super::{tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER};
@@ -168,7 +168,14 @@ pub(super) fn remember(traceparent: &Traceparent<'_>) {
     SCANNED.set(Some(Scanned { fields, trace_id, span_id, flags }));
 }
 
-/// The ids and sampling flag of a valid `traceparent`.
+/// Trace-flags bit 1, Level 2's "random": at least the right-most 7 bytes of the trace id were drawn at random.
+const RANDOM_FLAG: u8 = 0x02;
+
+/// The trace flags tracehop reads and writes: sampled and random. The others are reserved, and the
+/// specification has vendors write them as zero.
+const KNOWN_FLAGS: u8 = 0x03;
+
+/// The ids and the sampled and random flags of a valid `traceparent`.
 fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), ContextRejection> {
     let scanned = SCANNED.get().filter(|scanned| scanned.fields.as_slice() == value.as_bytes());
     let (trace_id, span_id, flags) = match scanned {
@@ -178,7 +185,65 @@ fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId, TraceFlags), Conte
             (trace_id, span_id, flags)
         }
     };
-    Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags) & TraceFlags::SAMPLED))
+    Ok((TraceId::from(trace_id), SpanId::from(span_id), TraceFlags::new(flags & KNOWN_FLAGS)))
+}
+
+/// What a W3C trace context says that OpenTelemetry's span contexts cannot carry to the spans of its trace, kept
+/// in the `Context` beside them and read back when tracehop writes a `traceparent` of that trace:
+///
+/// - the random flag: the SDK keeps a parent's flags on a span it records, but gives a span it drops none;
+/// - `tracestate` keys OpenTelemetry's `TraceState` refuses (Level 2's `@` placements, a 14-character system id):
+///   its parser would drop the whole header for one of them.
+///
+/// Only a context that needs it carries one (an incoming `traceparent` with the random flag, a `tracestate`
+/// with such a key, a trace tracehop started with a random trace id), and it speaks for its own trace id only:
+/// a span linked to the message starts a trace of its own and ignores it.
+#[derive(Debug)]
+pub(crate) struct WireOnly {
+    trace_id: TraceId,
+    random: bool,
+    tracestate: Option<UnheldTraceState>,
+}
+
+impl WireOnly {
+    /// For a trace started here whose trace id is random ([`crate::set_random_trace_ids`]).
+    pub(crate) fn random_root(trace_id: TraceId) -> Self {
+        Self { trace_id, random: true, tracestate: None }
+    }
+}
+
+/// A `tracestate` with keys OpenTelemetry's `TraceState` cannot hold.
+#[derive(Debug)]
+struct UnheldTraceState {
+    /// The whole header, as tracehop passes it on.
+    header: String,
+    /// The members `TraceState` holds: the state of the trace's span contexts until a sampler changes it.
+    held: TraceState,
+}
+
+impl UnheldTraceState {
+    /// The header for a span whose `TraceState` is `state`: the whole incoming one while the span's state is
+    /// what was held of it; otherwise the span's members, with the ones `TraceState` could not hold back where
+    /// they were. As the specification has vendors mutate it: members changed or added move to the front,
+    /// the others keep their order, and the list keeps to 32 members and the size rule.
+    fn for_state(&self, state: &TraceState) -> String {
+        if *state == self.held {
+            return self.header.clone();
+        }
+        let incoming: Vec<(&str, &str)> = tracestate::entries(&self.header).collect();
+        let changed = state.into_iter().filter(|member| !incoming.contains(member));
+        let unchanged = incoming
+            .iter()
+            .copied()
+            .filter(|&(key, value)| !tracestate::opentelemetry_holds_key(key) || state.get(key) == Some(value));
+        let members: Vec<String> = changed
+            .chain(unchanged)
+            .take(super::MAX_TRACESTATE_MEMBERS)
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        let joined = members.join(",");
+        tracestate::trim_tracestate(joined.as_bytes()).value().map(str::to_owned).unwrap_or_default()
+    }
 }
 
 /// The W3C Trace Context propagator (`traceparent`, `tracestate`), held to the same strict rules as the rest of
@@ -221,11 +286,18 @@ impl TextMapPropagator for W3cTraceContext {
         if !span_context.is_valid() {
             return;
         }
+        let wire_only = cx.get::<WireOnly>().filter(|wire_only| wire_only.trace_id == span_context.trace_id());
+        let mut flags = span_context.trace_flags().to_u8() & KNOWN_FLAGS;
+        if wire_only.is_some_and(|wire_only| wire_only.random) {
+            flags |= RANDOM_FLAG;
+        }
         let mut traceparent = String::with_capacity(TRACEPARENT_LEN);
-        let flags = (span_context.trace_flags() & TraceFlags::SAMPLED).to_u8();
         let _ = write!(traceparent, "00-{}-{}-{flags:02x}", span_context.trace_id(), span_context.span_id());
         injector.set(TRACEPARENT_HEADER, traceparent);
-        let trace_state = span_context.trace_state().header();
+        let trace_state = match wire_only.and_then(|wire_only| wire_only.tracestate.as_ref()) {
+            Some(unheld) => unheld.for_state(span_context.trace_state()),
+            None => span_context.trace_state().header(),
+        };
         if !trace_state.is_empty() {
             injector.set(TRACESTATE_HEADER, trace_state);
         }
@@ -235,15 +307,21 @@ impl TextMapPropagator for W3cTraceContext {
         let Some(Ok((trace_id, span_id, flags))) = extractor.get(TRACEPARENT_HEADER).map(parse_traceparent) else {
             return cx.clone();
         };
-        let trace_state = extractor
-            .get(TRACESTATE_HEADER)
-            .and_then(|value| {
-                let trimmed = tracestate::trimmed_once(value);
-                // Every member kept is one OpenTelemetry's parser accepts, so this parse does not fail.
-                trimmed.value().map(tracestate::parsed)
-            })
-            .unwrap_or_default();
-        cx.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, trace_state))
+        let trimmed = extractor.get(TRACESTATE_HEADER).map(tracestate::trimmed_once);
+        let (trace_state, unheld) = match trimmed.as_ref().and_then(|trimmed| trimmed.value()) {
+            None => (TraceState::default(), None),
+            Some(value) => match tracestate::held(value) {
+                Ok(whole) => (whole, None),
+                Err(held) => (held.clone(), Some(UnheldTraceState { header: value.to_owned(), held })),
+            },
+        };
+        let random = flags.to_u8() & RANDOM_FLAG != 0;
+        let context = cx.with_remote_span_context(SpanContext::new(trace_id, span_id, flags, true, trace_state));
+        if random || unheld.is_some() {
+            context.with_value(WireOnly { trace_id, random, tracestate: unheld })
+        } else {
+            context
+        }
     }
 
     fn fields(&self) -> FieldIter<'_> {
@@ -274,12 +352,12 @@ mod tests {
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     #[test]
-    fn parses_the_ids_and_only_the_sampled_flag() {
+    fn parses_the_ids_and_only_the_sampled_and_random_flags() {
         let (trace_id, span_id, flags) =
             parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-ff").unwrap();
         assert_eq!(trace_id, TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
         assert_eq!(span_id, SpanId::from_hex("00f067aa0ba902b7").unwrap());
-        assert_eq!(flags, TraceFlags::SAMPLED);
+        assert_eq!(flags, TraceFlags::new(0x03));
     }
 
     #[test]
@@ -305,15 +383,70 @@ mod tests {
         assert_eq!(extracted.trace_state().get("congo"), Some("t61rcWkgMzE"));
     }
 
-    #[test]
-    fn a_malformed_tracestate_member_costs_only_itself() {
-        use std::collections::HashMap;
-        let headers = HashMap::from([
-            ("traceparent".to_owned(), VALID.to_owned()),
-            ("tracestate".to_owned(), "congo=t61rcWkgMzE,Bad Key=x,rojo=00f067aa0ba902b7".to_owned()),
+    fn extract(traceparent: &str, tracestate: &str) -> Context {
+        let headers = std::collections::HashMap::from([
+            ("traceparent".to_owned(), traceparent.to_owned()),
+            ("tracestate".to_owned(), tracestate.to_owned()),
         ]);
-        let extracted = W3cTraceContext::new().extract(&headers);
-        assert_eq!(extracted.span().span_context().trace_state().header(), "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
+        W3cTraceContext::new().extract(&headers)
+    }
+
+    fn inject(context: &Context) -> std::collections::HashMap<String, String> {
+        let mut headers = std::collections::HashMap::new();
+        W3cTraceContext::new().inject_context(context, &mut headers);
+        headers
+    }
+
+    /// `context` with a span of its trace as the SDK makes one: a new span id, and `flags`.
+    fn child(context: &Context, flags: TraceFlags, trace_state: TraceState) -> Context {
+        let parent = context.span().span_context().clone();
+        let span_context = SpanContext::new(parent.trace_id(), SpanId::from(0x1111), flags, false, trace_state);
+        context.with_remote_span_context(span_context)
+    }
+
+    #[test]
+    fn a_malformed_tracestate_member_costs_the_whole_list_and_not_the_trace() {
+        let extracted = extract(VALID, "congo=t61rcWkgMzE,Bad Key=x,rojo=00f067aa0ba902b7");
+        assert!(extracted.span().span_context().is_valid());
+        assert_eq!(extracted.span().span_context().trace_state(), &TraceState::default());
+        assert_eq!(inject(&extracted).get("tracestate"), None);
+    }
+
+    #[test]
+    fn keys_opentelemetry_refuses_travel_on_to_every_span_of_the_trace() {
+        let header = "congo=1,foo@@bar=2,rojo=3,tenant@vvvvvvvvvvvvvv=4";
+        let extracted = extract(VALID, header);
+        assert_eq!(extracted.span().span_context().trace_state().header(), "congo=1,rojo=3");
+        let state = extracted.span().span_context().trace_state().clone();
+        assert_eq!(inject(&child(&extracted, TraceFlags::SAMPLED, state.clone()))["tracestate"], header);
+        // A sampler that changes a member: it moves to the front, the others keep their places.
+        let changed = state.insert("rojo", "9").unwrap();
+        assert_eq!(
+            inject(&child(&extracted, TraceFlags::SAMPLED, changed))["tracestate"],
+            "rojo=9,congo=1,foo@@bar=2,tenant@vvvvvvvvvvvvvv=4"
+        );
+        // A span of another trace (linked, not continued) writes only its own state.
+        let other =
+            SpanContext::new(TraceId::from(7), SpanId::from(8), TraceFlags::SAMPLED, false, TraceState::default());
+        assert_eq!(inject(&extracted.with_remote_span_context(other)).get("tracestate"), None);
+    }
+
+    #[test]
+    fn the_random_flag_is_kept_for_every_span_of_its_trace_and_no_other() {
+        let random = format!("{}03", &VALID[..53]);
+        let extracted = extract(&random, "");
+        assert_eq!(inject(&extracted)["traceparent"], random);
+        // A recorded child keeps its parent's flags; a dropped one has none, and the flag still goes out.
+        let recorded = inject(&child(&extracted, TraceFlags::new(0x03), TraceState::default()));
+        assert_eq!(&recorded["traceparent"][53..], "03");
+        let dropped = inject(&child(&extracted, TraceFlags::default(), TraceState::default()));
+        assert_eq!(&dropped["traceparent"][36..], "0000000000001111-02");
+        let other =
+            SpanContext::new(TraceId::from(7), SpanId::from(8), TraceFlags::SAMPLED, false, TraceState::default());
+        assert_eq!(&inject(&extracted.with_remote_span_context(other))["traceparent"][53..], "01");
+        // Without the flag on the way in, none on the way out.
+        let plain = extract(&format!("{}00", &VALID[..53]), "");
+        assert_eq!(&inject(&child(&plain, TraceFlags::default(), TraceState::default()))["traceparent"][53..], "00");
     }
 
     #[test]
@@ -405,10 +538,10 @@ mod tests {
     }
 
     #[test]
-    fn injection_writes_only_the_sampled_flag() {
+    fn injection_writes_only_the_sampled_and_random_flags() {
         use std::collections::HashMap;
         for (flags, written) in
-            [(TraceFlags::default(), "00"), (TraceFlags::new(0x03), "01"), (TraceFlags::new(0x02), "00")]
+            [(TraceFlags::default(), "00"), (TraceFlags::new(0xff), "03"), (TraceFlags::new(0x06), "02")]
         {
             let span_context = SpanContext::new(
                 TraceId::from(0x4bf92f3577b34da6a3ce929d0e0e4736),
