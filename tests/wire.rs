@@ -219,15 +219,15 @@ fn header(name: &str, value: impl Into<Vec<u8>>) -> (String, Vec<u8>) {
 fn limits(repeats: bool) -> Vec<Limit> {
     let valid = || header("traceparent", TRACEPARENT);
     let many_members: String = (0..5_000).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
-    let first_32: String = (0..32).map(|i| format!("k{i}=v")).collect::<Vec<_>>().join(",");
     let mut cases = vec![
         Limit {
             name: "tracestate-5000-members",
             headers: vec![valid(), header("tracestate", many_members)],
             rejected: None,
+            // Longer than any valid list (16,447 bytes): not read, discarded whole.
             tracestate_trimmed: Some("oversized"),
             baggage_trimmed: None,
-            tracestate: first_32,
+            tracestate: String::new(),
             baggage: vec![],
         },
         Limit {
@@ -236,7 +236,7 @@ fn limits(repeats: bool) -> Vec<Limit> {
             rejected: None,
             tracestate_trimmed: Some("oversized"),
             baggage_trimmed: None,
-            tracestate: "congo=t61rcWkgMzE".to_owned(),
+            tracestate: String::new(),
             baggage: vec![],
         },
         Limit {

@@ -386,9 +386,15 @@ pub fn assert_extracted(expected: &w3c::Incoming, extracted: &IncomingContext) {
         (Ok(parent), IncomingContext::Continued(context, trims)) => {
             let span = context.span();
             let got = span.span_context();
-            let got_parent =
-                w3c::Parent { trace_id: got.trace_id(), span_id: got.span_id(), sampled: got.is_sampled() };
-            assert_eq!(got_parent, *parent, "the traceparent's ids and sampled flag");
+            let flags = got.trace_flags().to_u8();
+            let got_parent = w3c::Parent {
+                trace_id: got.trace_id(),
+                span_id: got.span_id(),
+                sampled: got.is_sampled(),
+                random: flags & 0x02 == 0x02,
+            };
+            assert_eq!(got_parent, *parent, "the traceparent's ids, sampled and random flags");
+            assert_eq!(flags & !0x03, 0, "no flag but sampled and random is kept");
             assert!(got.is_remote(), "the producer's context is remote");
             assert_eq!(trims.baggage, expected.baggage.trimmed, "why baggage members were left out");
             assert_eq!(w3c::entries(context.baggage()), expected.baggage.entries, "the baggage read");
@@ -460,6 +466,8 @@ pub mod w3c {
         pub span_id: SpanId,
         /// The `sampled` bit of its flags.
         pub sampled: bool,
+        /// The `random` bit of its flags (Trace Context Level 2).
+        pub random: bool,
     }
 
     /// What a consumer reads of a message's `baggage` header.
@@ -541,6 +549,7 @@ pub mod w3c {
             trace_id: TraceId::from(trace_id),
             span_id: SpanId::from(span_id as u64),
             sampled: flags & 0x01 == 0x01,
+            random: flags & 0x02 == 0x02,
         })
     }
 

@@ -37,10 +37,11 @@
 //!
 //! ## Missing or malformed context
 //! Is not an error: the handler runs under a new root trace whose span records why in
-//! `tracehop.context.rejected` (see [`ContextRejection`]). Only the `traceparent` decides: a `tracestate` or
-//! `baggage` that breaks the W3C rules or limits loses just the offending members, the trace continues, and the
-//! span records why in `tracehop.context.tracestate.trimmed` or `tracehop.context.baggage.trimmed` (see
-//! [`TrimReason`]). Nothing panics and nothing is logged per message above `debug`.
+//! `tracehop.context.rejected` (see [`ContextRejection`]). Only the `traceparent` decides: a `tracestate` that
+//! cannot be parsed is discarded whole and one over 512 bytes truncated (W3C Trace Context Level 2), a `baggage`
+//! that breaks the W3C rules or limits loses just the offending members, the trace continues, and the span records
+//! why in `tracehop.context.tracestate.trimmed` or `tracehop.context.baggage.trimmed` (see [`TrimReason`]).
+//! Nothing panics and nothing is logged per message above `debug`.
 //!
 //! ## Set-up
 //! tracehop uses OpenTelemetry's global tracer provider and global propagator. Install a propagator once

@@ -2,10 +2,11 @@
 //! Context) and `baggage` (W3C Baggage).
 //!
 //! OpenTelemetry's own propagators are lenient about some things (white space, short ids) and strict about
-//! others (one malformed `tracestate` or `baggage` member costs the whole header). A message broker carries
-//! headers written by every client in a system, so tracehop reads them by the specifications' rules instead:
-//! a `traceparent` is valid or the trace is not continued, and a `tracestate` or `baggage` member that breaks
-//! the rules, or lies past the limits, costs only itself.
+//! others (one malformed `baggage` member costs the whole header; valid Level 2 `tracestate` keys cost the whole
+//! `tracestate`). A message broker carries headers written by every client in a system, so tracehop reads them by
+//! the specifications' rules instead (W3C Trace Context Level 2, W3C Baggage): a `traceparent` is valid or the
+//! trace is not continued, a `tracestate` that cannot be parsed is discarded whole (as the W3C test suite
+//! expects), and a `baggage` member that breaks the rules, or lies past the limits, costs only itself.
 //!
 //! Every message's headers are read once ([`TraceHeaders::scan`]); what each rule costs is bounded by the
 //! specifications' limits, not by what a producer sends.
@@ -91,7 +92,8 @@ impl std::fmt::Display for ContextRejection {
     }
 }
 
-/// Why members of an incoming `tracestate` or `baggage` header were left out while the trace continued.
+/// Why an incoming `tracestate` or `baggage` header, or some of its members, were left out while the trace
+/// continued.
 /// Recorded on the consumer span as `tracehop.context.tracestate.trimmed` and
 /// `tracehop.context.baggage.trimmed` (see [`TrimReason::as_str`]); when several rules dropped members, the
 /// first one met while reading the header is named.
@@ -99,13 +101,14 @@ impl std::fmt::Display for ContextRejection {
 #[non_exhaustive]
 pub enum TrimReason {
     /// The header is longer than the specification's limit ([`MAX_TRACESTATE_LEN`], [`MAX_BAGGAGE_LEN`]):
-    /// whole members were dropped to fit, as the specifications' truncation rules say.
+    /// whole members were dropped to fit, as the specifications' truncation rules say. A `tracestate` longer
+    /// than any valid one (16,447 bytes) is not read at all.
     Oversized,
     /// More list members than the specification allows ([`MAX_TRACESTATE_MEMBERS`],
-    /// [`MAX_BAGGAGE_MEMBERS`]): the ones past the limit were dropped.
+    /// [`MAX_BAGGAGE_MEMBERS`]): a `tracestate` is discarded whole, a `baggage` loses the ones past the limit.
     TooManyMembers,
     /// A member broke the header's syntax (a key or value with characters the specification does not allow,
-    /// no `=`, bytes that are not UTF-8) and was dropped alone.
+    /// no `=`, bytes that are not UTF-8): a `tracestate` is discarded whole, a `baggage` loses that member alone.
     MalformedMember,
     /// The header's value is not bytes (a null Kafka value, an AMQP value that is not a string): dropped whole.
     Unreadable,
