@@ -51,8 +51,9 @@ def throughput():
 
 
 def variant_of(case):
-    """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed")."""
-    for variant in ("-varied", "-mixed"):
+    """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed",
+    "-level2")."""
+    for variant in ("-varied", "-mixed", "-level2"):
         if case.endswith(variant):
             return case.removesuffix(variant), variant
     return case, ""

@@ -2,9 +2,9 @@
 //! rdkafka (no tracehop) onto the embedded broker with crafted headers; a real consumer receives each message and
 //! hands it to a #[traced_consumer] handler. Every malformed, missing or ambiguous `traceparent` must give a
 //! CONSUMER span that starts a new root trace, records why in `tracehop.context.rejected`, runs the handler and
-//! returns its value unchanged, without panicking and without logging above `debug`. A `tracestate` that breaks
-//! the rules loses only its offending members: the trace continues and the span records why in
-//! `tracehop.context.tracestate.trimmed`. Valid controls (including the exact tracestate limits) must continue
+//! returns its value unchanged, without panicking and without logging above `debug`. A `tracestate` that cannot
+//! be parsed is discarded whole, one too long truncated by whole members: the trace continues and the span
+//! records why in `tracehop.context.tracestate.trimmed`. Valid controls (including the exact tracestate limits) must continue
 //! the producer's trace with its tracestate whole, so each rejection assertion can fail.
 //!
 //! Joining a consumer group on the mock cluster takes seconds, so each test publishes the whole table onto one

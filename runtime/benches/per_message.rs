@@ -55,7 +55,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Every case: its name and what it does per message. `-sampled` cases run under an always-on (parent-based)
 /// sampler with a sampled parent; `-unsampled` ones with an unsampled parent, or, for producers, a sampler that
 /// drops them. Messages carry a constant `tracestate`, but in the `-varied` and `-mixed` cases
-/// ([`Tracestates::Varied`], [`Tracestates::Mixed`]), which cycle through 2,048 messages.
+/// ([`Tracestates::Varied`], [`Tracestates::Mixed`]), which cycle through 2,048 messages, and the `-level2` ones
+/// ([`Tracestates::Level2`]: the random flag and a key OpenTelemetry's `TraceState` refuses).
 ///
 /// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]); `floor-deciding-first-sampled` and
 /// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
@@ -99,6 +100,14 @@ const CASES: &[&str] = &[
     "glue-after-sampling-unsampled-mixed",
     "extraction-sampled-mixed",
     "upstream-extraction-sampled-mixed",
+    "consumer-sampled-level2",
+    "consumer-unsampled-level2",
+    "floor-sampled-level2",
+    "floor-unsampled-level2",
+    "glue-after-sampling-sampled-level2",
+    "glue-after-sampling-unsampled-level2",
+    "extraction-sampled-level2",
+    "upstream-extraction-sampled-level2",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
@@ -110,6 +119,7 @@ fn run(case: &str, iterations: usize) {
     let (path, tracestates) = match case.rsplit_once('-') {
         Some((path, "varied")) => (path, Tracestates::Varied),
         Some((path, "mixed")) => (path, Tracestates::Mixed),
+        Some((path, "level2")) => (path, Tracestates::Level2),
         _ => (case, Tracestates::Constant),
     };
     let sampled = path.ends_with("-sampled");

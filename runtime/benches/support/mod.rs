@@ -43,8 +43,17 @@ pub fn order_message(headers: OwnedHeaders) -> OwnedMessage {
 
 /// The `traceparent` of the producer's span in trace `trace_id`.
 pub fn traceparent(trace_id: u128, sampled: bool) -> String {
-    format!("00-{trace_id:032x}-{SPAN_ID:016x}-0{}", u8::from(sampled))
+    traceparent_with_flags(trace_id, u8::from(sampled))
 }
+
+/// The `traceparent` of the producer's span in trace `trace_id`, with trace flags `flags`.
+pub fn traceparent_with_flags(trace_id: u128, flags: u8) -> String {
+    format!("00-{trace_id:032x}-{SPAN_ID:016x}-{flags:02x}")
+}
+
+/// The `tracestate` of [`Tracestates::Level2`]: [`TRACESTATE`]'s member and one whose key (a system id of 14
+/// characters) W3C Trace Context allows and OpenTelemetry's `TraceState` refuses.
+pub const LEVEL2_TRACESTATE: &str = "congo=t61rcWkgMzE,tenant@vvvvvvvvvvvvvv=1";
 
 /// An order message with two application headers and the producer's `traceparent` and [`TRACESTATE`]: what the
 /// issue's figures and every per-message case with a constant `tracestate` use.
@@ -96,6 +105,10 @@ pub enum Tracestates {
     /// [`FEW_TRACESTATES`] (other producers), 10% a value of their own. Of the 1,000 messages `per_message`
     /// counts, 48% repeat the `tracestate` of the message before and 33% that of the two before.
     Mixed,
+    /// Every message carries Trace Context Level 2's random flag and [`LEVEL2_TRACESTATE`]: tracehop keeps what
+    /// OpenTelemetry's span context cannot hold beside it, in the context. The floor's parent holds what
+    /// `TraceState` can.
+    Level2,
 }
 
 /// The other producers' `tracestate` values of [`Tracestates::Mixed`].
@@ -111,6 +124,7 @@ impl Tracestates {
             Tracestates::Constant => "constant",
             Tracestates::Varied => "varied",
             Tracestates::Mixed => "mixed",
+            Tracestates::Level2 => "level2",
         }
     }
 
@@ -118,6 +132,7 @@ impl Tracestates {
     pub fn nth(self, index: usize) -> String {
         match self {
             Tracestates::Constant => TRACESTATE.to_owned(),
+            Tracestates::Level2 => LEVEL2_TRACESTATE.to_owned(),
             Tracestates::Varied => unique_tracestate(index),
             Tracestates::Mixed => match scramble(index as u64 ^ 0x5bd1e995) % 10 {
                 0..=6 => TRACESTATE.to_owned(),
@@ -131,7 +146,7 @@ impl Tracestates {
     /// any per-message case runs (1,100), so no value of [`Tracestates::Varied`] comes back.
     pub fn pool(self) -> usize {
         match self {
-            Tracestates::Constant => 1,
+            Tracestates::Constant | Tracestates::Level2 => 1,
             Tracestates::Varied | Tracestates::Mixed => 2048,
         }
     }
@@ -139,6 +154,24 @@ impl Tracestates {
     /// [`Tracestates::pool`] messages of trace `trace_id`, each with its pre-built parent (for the floor),
     /// carrying this kind's `tracestate` values in order.
     pub fn messages(self, trace_id: u128, sampled: bool) -> Vec<(OwnedMessage, Context)> {
+        if self == Tracestates::Level2 {
+            let flags = 0x02 | u8::from(sampled);
+            let message = order_message(
+                OwnedHeaders::new()
+                    .insert(Header { key: "content-type", value: Some("application/json") })
+                    .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
+                    .insert(Header { key: "traceparent", value: Some(&traceparent_with_flags(trace_id, flags)) })
+                    .insert(Header { key: "tracestate", value: Some(LEVEL2_TRACESTATE) }),
+            );
+            let parent = Context::new().with_remote_span_context(SpanContext::new(
+                TraceId::from(trace_id),
+                SpanId::from(SPAN_ID),
+                TraceFlags::new(flags),
+                true,
+                TraceState::from_str(TRACESTATE).expect("a valid tracestate"),
+            ));
+            return vec![(message, parent)];
+        }
         (0..self.pool())
             .map(|index| {
                 let tracestate = self.nth(index);

@@ -76,19 +76,23 @@ pub(super) fn trimmed_once(value: &str) -> Trimmed<'_> {
 /// parse kept for the value the scan passed on, when it repeated), or `Err` with the members `TraceState` can
 /// hold when some key is one it refuses ([`opentelemetry_holds_key`]).
 pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
-    // Only a key with an `@` can be one OpenTelemetry refuses.
-    if trimmed.contains('@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
-        let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
-        return Err(TraceState::from_key_value(held).unwrap_or_default());
-    }
-    let parse = || TraceState::from_str(trimmed).unwrap_or_default();
-    Ok(RECENT.with_borrow_mut(|recent| {
-        if recent.repeated && recent.passed_on == trimmed {
-            recent.parsed.get_or_insert_with(parse).clone()
-        } else {
-            parse()
+    RECENT.with_borrow_mut(|recent| {
+        let repeated = recent.repeated && recent.passed_on == trimmed;
+        if let (true, Some(parsed)) = (repeated, &recent.parsed) {
+            // Kept only once every key was found to be one `TraceState` holds.
+            return Ok(parsed.clone());
         }
-    }))
+        // Only a key with an `@` can be one OpenTelemetry refuses.
+        if trimmed.bytes().any(|byte| byte == b'@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
+            let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
+            return Err(TraceState::from_key_value(held).unwrap_or_default());
+        }
+        let parsed = TraceState::from_str(trimmed).unwrap_or_default();
+        if repeated {
+            recent.parsed = Some(parsed.clone());
+        }
+        Ok(parsed)
+    })
 }
 
 /// The most list members a `tracestate` may carry (W3C Trace Context, "tracestate Header Field Values").
