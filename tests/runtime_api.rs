@@ -157,3 +157,25 @@ fn a_third_broker_takes_two_small_trait_impls() {
     assert_eq!(attribute(producer, "messaging.system"), Some(Value::from("frames")));
     assert_eq!(attribute(consumer, "messaging.consumer.group.name"), Some(Value::from("frames")));
 }
+
+/// A span not run through `run` or `instrument` still ends on every exit: dropped while a panic unwinds past it,
+/// it says the handler panicked; dropped on a normal exit, it says nothing of the kind.
+#[test]
+fn a_span_dropped_by_a_panic_records_the_panic_and_one_dropped_normally_does_not() {
+    suite::spans();
+    let unwound = Frame { channel: suite::unique_topic("unwound"), ..Frame::default() };
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _span = MessageSpan::consumer(&HANDLE, &unwound).start();
+        panic!("the handler failed half-way");
+    }));
+    assert!(panicked.is_err());
+    let returned = Frame { channel: suite::unique_topic("returned"), ..Frame::default() };
+    drop(MessageSpan::consumer(&HANDLE, &returned).start());
+
+    let [unwound_span] = &spans_to(&unwound.channel)[..] else { panic!("one span for the unwound handler") };
+    assert_eq!(unwound_span.status, Status::error("the handler panicked"));
+    assert_eq!(attribute(unwound_span, "error.type"), Some(Value::from("panic")));
+    let [returned_span] = &spans_to(&returned.channel)[..] else { panic!("one span for the returning handler") };
+    assert_eq!(returned_span.status, Status::Unset);
+    assert_eq!(attribute(returned_span, "error.type"), None);
+}

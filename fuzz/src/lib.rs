@@ -513,8 +513,14 @@ pub mod w3c {
     /// invalid; version `00` is exactly that long, a later version may go on after a `-` ("Versioning of
     /// traceparent"). The reason for an invalid one is tracehop's (`ContextRejection`), the first rule broken
     /// in the order tracehop documents: UTF-8, where the fields are, their digits, the version, what follows
-    /// them, the ids. Only the fields are judged (README, "a traceparent is judged by its first 56 bytes").
+    /// them, the ids. Only the fields are judged (README, "a traceparent is judged by its first 56 bytes"), once
+    /// the spaces and tabs around the value are dropped (HTTP's optional white space, which the W3C test suite
+    /// expects a tracer to ignore).
     pub fn traceparent(value: &[u8]) -> Result<Parent, ContextRejection> {
+        let is_ows = |byte: &u8| matches!(byte, b' ' | b'\t');
+        let start = value.iter().position(|byte| !is_ows(byte)).unwrap_or(value.len());
+        let end = value.iter().rposition(|byte| !is_ows(byte)).map_or(start, |last| last + 1);
+        let value = &value[start..end];
         let broken_utf8_at = std::str::from_utf8(value).err().map(|error| error.valid_up_to());
         if broken_utf8_at.is_some_and(|at| at < TRACEPARENT_LEN) {
             return Err(ContextRejection::NotUtf8);

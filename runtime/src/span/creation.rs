@@ -4,7 +4,7 @@ use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 use opentelemetry_semantic_conventions::attribute as semconv;
 
-use super::instrumentation_scope;
+use super::{instrumentation_scope, marked_random_if_started};
 use crate::attributes::SpanAttributes;
 use crate::carrier::{inject_context, PublishedMessage};
 
@@ -47,7 +47,8 @@ pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
         create.set_attributes(attributes.into_inner());
     }
     let creation = create.span_context().clone();
-    let creation_context = current.with_span(create);
+    let starts_a_trace = !current.span().span_context().is_valid();
+    let creation_context = marked_random_if_started(current.with_span(create), starts_a_trace);
     inject_context(&creation_context, record);
     creation_context.span().end();
     current.span().add_link(creation, Vec::new());

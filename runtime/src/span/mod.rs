@@ -7,7 +7,10 @@ mod start;
 
 use std::sync::OnceLock;
 
-use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry::{Context, InstrumentationScope};
+
+use crate::w3c::WireOnly;
 
 pub use creation::inject_creation_context;
 pub(crate) use life::{count_injection, mark_failed};
@@ -56,4 +59,18 @@ pub(crate) fn instrumentation_scope() -> InstrumentationScope {
                 .build()
         })
         .clone()
+}
+
+/// `context`, holding the span tracehop just started, marked so the `traceparent` written for it carries W3C Trace
+/// Context Level 2's random flag when that span `starts_a_trace` and [`random_trace_ids`](crate::random_trace_ids)
+/// says the process's trace ids are random: the SDK gives the traces it starts no such flag.
+fn marked_random_if_started(context: Context, starts_a_trace: bool) -> Context {
+    if !(starts_a_trace && crate::settings::random_trace_ids()) {
+        return context;
+    }
+    let trace_id = context.span().span_context().trace_id();
+    if trace_id == opentelemetry::trace::TraceId::INVALID {
+        return context;
+    }
+    context.with_value(WireOnly::random_root(trace_id))
 }

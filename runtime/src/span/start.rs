@@ -11,8 +11,8 @@ use opentelemetry_semantic_conventions::attribute as semconv;
 
 use super::life::MessageSpan;
 use super::{
-    instrumentation_scope, BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
-    REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
+    instrumentation_scope, marked_random_if_started, BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE,
+    LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
@@ -20,8 +20,8 @@ use crate::carrier::{IncomingContext, MessageFacts};
 use crate::delivery::HeaderSource;
 use crate::handler::{Handler, ParentPolicy, Role};
 use crate::metrics::{Measurement, Operation};
-use crate::settings::{self, max_links_per_span};
-use crate::w3c::{ContextRejection, TrimReason, Trims, WireOnly};
+use crate::settings::max_links_per_span;
+use crate::w3c::{ContextRejection, TrimReason, Trims};
 
 /// Where a span's parent and links come from, decided before sampling.
 pub(super) enum Origin<'a> {
@@ -172,14 +172,7 @@ impl<'a> SpanStart<'a> {
         };
 
         let starts_a_trace = !parent.context.span().span_context().is_valid();
-        let context = parent.context.with_span(span);
-        // The SDK gives a trace it starts no random flag: the headers tracehop writes for it carry one.
-        let context = if starts_a_trace && settings::random_trace_ids() && context.span().span_context().is_valid() {
-            let trace_id = context.span().span_context().trace_id();
-            context.with_value(WireOnly::random_root(trace_id))
-        } else {
-            context
-        };
+        let context = marked_random_if_started(parent.context.with_span(span), starts_a_trace);
         // A batch span tells the per-message spans started inside it which handler they belong to.
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
         MessageSpan::new(context, handler).measured(measurement)

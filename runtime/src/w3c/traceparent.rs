@@ -16,9 +16,9 @@ use super::{tracestate, ContextRejection, TRACEPARENT_HEADER, TRACESTATE_HEADER}
 /// `vv-<32 hex>-<16 hex>-ff`.
 const TRACEPARENT_LEN: usize = 55;
 
-/// Checks one `traceparent` value against the W3C Trace Context specification, level 1.
+/// Checks one `traceparent` value against the W3C Trace Context specification (levels 1 and 2 agree on it).
 ///
-/// Version `00` must be exactly 55 characters. A later version (`01`–`fe`) may carry more fields after a `-`,
+/// Spaces and tabs around the value are not part of it, as in HTTP. Version `00` must be exactly 55 characters. A later version (`01`–`fe`) may carry more fields after a `-`,
 /// as the specification requires parsers to accept. Hex must be lower case, the ids must not be all zeros and
 /// version `ff` is invalid.
 ///
@@ -52,7 +52,11 @@ pub(super) fn check(value: &[u8]) -> Result<Traceparent<'_>, ContextRejection> {
     if let Some(traceparent) = decode(value) {
         return Ok(traceparent);
     }
-    Err(rejection(value))
+    // HTTP drops the white space around a field's value before a tracer sees it, and the W3C test suite expects
+    // a `traceparent` with spaces or tabs around it to be continued; a broker hands the value over as it was
+    // written, so tracehop drops that white space itself.
+    let value = super::trim_ows(value);
+    decode(value).ok_or_else(|| rejection(value))
 }
 
 /// Each byte's value as a lower-case hex digit, or [`NOT_HEX`]: one load per digit instead of range tests.
@@ -312,7 +316,12 @@ impl TextMapPropagator for W3cTraceContext {
             None => (TraceState::default(), None),
             Some(value) => match tracestate::held(value) {
                 Ok(whole) => (whole, None),
-                Err(held) => (held.clone(), Some(UnheldTraceState { header: value.to_owned(), held })),
+                Err(held) => {
+                    // Written as OpenTelemetry writes what it holds: members joined by commas, no white space.
+                    let header = tracestate::entries(value).map(|(key, value)| format!("{key}={value}"));
+                    let header = header.collect::<Vec<_>>().join(",");
+                    (held.clone(), Some(UnheldTraceState { header, held }))
+                }
             },
         };
         let random = flags.to_u8() & RANDOM_FLAG != 0;
@@ -350,6 +359,16 @@ mod tests {
     }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn spaces_and_tabs_around_the_value_are_not_part_of_it() {
+        for value in [
+            " \t00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 \t",
+        ] {
+            assert_eq!(check(value.as_bytes()).map(|traceparent| traceparent.fields), Ok(VALID), "{value:?}");
+        }
+    }
 
     #[test]
     fn parses_the_ids_and_only_the_sampled_and_random_flags() {
@@ -490,7 +509,7 @@ mod tests {
 
     #[test]
     fn rejects_each_broken_rule_with_its_own_reason() {
-        let cases: [(&[u8], ContextRejection); 15] = [
+        let cases: [(&[u8], ContextRejection); 16] = [
             (b"", ContextRejection::WrongLength),
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1", ContextRejection::WrongLength),
             (b"00-4bf92f3577b34da6a3ce929d0e0e473-600f067aa0ba902b7-01", ContextRejection::WrongLength),
@@ -500,9 +519,10 @@ mod tests {
             (b"00-00000000000000000000000000000000-00f067aa0ba902b7-01", ContextRejection::ZeroTraceId),
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", ContextRejection::ZeroSpanId),
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00", ContextRejection::TrailingData),
-            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 ", ContextRejection::TrailingData),
+            (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 .", ContextRejection::TrailingData),
             (b"cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01x", ContextRejection::TrailingData),
-            (b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::WrongLength),
+            (b"\n00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ContextRejection::WrongLength),
+            (b" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01 x", ContextRejection::TrailingData),
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xff", ContextRejection::NotUtf8),
             (b"\x80\x00\xc3\x28\xfe\xff", ContextRejection::NotUtf8),
             (b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\xc3\xa9", ContextRejection::InvalidHex),
