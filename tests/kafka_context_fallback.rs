@@ -200,8 +200,9 @@ fn cases() -> Vec<Case> {
     ));
     let (t, s, id, _) = fresh_ids();
     cases.push(rejected(
-        "traceparent-leading-space",
-        vec![header("traceparent", format!(" 00-{t}-{s}-01"))],
+        // Spaces and tabs around the value are not part of it (tests/w3c_conformance.rs); a line break is.
+        "traceparent-leading-line-break",
+        vec![header("traceparent", format!("\n00-{t}-{s}-01"))],
         vec![id],
         "traceparent_wrong_length",
     ));
@@ -257,8 +258,8 @@ fn cases() -> Vec<Case> {
     ));
     let (t, s, id, _) = fresh_ids();
     cases.push(rejected(
-        "traceparent-trailing-space",
-        vec![header("traceparent", format!("00-{t}-{s}-01 "))],
+        "traceparent-trailing-line-break",
+        vec![header("traceparent", format!("00-{t}-{s}-01\n"))],
         vec![id],
         "traceparent_trailing_data",
     ));

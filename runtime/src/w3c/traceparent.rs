@@ -317,9 +317,7 @@ impl TextMapPropagator for W3cTraceContext {
             Some(value) => match tracestate::held(value) {
                 Ok(whole) => (whole, None),
                 Err(held) => {
-                    // Written as OpenTelemetry writes what it holds: members joined by commas, no white space.
-                    let header = tracestate::entries(value).map(|(key, value)| format!("{key}={value}"));
-                    let header = header.collect::<Vec<_>>().join(",");
+                    let header = tracestate::without_white_space(value);
                     (held.clone(), Some(UnheldTraceState { header, held }))
                 }
             },

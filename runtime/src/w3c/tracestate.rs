@@ -161,8 +161,7 @@ pub fn trim_tracestate(value: &[u8]) -> Trimmed<'_> {
     if joined_len <= MAX_TRACESTATE_LEN + 1 {
         return Trimmed::kept(value);
     }
-    let mut kept: Vec<&str> =
-        value.split(',').map(|member| member.trim_matches([' ', '\t'])).filter(|m| !m.is_empty()).collect();
+    let mut kept: Vec<&str> = text_members(value).collect();
     let mut joined_len = joined_len - 1;
     while joined_len > MAX_TRACESTATE_LEN {
         let drop_at = kept.iter().rposition(|member| member.len() > LONG_MEMBER_LEN).unwrap_or(kept.len() - 1);
@@ -213,13 +212,19 @@ pub(super) fn opentelemetry_holds_key(key: &str) -> bool {
     }
 }
 
+/// [`list_members`] of a `tracestate` that is text.
+fn text_members(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(|member| member.trim_matches([' ', '\t'])).filter(|member| !member.is_empty())
+}
+
+/// A valid `tracestate` as OpenTelemetry writes one: its members joined by commas, without white space.
+pub(super) fn without_white_space(value: &str) -> String {
+    text_members(value).collect::<Vec<_>>().join(",")
+}
+
 /// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`.
 pub(super) fn entries(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    value
-        .split(',')
-        .map(|member| member.trim_matches([' ', '\t']))
-        .filter(|member| !member.is_empty())
-        .filter_map(|member| member.split_once('='))
+    text_members(value).filter_map(|member| member.split_once('='))
 }
 
 /// 1 to 256 printable ASCII characters but `,` and `=`, not ending in a space.
