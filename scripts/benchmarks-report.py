@@ -122,7 +122,10 @@ say("")
 say("Consumed messages carry the same `tracestate` (`congo=t61rcWkgMzE`), which tracehop recognises from the "
     "thread's last message, but in the `varied` cases, where each message has its own, and the `mixed` ones: 70% "
     "carry that one, 20% one of three others and 10% their own, in a fixed shuffled order (48% of the messages "
-    "repeat the one before).")
+    "repeat the one before). The `level2` cases carry what W3C Trace Context Level 2 allows and OpenTelemetry's "
+    "span context cannot hold: the random flag (`-03`, `-02`) and a `tracestate` key with a 14-character system id "
+    "(`congo=t61rcWkgMzE,tenant@vvvvvvvvvvvvvv=1`); tracehop keeps both beside the span context, and its floor's "
+    "parent holds what OpenTelemetry can.")
 say("")
 
 # Instructions

@@ -83,9 +83,12 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
             return Ok(parsed.clone());
         }
         // Only a key with an `@` can be one OpenTelemetry refuses.
-        if trimmed.bytes().any(|byte| byte == b'@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
-            let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
-            return Err(TraceState::from_key_value(held).unwrap_or_default());
+        if trimmed.bytes().any(|byte| byte == b'@') {
+            let members: Vec<(&str, &str)> = entries(trimmed).collect();
+            if !members.iter().all(|(key, _)| opentelemetry_holds_key(key)) {
+                let held = members.into_iter().filter(|(key, _)| opentelemetry_holds_key(key));
+                return Err(TraceState::from_key_value(held).unwrap_or_default());
+            }
         }
         let parsed = TraceState::from_str(trimmed).unwrap_or_default();
         if repeated {
@@ -214,17 +217,52 @@ pub(super) fn opentelemetry_holds_key(key: &str) -> bool {
 
 /// [`list_members`] of a `tracestate` that is text.
 fn text_members(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(|member| member.trim_matches([' ', '\t'])).filter(|member| !member.is_empty())
+    // Byte by byte: a valid list is ASCII, and its members are a few bytes long, too short for `memchr` to pay.
+    let mut rest = Some(value);
+    std::iter::from_fn(move || loop {
+        let list = rest?;
+        let (member, after) = match list.bytes().position(|byte| byte == b',') {
+            Some(comma) => (&list[..comma], Some(&list[comma + 1..])),
+            None => (list, None),
+        };
+        rest = after;
+        let member = trim_ows_text(member);
+        if !member.is_empty() {
+            return Some(member);
+        }
+    })
+}
+
+/// [`trim_ows`] of text.
+fn trim_ows_text(text: &str) -> &str {
+    let start = text.bytes().position(|byte| !matches!(byte, b' ' | b'\t')).unwrap_or(text.len());
+    let end = text.bytes().rposition(|byte| !matches!(byte, b' ' | b'\t')).map_or(start, |last| last + 1);
+    &text[start..end]
 }
 
 /// A valid `tracestate` as OpenTelemetry writes one: its members joined by commas, without white space.
 pub(super) fn without_white_space(value: &str) -> String {
+    let ows = |byte: u8| matches!(byte, b' ' | b'\t');
+    let bytes = value.as_bytes();
+    let at_an_end = |byte: Option<&u8>| byte.is_some_and(|&byte| byte == b',' || ows(byte));
+    let beside_a_comma = bytes.windows(2).any(|pair| match pair {
+        [b',', next] => *next == b',' || ows(*next),
+        [before, b','] => ows(*before),
+        _ => false,
+    });
+    if !(at_an_end(bytes.first()) || at_an_end(bytes.last()) || beside_a_comma) {
+        // Nothing but the members and the commas between them.
+        return value.to_owned();
+    }
     text_members(value).collect::<Vec<_>>().join(",")
 }
 
 /// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`.
 pub(super) fn entries(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    text_members(value).filter_map(|member| member.split_once('='))
+    text_members(value).filter_map(|member| {
+        let separator = member.bytes().position(|byte| byte == b'=')?;
+        Some((&member[..separator], &member[separator + 1..]))
+    })
 }
 
 /// 1 to 256 printable ASCII characters but `,` and `=`, not ending in a space.
@@ -366,6 +404,19 @@ mod tests {
             assert_eq!(opentelemetry_holds_key(key), opentelemetry_accepts, "{key}");
         }
         assert!(!opentelemetry_holds_key("t@abcdefghijklmn"), "the 14-character system id it refuses");
+    }
+
+    #[test]
+    fn a_list_is_written_without_white_space_or_empty_members() {
+        for (value, written) in [
+            ("a=1,b@@c=2", "a=1,b@@c=2"),
+            ("k=a value with spaces", "k=a value with spaces"),
+            (" a=1 ,\tb@@c=2", "a=1,b@@c=2"),
+            ("a=1,,b=2,", "a=1,b=2"),
+            ("", ""),
+        ] {
+            assert_eq!(without_white_space(value), written, "{value:?}");
+        }
     }
 
     #[test]
