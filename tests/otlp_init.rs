@@ -118,7 +118,11 @@ fn http_protobuf_export_carries_the_span_and_the_resource_and_dropping_the_guard
         ]))
         .install()
         .expect("the variables are valid");
-    publish_order(7);
+    let headers = publish_order(7);
+    // The provider draws trace ids at random: the trace this producer starts carries Level 2's random flag.
+    assert!(tracehop::random_trace_ids());
+    let traceparent = headers.iter().find(|header| header.key == "traceparent").and_then(|header| header.value);
+    assert_eq!(traceparent.map(|value| &value[53..]), Some(&b"03"[..]));
     drop(telemetry);
 
     let request = received.try_recv().expect("dropping the guard sent the span");

@@ -76,6 +76,10 @@ impl fmt::Display for OtlpProtocol {
 /// The batch processor exports from a thread of its own, so export never blocks a handler. The gRPC exporter
 /// also runs its connection on a small tokio runtime of its own, on one more thread: `init()` works the same
 /// from a plain `main` and from `#[tokio::main]`. To override a variable in code, use [`Telemetry::builder`].
+///
+/// The provider draws trace ids with the SDK's random id generator, so `init()` also turns on
+/// [`random_trace_ids`](crate::random_trace_ids): the traces tracehop starts carry W3C Trace Context Level 2's
+/// random flag.
 pub fn init() -> Result<Telemetry, TelemetryError> {
     Telemetry::builder().install()
 }
