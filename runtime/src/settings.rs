@@ -42,7 +42,7 @@ pub fn set_default_parent_policy(policy: ParentPolicy) {
 
 /// Whether the trace ids this process makes are random, so the `traceparent` tracehop writes for a trace it
 /// starts (a producer outside any trace, a consumer whose message has no context to continue) sets W3C Trace
-/// Context Level 2's random flag (`-03`, `-02`). [`init`](crate::init) turns it on: the tracer provider it builds
+/// Context Level 2's random flag (`-03`, `-02`). `tracehop::init()` turns it on: the tracer provider it builds
 /// draws trace ids with the OpenTelemetry SDK's random id generator. Off otherwise, since tracehop cannot see
 /// which id generator a provider you build uses.
 ///

@@ -414,6 +414,16 @@ mod tests {
             (" a=1 ,\tb@@c=2", "a=1,b@@c=2"),
             ("a=1,,b=2,", "a=1,b=2"),
             ("", ""),
+            // White space or an empty member in one place only, each place once.
+            (" a=1", "a=1"),
+            ("a=1\t", "a=1"),
+            (",a=1", "a=1"),
+            ("a=1,", "a=1"),
+            ("a=1, b=2", "a=1,b=2"),
+            ("a=1 ,b=2", "a=1,b=2"),
+            ("a=1\t,b=2", "a=1,b=2"),
+            ("a=1,,b=2", "a=1,b=2"),
+            (",a=1,", "a=1"),
         ] {
             assert_eq!(without_white_space(value), written, "{value:?}");
         }
