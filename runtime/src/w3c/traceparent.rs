@@ -18,9 +18,9 @@ const TRACEPARENT_LEN: usize = 55;
 
 /// Checks one `traceparent` value against the W3C Trace Context specification (levels 1 and 2 agree on it).
 ///
-/// Spaces and tabs around the value are not part of it, as in HTTP. Version `00` must be exactly 55 characters. A later version (`01`–`fe`) may carry more fields after a `-`,
-/// as the specification requires parsers to accept. Hex must be lower case, the ids must not be all zeros and
-/// version `ff` is invalid.
+/// Spaces and tabs around the value are not part of it, as in HTTP. Version `00` must be exactly 55 characters.
+/// A later version (`01`–`fe`) may carry more fields after a `-`, as the specification requires parsers to
+/// accept. Hex must be lower case, the ids must not be all zeros and version `ff` is invalid.
 ///
 /// ```
 /// use tracehop::{validate_traceparent, ContextRejection};
@@ -255,9 +255,11 @@ impl UnheldTraceState {
 /// per-message path: it parses without intermediate allocations and writes no empty `tracestate` header.
 /// [`install_propagator`](crate::install_propagator) installs it with [`W3cBaggage`](crate::W3cBaggage).
 ///
-/// A `tracestate` that breaks the rules never costs the trace: its offending members are dropped (W3C's
-/// truncation rule for one over [`MAX_TRACESTATE_LEN`](crate::MAX_TRACESTATE_LEN) bytes) and the
-/// `traceparent` is continued.
+/// It follows W3C Trace Context Level 2. A `tracestate` that breaks the rules never costs the trace: one that
+/// cannot be parsed is discarded whole, one over [`MAX_TRACESTATE_LEN`](crate::MAX_TRACESTATE_LEN) bytes is
+/// truncated by W3C's rule, and the `traceparent` is continued. What OpenTelemetry's span context cannot hold (the
+/// random flag of a span the SDK drops, `tracestate` keys its `TraceState` refuses) is kept beside it in the
+/// `Context` and written back on every `traceparent` of the same trace.
 ///
 /// ```
 /// use opentelemetry::propagation::TextMapPropagator;
