@@ -6,12 +6,10 @@
 //! claim to its test.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::sync::{mpsc, Mutex, OnceLock};
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
@@ -86,82 +84,19 @@ impl Run {
     }
 }
 
-/// One request an OTLP/HTTP collector received.
-#[derive(Clone)]
-struct Request {
-    /// `POST /v1/traces HTTP/1.1`, say.
-    line: String,
-    content_type: String,
-    body: Vec<u8>,
-}
-
-/// What an OTLP/HTTP collector received.
-#[derive(Clone, Default)]
-struct Received(Arc<Mutex<Vec<Request>>>);
-
-impl Received {
-    fn requests(&self) -> Vec<Request> {
-        self.0.lock().unwrap().clone()
-    }
-
-    /// Every export, decoded.
-    fn exports(&self) -> Vec<ExportTraceServiceRequest> {
-        self.requests()
-            .iter()
-            .map(|request| ExportTraceServiceRequest::decode(request.body.as_slice()).expect("an OTLP protobuf body"))
-            .collect()
-    }
-}
-
-/// An OTLP/HTTP collector on 127.0.0.1 that takes any number of requests, on any number of connections, and
-/// answers each with an empty export response. Returns its base URL.
-fn http_collector() -> (String, Received) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a loopback port");
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let received = Received::default();
-    let sink = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let sink = sink.clone();
-            std::thread::spawn(move || serve(stream, &sink));
-        }
-    });
-    (url, received)
-}
-
-/// Answers the requests of one connection until the client closes it.
-fn serve(stream: TcpStream, received: &Received) {
-    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("a read timeout");
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
-        }
-        let (mut length, mut content_type) = (0, String::new());
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line).expect("a header line");
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            let (name, value) = line.split_once(':').unwrap_or((line, ""));
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().expect("a length"),
-                "content-type" => content_type = value.trim().to_owned(),
-                _ => {}
-            }
-        }
-        let mut body = vec![0; length];
-        reader.read_exact(&mut body).expect("the body");
-        received.0.lock().unwrap().push(Request { line: request_line.trim_end().to_owned(), content_type, body });
-        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
-        if reader.get_mut().write_all(answer.as_bytes()).is_err() {
-            return;
-        }
-    }
+/// Every export the OTLP/HTTP collector received (the example has ended: every request is already in), checked to
+/// be `POST /v1/traces` with a protobuf body, decoded.
+fn http_exports(received: &mpsc::Receiver<suite::HttpRequest>) -> Vec<ExportTraceServiceRequest> {
+    let requests: Vec<suite::HttpRequest> = received.try_iter().collect();
+    assert!(!requests.is_empty(), "the collector received the spans");
+    requests
+        .iter()
+        .map(|request| {
+            assert_eq!(request.request_line, "POST /v1/traces HTTP/1.1");
+            assert_eq!(request.headers.get("content-type").map(String::as_str), Some("application/x-protobuf"));
+            ExportTraceServiceRequest::decode(request.body.as_slice()).expect("an OTLP protobuf body")
+        })
+        .collect()
 }
 
 /// The `service.name` of every resource in `exports`.
@@ -193,30 +128,24 @@ fn exported_ids(exports: &[ExportTraceServiceRequest]) -> BTreeSet<(String, Stri
 
 #[test]
 fn with_an_otlp_endpoint_the_example_exports_every_span_over_http_protobuf_as_order_pipeline() {
-    let (url, received) = http_collector();
+    let (url, received) = suite::otlp_http_collector();
 
     let run = run_orders(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);
 
     run.assert_succeeded();
-    let requests = received.requests();
-    assert!(!requests.is_empty(), "the collector received the spans");
-    for request in &requests {
-        assert_eq!(request.line, "POST /v1/traces HTTP/1.1");
-        assert_eq!(request.content_type, "application/x-protobuf");
-    }
-    let exports = received.exports();
+    let exports = http_exports(&received);
     assert_eq!(exported_ids(&exports), run.printed, "every span the picture holds, and no other");
     assert_eq!(service_names(&exports), BTreeSet::from(["order-pipeline".to_owned()]));
 }
 
 #[test]
 fn otel_service_name_names_the_examples_exported_service() {
-    let (url, received) = http_collector();
+    let (url, received) = suite::otlp_http_collector();
 
     let run = run_orders(&[("OTEL_EXPORTER_OTLP_ENDPOINT", &url), ("OTEL_SERVICE_NAME", "claims-shop")]);
 
     run.assert_succeeded();
-    assert_eq!(service_names(&received.exports()), BTreeSet::from(["claims-shop".to_owned()]));
+    assert_eq!(service_names(&http_exports(&received)), BTreeSet::from(["claims-shop".to_owned()]));
 }
 
 /// "Without it, nothing leaves the process": the example does not fall back to the OTLP default endpoints

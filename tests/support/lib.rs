@@ -575,20 +575,33 @@ pub struct HttpRequest {
     pub body: Vec<u8>,
 }
 
-/// A one-request OTLP/HTTP collector on 127.0.0.1: hands over what it received, then answers 200 with an empty
-/// export response (an empty protobuf message, or `{}` for JSON). Returns its base URL
-/// (`http://127.0.0.1:<port>`).
+/// An OTLP/HTTP collector on 127.0.0.1: takes any number of requests, on any number of connections (kept alive
+/// as exporters keep them), hands each over in the order it arrived, then answers 200 with an empty export
+/// response (an empty protobuf message, or `{}` for JSON). Returns its base URL (`http://127.0.0.1:<port>`).
 pub fn otlp_http_collector() -> (String, std::sync::mpsc::Receiver<HttpRequest>) {
-    use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     let base_url = format!("http://{}", listener.local_addr().expect("its address"));
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let Ok((stream, _)) = listener.accept() else { return };
-        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("a read timeout");
-        let mut reader = BufReader::new(stream);
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let sender = sender.clone();
+            std::thread::spawn(move || serve_otlp_http(stream, &sender));
+        }
+    });
+    (base_url, receiver)
+}
+
+/// Answers the OTLP/HTTP requests of one connection until the client closes it (or goes quiet for 60 s).
+fn serve_otlp_http(stream: std::net::TcpStream, sender: &std::sync::mpsc::Sender<HttpRequest>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("a read timeout");
+    let mut reader = BufReader::new(stream);
+    loop {
         let mut request_line = String::new();
-        reader.read_line(&mut request_line).expect("the request line");
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
         let mut headers = std::collections::HashMap::new();
         loop {
             let mut line = String::new();
@@ -610,10 +623,11 @@ pub fn otlp_http_collector() -> (String, std::sync::mpsc::Receiver<HttpRequest>)
         };
         // Handed over before the answer: once the exporter has its answer, the request is already waiting here.
         let _ = sender.send(HttpRequest { request_line: request_line.trim_end().to_owned(), headers, body });
-        let mut stream = reader.into_inner();
+        let stream = reader.get_mut();
         let head =
             format!("HTTP/1.1 200 OK\r\ncontent-type: {answer_type}\r\ncontent-length: {}\r\n\r\n", answer.len());
-        let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(answer));
-    });
-    (base_url, receiver)
+        if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(answer)).is_err() {
+            return;
+        }
+    }
 }
