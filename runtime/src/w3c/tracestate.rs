@@ -83,12 +83,10 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
             return Ok(parsed.clone());
         }
         // Only a key with an `@` can be one OpenTelemetry refuses.
-        if trimmed.bytes().any(|byte| byte == b'@') {
-            let members: Vec<(&str, &str)> = entries(trimmed).collect();
-            if !members.iter().all(|(key, _)| opentelemetry_holds_key(key)) {
-                let held = members.into_iter().filter(|(key, _)| opentelemetry_holds_key(key));
-                return Err(TraceState::from_key_value(held).unwrap_or_default());
-            }
+        // Vendors' `tenant@system` keys are common and OpenTelemetry holds them: checked without an allocation.
+        if trimmed.bytes().any(|byte| byte == b'@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
+            let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
+            return Err(TraceState::from_key_value(held).unwrap_or_default());
         }
         let parsed = TraceState::from_str(trimmed).unwrap_or_default();
         if repeated {
