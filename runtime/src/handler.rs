@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::brokers::MessagingSystem;
+use crate::conventions::Operation;
 
 /// What a consumer does with the trace context a message carries: how far it trusts the producer.
 ///
@@ -50,9 +51,13 @@ impl Role {
     /// `messaging.operation.type` and `messaging.operation.name` (the conventions use the same word for Kafka
     /// and RabbitMQ), and the first word of the span name.
     pub const fn operation(self) -> &'static str {
+        self.messaging_operation().name()
+    }
+
+    pub(crate) const fn messaging_operation(self) -> Operation {
         match self {
-            Self::Consumer => "process",
-            Self::Producer => "send",
+            Self::Consumer => Operation::Process,
+            Self::Producer => Operation::Send,
         }
     }
 }

@@ -93,6 +93,7 @@ pub mod brokers;
 mod capture;
 mod carrier;
 pub mod clients;
+mod conventions;
 mod delivery;
 mod handler;
 #[cfg(feature = "tracing")]

@@ -60,16 +60,6 @@ pub(crate) use recording::*;
 pub(crate) use disabled::*;
 
 /// The operation a client measurement is of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
-pub(crate) enum Operation {
-    /// A handler's processing: `messaging.process.duration`.
-    Process,
-    /// A publish: `messaging.client.operation.duration` and `messaging.client.sent.messages`.
-    Send,
-    /// A settle call named by the operation name: `messaging.client.operation.duration`.
-    Settle(&'static str),
-}
 
 #[cfg(feature = "metrics")]
 mod recording {
@@ -79,9 +69,9 @@ mod recording {
     use opentelemetry::global;
     use opentelemetry::metrics::{Counter, Histogram, MeterProvider};
     use opentelemetry::{Key, KeyValue, StringValue, Value};
-    use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 
-    use super::{Operation, AGE_BUCKETS, DURATION_BUCKETS, MESSAGE_AGE_METRIC};
+    use super::{AGE_BUCKETS, DURATION_BUCKETS, MESSAGE_AGE_METRIC};
+    use crate::conventions::{self as semconv, self as metric, Operation};
     use crate::brokers::MessagingSystem;
     use crate::carrier::MessageFacts;
     use crate::handler::Handler;
@@ -261,7 +251,7 @@ mod recording {
             if let (Operation::Process, Some(message)) = (operation, message) {
                 let age = crate::delivery::age_millis(message.timestamp_millis(), SystemTime::now());
                 if let Some(age) = age {
-                    let attributes = target.attributes(operation_name(operation), None);
+                    let attributes = target.attributes(operation.name(), None);
                     with_instruments(|instruments| {
                         instruments.message_age.record(age as f64 / 1000.0, attributes.as_slice())
                     });
@@ -279,12 +269,9 @@ mod recording {
         pub(crate) fn finish(&mut self, sent: u32) {
             let Some((started, operation, target)) = self.started.take() else { return };
             let seconds = started.elapsed().as_secs_f64();
-            let operation_type = match operation {
-                Operation::Process => None,
-                Operation::Send => Some("send"),
-                Operation::Settle(_) => Some("settle"),
-            };
-            let mut attributes = target.attributes(operation_name(operation), operation_type);
+            // `messaging.process.duration` has no operation type: its name says it.
+            let operation_type = (operation != Operation::Process).then(|| operation.type_name());
+            let mut attributes = target.attributes(operation.name(), operation_type);
             if let Some(error_type) = self.error_type.get() {
                 attributes.push(semconv::ERROR_TYPE, *error_type);
             }
@@ -294,23 +281,18 @@ mod recording {
                     instruments.operation_duration.record(seconds, attributes.as_slice());
                     instruments.sent_messages.add(u64::from(sent.max(1)), attributes.as_slice());
                 }
-                Operation::Settle(_) => instruments.operation_duration.record(seconds, attributes.as_slice()),
+                Operation::Create | Operation::Receive | Operation::Settle(_) => {
+                    instruments.operation_duration.record(seconds, attributes.as_slice())
+                }
             });
         }
     }
 
-    fn operation_name(operation: Operation) -> &'static str {
-        match operation {
-            Operation::Process => "process",
-            Operation::Send => "send",
-            Operation::Settle(name) => name,
-        }
-    }
 
     /// Counts one message a traced consumer received: `messaging.client.consumed.messages`.
     pub(crate) fn count_consumed(handler: &Handler, message: &dyn MessageFacts) {
         let target = Target::of(handler, None, None, Some(message));
-        let attributes = target.attributes(crate::clients::RECEIVE_OPERATION, None);
+        let attributes = target.attributes(Operation::Receive.name(), None);
         with_instruments(|instruments| instruments.consumed_messages.add(1, attributes.as_slice()));
     }
 
@@ -319,7 +301,7 @@ mod recording {
     /// beside the messages received.
     pub(crate) fn count_failed_receive(handler: &Handler, system: Option<MessagingSystem>, error_type: &'static str) {
         let target = Target::of(handler, system, None, None);
-        let mut attributes = target.attributes(crate::clients::RECEIVE_OPERATION, None);
+        let mut attributes = target.attributes(Operation::Receive.name(), None);
         attributes.push(semconv::ERROR_TYPE, error_type);
         with_instruments(|instruments| instruments.consumed_messages.add(0, attributes.as_slice()));
     }
@@ -327,7 +309,7 @@ mod recording {
 
 #[cfg(not(feature = "metrics"))]
 mod disabled {
-    use super::Operation;
+    use crate::conventions::Operation;
     use crate::brokers::MessagingSystem;
     use crate::carrier::MessageFacts;
     use crate::handler::Handler;

@@ -113,7 +113,7 @@ impl TracePicture {
             .attributes
             .iter()
             .find(|attribute| {
-                attribute.key.as_str() == opentelemetry_semantic_conventions::attribute::MESSAGING_CONSUMER_GROUP_NAME
+                attribute.key.as_str() == crate::conventions::MESSAGING_CONSUMER_GROUP_NAME
             })
             .map(|group| format!(" [{}]", group.value))
             .unwrap_or_default();

@@ -4,14 +4,15 @@
 use std::fmt::Display;
 use std::future::Future;
 
-use opentelemetry::trace::{Span, SpanContext, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span, SpanContext, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
-use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
 use crate::carrier::MessageFacts;
+use crate::conventions::{self as semconv, Operation};
 use crate::handler::Handler;
-use crate::metrics::{Measurement, Operation};
+use crate::metrics::Measurement;
+use crate::span::MessagingSpan;
 
 /// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`).
 ///
@@ -47,9 +48,6 @@ impl Settlement {
         }
     }
 }
-
-/// The value of `messaging.operation.type` on a settle span.
-const SETTLE_OPERATION: &str = "settle";
 
 /// The handler settle metrics are attributed to: no group, function or fixed destination of its own.
 static SETTLE: Handler = Handler::consumer("tracehop::settle");
@@ -116,35 +114,29 @@ impl<'a> Settle<'a> {
 
     fn start(self) -> SettleSpan {
         let Settle { settlement, message, consumer } = self;
-        let operation = settlement.operation_name();
+        let operation = Operation::Settle(settlement.operation_name());
         let system = message.system();
         let destination = message.destination();
-        let measurement = Measurement::begin(&SETTLE, Operation::Settle(operation), Some(system), destination, None);
+        let measurement = Measurement::begin(&SETTLE, operation, Some(system), destination, None);
         let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
         let current = Context::current();
-        let mut span = tracer.span_builder(operation).with_kind(SpanKind::Client).start_with_context(&tracer, &current);
+        let messaging = MessagingSpan::new(operation, Some(system), destination);
+        let mut span =
+            tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start_with_context(&tracer, &current);
         if span.is_recording() {
-            if let Some(destination) = destination {
-                let destination = system.span_name_destination(destination);
-                let mut name = String::with_capacity(operation.len() + 1 + destination.len());
-                name.push_str(operation);
-                name.push(' ');
-                name.push_str(destination);
+            if let Some(name) = messaging.name() {
                 span.update_name(name);
             }
             if let Some(consumer) = consumer {
                 span.add_link(consumer, Vec::new());
             }
+            let mut attributes = SpanAttributes::with_capacity(8);
+            messaging.describe(&mut attributes);
             let mut identity = SpanAttributes::with_capacity(4);
             message.record_identity(&mut identity);
-            let identity = identity.into_inner();
-            let mut attributes = SpanAttributes::with_capacity(8);
-            attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
-            attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, SETTLE_OPERATION);
-            attributes.add_static(semconv::MESSAGING_OPERATION_NAME, operation);
-            if !identity.iter().any(|attribute| attribute.key.as_str() == semconv::MESSAGING_DESTINATION_NAME) {
-                attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
-            }
+            let mut identity = identity.into_inner();
+            // The destination is already described, and a broker's identity may repeat it.
+            identity.retain(|attribute| attribute.key.as_str() != semconv::MESSAGING_DESTINATION_NAME);
             attributes.extend(identity);
             span.set_attributes(attributes.into_inner());
         }

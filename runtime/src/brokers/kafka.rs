@@ -8,7 +8,7 @@
 //! Kafka has no message id, so `messaging.message.id` is not set.
 
 use opentelemetry::Context;
-use opentelemetry_semantic_conventions::attribute as semconv;
+use crate::conventions as semconv;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr;
 

@@ -6,7 +6,7 @@
 //! A further broker is its module here, a [`MessagingSystem`] variant with its facts, a feature trait below, one
 //! entry in the macros' broker table (`macros/src/brokers.rs`) and its cargo feature.
 
-use opentelemetry_semantic_conventions::attribute as semconv;
+use crate::conventions as semconv;
 
 #[cfg(feature = "kafka")]
 pub mod kafka;

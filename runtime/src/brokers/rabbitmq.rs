@@ -19,7 +19,7 @@ use lapin::message::Delivery;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
 use opentelemetry::Context;
-use opentelemetry_semantic_conventions::attribute as semconv;
+use crate::conventions as semconv;
 
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;

@@ -4,7 +4,7 @@
 //! [`ConsumerTracing::stream`]).
 
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_semantic_conventions::attribute as semconv;
+use crate::conventions as semconv;
 use std::error::Error;
 
 use rdkafka::client::{DefaultClientContext, OAuthToken};

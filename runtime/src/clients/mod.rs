@@ -30,19 +30,16 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_core::Stream;
-use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span, TraceContextExt, Tracer};
 use opentelemetry::{global, ContextGuard};
-use opentelemetry_semantic_conventions::attribute as semconv;
 
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
+use crate::conventions::{self as semconv, Operation};
 use crate::handler::{Handler, ParentPolicy};
 use crate::outcome::HandlerOutcome;
-use crate::span::{Instrumented, MessageSpan};
-
-/// The operation of a receive span: `messaging.operation.type` and `messaging.operation.name`.
-pub(crate) const RECEIVE_OPERATION: &str = "receive";
+use crate::span::{Instrumented, MessageSpan, MessagingSpan};
 
 /// How a consumer loop traces the messages it takes: the [`Handler`] describing it (function name, consumer
 /// group, [`ParentPolicy`], replay, destination, span name), and whether each message also gets a receive span.
@@ -136,11 +133,13 @@ impl ConsumerTracing {
     /// # }
     /// ```
     pub fn trace<M: ConsumedMessage>(&self, message: M) -> TracedMessage<M> {
+        // Read once for both spans; under `ParentPolicy::None` not at all.
+        let incoming = (self.handler.parent_policy() != ParentPolicy::None).then(|| extract_context(&message));
         if self.receive_spans {
-            receive_span(self.handler, &message);
+            receive_span(self.handler, &message, incoming.as_ref());
         }
         crate::metrics::count_consumed(self.handler, &message);
-        let span = MessageSpan::consumer(self.handler, &message).start();
+        let span = MessageSpan::consumer_of_extracted(self.handler, &message, incoming).start();
         TracedMessage { message, span }
     }
 
@@ -188,25 +187,20 @@ impl ConsumerTracing {
 }
 
 /// Starts and ends the receive span of `message` (see [`ConsumerTracing::with_receive_spans`]).
-fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M) {
+fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M, incoming: Option<&IncomingContext>) {
+    let destination = handler.configured_destination().or_else(|| message.destination());
+    let messaging = MessagingSpan::new(Operation::Receive, Some(message.system()), destination);
     let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
-    let mut span = tracer.span_builder(RECEIVE_OPERATION).with_kind(SpanKind::Client).start(&tracer);
+    let mut span = tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start(&tracer);
     if span.is_recording() {
-        let system = message.system();
-        let destination = handler.configured_destination().or_else(|| message.destination());
-        if let Some(destination) = destination {
-            span.update_name(format!("{RECEIVE_OPERATION} {}", system.span_name_destination(destination)));
+        if let Some(name) = messaging.name() {
+            span.update_name(name);
         }
-        if handler.parent_policy() != ParentPolicy::None {
-            if let IncomingContext::Continued(context, _) = extract_context(message) {
-                span.add_link(context.span().span_context().clone(), Vec::new());
-            }
+        if let Some(IncomingContext::Continued(context, _)) = incoming {
+            span.add_link(context.span().span_context().clone(), Vec::new());
         }
         let mut attributes = SpanAttributes::with_capacity(12);
-        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
-        attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, RECEIVE_OPERATION);
-        attributes.add_static(semconv::MESSAGING_OPERATION_NAME, RECEIVE_OPERATION);
-        attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+        messaging.describe(&mut attributes);
         if let Some(group) = handler.configured_group() {
             attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
         }

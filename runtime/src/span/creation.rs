@@ -1,12 +1,12 @@
 //! Creation spans: one context per record when a producer publishes several under one span.
 
-use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Span, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
-use opentelemetry_semantic_conventions::attribute as semconv;
 
-use super::{instrumentation_scope, marked_random_if_started};
+use super::{instrumentation_scope, marked_random_if_started, MessagingSpan};
 use crate::attributes::SpanAttributes;
 use crate::carrier::{inject_context, PublishedMessage};
+use crate::conventions::Operation;
 
 /// Gives `record` a creation context of its own, for a producer that publishes several records under one
 /// PRODUCER span: a short `create {destination}` span (kind PRODUCER, `messaging.operation.type = create`), a
@@ -31,18 +31,15 @@ use crate::carrier::{inject_context, PublishedMessage};
 pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
     let current = Context::current();
     let tracer = global::tracer_with_scope(instrumentation_scope());
-    let mut create = tracer.span_builder("create").with_kind(SpanKind::Producer).start_with_context(&tracer, &current);
+    let messaging = MessagingSpan::new(Operation::Create, Some(record.system()), record.destination());
+    let mut create =
+        tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start_with_context(&tracer, &current);
     if create.is_recording() {
-        let system = record.system();
-        let destination = record.destination();
-        if let Some(destination) = destination {
-            create.update_name(format!("create {}", system.span_name_destination(destination)));
+        if let Some(name) = messaging.name() {
+            create.update_name(name);
         }
         let mut attributes = SpanAttributes::with_capacity(8);
-        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
-        attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, "create");
-        attributes.add_static(semconv::MESSAGING_OPERATION_NAME, "create");
-        attributes.add(semconv::MESSAGING_DESTINATION_NAME, destination);
+        messaging.describe(&mut attributes);
         record.record_attributes(&mut attributes);
         create.set_attributes(attributes.into_inner());
     }

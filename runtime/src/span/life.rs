@@ -12,7 +12,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use opentelemetry::trace::{SpanRef, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_semantic_conventions::attribute as semconv;
+use crate::conventions as semconv;
 
 use opentelemetry::trace::Link;
 
@@ -214,9 +214,19 @@ impl MessageSpan {
     /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
     /// it (parent and link) or, when missing or malformed, start a new trace that records why.
     pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
-        let policy = handler.parent_policy();
         // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
-        let incoming = (policy != ParentPolicy::None).then(|| extract_context(message));
+        let incoming = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
+        Self::consumer_of_extracted(handler, message, incoming)
+    }
+
+    /// [`MessageSpan::consumer`] of a message whose context was already extracted (`None` under
+    /// [`ParentPolicy::None`]), so that a receive span and the consumer span read the headers once.
+    pub(crate) fn consumer_of_extracted<'a, M: ConsumedMessage>(
+        handler: &'static Handler,
+        message: &'a M,
+        incoming: Option<IncomingContext>,
+    ) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
         SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message)).with_headers(message)
     }
 

@@ -2,6 +2,7 @@
 //! ends ([`MessageSpan`], in `life`), and the creation spans of records published together (`creation`).
 
 mod creation;
+mod describer;
 mod life;
 mod start;
 
@@ -16,6 +17,7 @@ pub use creation::inject_creation_context;
 pub(crate) use life::{count_injection, mark_failed};
 pub use life::{Instrumented, MessageParameter, MessageSpan};
 pub use start::SpanStart;
+pub(crate) use describer::MessagingSpan;
 
 /// Attribute naming why an incoming context was not continued; its values are
 /// [`ContextRejection::as_str`](crate::ContextRejection::as_str).
@@ -55,7 +57,7 @@ pub(crate) fn instrumentation_scope() -> InstrumentationScope {
         .get_or_init(|| {
             InstrumentationScope::builder("tracehop")
                 .with_version(env!("CARGO_PKG_VERSION"))
-                .with_schema_url(opentelemetry_semantic_conventions::SCHEMA_URL)
+                .with_schema_url(crate::conventions::SCHEMA_URL)
                 .build()
         })
         .clone()

@@ -5,10 +5,10 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, Span, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
-use opentelemetry_semantic_conventions::attribute as semconv;
 
+use super::describer::MessagingSpan;
 use super::life::MessageSpan;
 use super::{
     instrumentation_scope, marked_random_if_started, BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE,
@@ -17,9 +17,11 @@ use super::{
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{IncomingContext, MessageFacts};
+use crate::conventions as semconv;
 use crate::delivery::HeaderSource;
 use crate::handler::{Handler, ParentPolicy, Role};
-use crate::metrics::{Measurement, Operation};
+use crate::conventions::Operation;
+use crate::metrics::Measurement;
 use crate::settings::max_links_per_span;
 use crate::w3c::{ContextRejection, TrimReason, Trims};
 
@@ -129,10 +131,7 @@ impl<'a> SpanStart<'a> {
         let is_batch = matches!(origin, Origin::Batch(_));
         let mut parent = resolve_parent(origin);
         let tracer = global::tracer_with_scope(instrumentation_scope());
-        let kind = match handler.role() {
-            Role::Consumer => SpanKind::Consumer,
-            Role::Producer => SpanKind::Producer,
-        };
+        let kind = handler.role().messaging_operation().span_kind();
         let initial_name = handler.configured_span_name().unwrap_or(handler.role().operation());
         let described = Described { handler, message, destination, routing_key, server, headers };
         let (link, batch) = (parent.link.take(), parent.batch.take());
@@ -285,26 +284,17 @@ fn describe(
         .or(handler.configured_destination())
         .or_else(|| message.and_then(|facts| facts.destination()))
         .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination));
-    let name = match (handler.configured_span_name(), destination) {
-        (None, Some(destination)) => {
-            let destination = system.map_or(destination, |system| system.span_name_destination(destination));
-            Some(span_name(role.operation(), destination))
-        }
-        _ => None,
+    let messaging = MessagingSpan::new(role.messaging_operation(), system, destination);
+    let name = match handler.configured_span_name() {
+        None => messaging.name(),
+        Some(_) => None,
     };
     let mut links = Vec::new();
     if let Some(link) = link {
         links.push(Link::with_context(link.span().span_context().clone()));
     }
     let mut attributes = SpanAttributes::with_capacity(16);
-    if let Some(system) = system {
-        attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
-    }
-    attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, role.operation());
-    attributes.add_static(semconv::MESSAGING_OPERATION_NAME, role.operation());
-    if let Some(destination) = destination {
-        attributes.add_recurring(semconv::MESSAGING_DESTINATION_NAME, destination);
-    }
+    messaging.describe(&mut attributes);
     if let Some(group) = handler.configured_group() {
         attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
     }
@@ -350,13 +340,4 @@ fn describe(
         }
     }
     Description { name, links, attributes }
-}
-
-/// `"{operation} {destination}"`, sized once: `format!` costs several times as much on every message.
-fn span_name(operation: &str, destination: &str) -> String {
-    let mut name = String::with_capacity(operation.len() + 1 + destination.len());
-    name.push_str(operation);
-    name.push(' ');
-    name.push_str(destination);
-    name
 }
