@@ -91,7 +91,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         Some(quote_spanned!(span=> <#private::Features as #private::#feature_trait>::SYSTEM))
     } else if role == Role::Producer && message.is_none() {
         let span = sig.ident.span();
-        Some(quote_spanned!(span=> <#private::Features as #private::SoleBroker>::SYSTEM))
+        Some(quote_spanned!(span=> <#private::EnabledBrokers as #private::SoleBroker>::SYSTEM))
     } else {
         None
     };

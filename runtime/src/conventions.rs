@@ -4,6 +4,8 @@
 
 use opentelemetry::trace::SpanKind;
 
+// Some are written only by one broker's module, compiled with its feature.
+#[allow(unused_imports)]
 pub(crate) use opentelemetry_semantic_conventions::attribute::{
     CODE_FUNCTION_NAME, ERROR_TYPE, EXCEPTION_MESSAGE, EXCEPTION_TYPE, MESSAGING_BATCH_MESSAGE_COUNT,
     MESSAGING_CONSUMER_GROUP_NAME, MESSAGING_DESTINATION_NAME, MESSAGING_DESTINATION_PARTITION_ID,

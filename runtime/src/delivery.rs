@@ -13,19 +13,6 @@ use crate::handler::Handler;
 /// when the producer's clock is ahead of the consumer's. Absent when the message carries no timestamp.
 pub const AGE_ATTRIBUTE: &str = "tracehop.message.age_ms";
 
-/// Attribute set to `true` on the consumer span of a RabbitMQ delivery the broker marked `redelivered`: it was
-/// delivered before and not acknowledged (a nack or reject with requeue, a consumer that went away). Absent for
-/// a first delivery.
-pub const REDELIVERED_ATTRIBUTE: &str = "tracehop.message.redelivered";
-
-/// Attribute holding a RabbitMQ delivery's `x-delivery-count` header: how many times a quorum queue delivered the
-/// message before and saw it returned. Absent when the header is (classic queues do not set it).
-pub const DELIVERY_COUNT_ATTRIBUTE: &str = "tracehop.message.delivery_count";
-
-/// Attribute holding how many times a RabbitMQ message was dead-lettered: the sum of the `count` fields of its
-/// `x-death` header, over every queue and reason it lists. Absent without a readable `x-death` header.
-pub const DEATH_COUNT_ATTRIBUTE: &str = "tracehop.message.death_count";
-
 /// Attribute holding the value of the header a handler names with [`Handler::attempt_header`] (a retry counter),
 /// when it is a whole number.
 pub const ATTEMPT_ATTRIBUTE: &str = "tracehop.message.attempt";

@@ -89,7 +89,7 @@
 #![warn(missing_docs)]
 
 mod attributes;
-pub mod brokers;
+mod brokers;
 mod capture;
 mod carrier;
 pub mod clients;
@@ -111,11 +111,11 @@ mod telemetry;
 mod w3c;
 
 #[cfg(feature = "kafka")]
-pub use brokers::kafka;
+pub use brokers::kafka::carrier as kafka;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "rabbitmq")]
-pub use brokers::rabbitmq;
+pub use brokers::rabbitmq::carrier as rabbitmq;
 
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
 pub use brokers::MessagingSystem;
@@ -124,9 +124,8 @@ pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
 };
-pub use delivery::{
-    AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE, DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE,
-};
+pub use brokers::rabbitmq::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
+pub use delivery::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
 pub use handler::{Handler, ParentPolicy, Role};
 #[cfg(feature = "tracing")]
 pub use handler_events::{HandlerEventsLayer, WithTraceIds};
@@ -228,7 +227,7 @@ pub mod __private {
     };
     pub use core::{concat, module_path};
 
-    pub use crate::brokers::{Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
+    pub use crate::brokers::{EnabledBrokers, Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
 
     /// Runs `body`: a sync handler returning `impl Future` builds its future in a closure, so an early `return`
     /// in its body is instrumented like the tail expression.

@@ -14,38 +14,31 @@ use crate::handler::Handler;
 use crate::metrics::Measurement;
 use crate::span::MessagingSpan;
 
-/// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`).
+/// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`). Each
+/// broker names its own verbs beside its other facts (`Settlement::Ack`, `Nack`, `Reject` for RabbitMQ;
+/// `Settlement::Commit`, `StoreOffset` for Kafka); [`Settlement::new`] names another broker's.
 ///
 /// ```
 /// use tracehop::Settlement;
 /// assert_eq!(Settlement::Ack.operation_name(), "ack");
 /// assert_eq!(Settlement::Commit.operation_name(), "commit");
+/// assert_eq!(Settlement::new("term").operation_name(), "term");
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Settlement {
-    /// A RabbitMQ `basic.ack`: the message is done with.
-    Ack,
-    /// A RabbitMQ `basic.nack`: the message failed (requeued or dead-lettered, as the call says).
-    Nack,
-    /// A RabbitMQ `basic.reject`.
-    Reject,
-    /// A Kafka offset commit past the message.
-    Commit,
-    /// A Kafka offset stored for the next automatic commit.
-    StoreOffset,
+pub struct Settlement {
+    operation_name: &'static str,
 }
 
 impl Settlement {
-    /// The `messaging.operation.name`: `ack`, `nack`, `reject`, `commit` or `store_offset`.
+    /// The settlement whose `messaging.operation.name` is `operation_name`, a broker's verb as the conventions
+    /// write it.
+    pub const fn new(operation_name: &'static str) -> Self {
+        Settlement { operation_name }
+    }
+
+    /// The `messaging.operation.name`: `ack`, `nack`, `reject`, `commit`, `store_offset`, ...
     pub const fn operation_name(self) -> &'static str {
-        match self {
-            Self::Ack => "ack",
-            Self::Nack => "nack",
-            Self::Reject => "reject",
-            Self::Commit => "commit",
-            Self::StoreOffset => "store_offset",
-        }
+        self.operation_name
     }
 }
 

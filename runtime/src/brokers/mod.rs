@@ -1,56 +1,24 @@
-//! The brokers tracehop knows. Each has a module of its own (`kafka`, `rabbitmq`, behind the cargo feature of
-//! the same name) holding everything about it: its message and record types, how their headers are read and
-//! written, and their semantic-convention attributes. This module names them ([`MessagingSystem`]) and lets the
-//! macros' expansions check, at compile time and in the user's words, that a broker's feature is on.
+//! The brokers tracehop knows, each a folder of its own (`kafka/`, `rabbitmq/`) holding everything about it: its
+//! facts, answered through [`Broker`] and compiled always (a span names its broker whether or not the broker's
+//! feature is on); its message and record types, how their headers are read and written and their
+//! semantic-convention attributes (`carrier.rs`, the public `tracehop::<broker>` module); its traced clients and
+//! settle helpers (`client.rs`, the public `tracehop::clients::<broker>` module), both behind its cargo feature.
 //!
-//! A further broker is its module here, a [`MessagingSystem`] variant with its facts, a feature trait below, one
-//! entry in the macros' broker table (`macros/src/brokers.rs`) and its cargo feature.
+//! Generic code asks a broker through [`MessagingSystem`], whose answers the one list at the end of this file
+//! generates, with the traits the macros' expansions check a broker's feature by. A further broker is its folder,
+//! one row of that list, one row of the macros' broker table (`macros/src/brokers.rs`) and its cargo feature.
 
-use crate::conventions as semconv;
-
-#[cfg(feature = "kafka")]
-pub mod kafka;
-#[cfg(feature = "rabbitmq")]
-pub mod rabbitmq;
-
-/// The broker a message travels through: the `messaging.system` attribute.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum MessagingSystem {
-    /// Apache Kafka (and Kafka-protocol brokers).
-    Kafka,
-    /// RabbitMQ.
-    RabbitMq,
-    /// Another broker, named as the semantic conventions name it.
-    Other(&'static str),
-}
-
-impl MessagingSystem {
+/// What generic code asks of a broker: its facts, and its answers to the questions brokers answer differently.
+pub(crate) trait Broker {
     /// The `messaging.system` value from the OpenTelemetry semantic conventions.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Kafka => "kafka",
-            Self::RabbitMq => "rabbitmq",
-            Self::Other(name) => name,
-        }
-    }
+    const SYSTEM: &'static str;
 
-    /// How `destination` reads in a span name. RabbitMQ's default exchange has the empty name, which the
-    /// conventions record as is; span names call it `amq.default`, as RabbitMQ itself does.
-    pub fn span_name_destination(self, destination: &str) -> &str {
-        match (self, destination) {
-            (Self::RabbitMq, "") => "amq.default",
-            _ => destination,
-        }
-    }
+    /// The attribute a producer's routing key is recorded under, for the brokers that route by one.
+    const ROUTING_KEY_ATTRIBUTE: Option<&'static str> = None;
 
-    /// The attribute a producer's routing key is recorded under, for the brokers that route by one:
-    /// `messaging.rabbitmq.destination.routing_key` for RabbitMQ. Kafka records carry their own key instead.
-    pub fn routing_key_attribute(self) -> Option<&'static str> {
-        match self {
-            Self::RabbitMq => Some(semconv::MESSAGING_RABBITMQ_DESTINATION_ROUTING_KEY),
-            Self::Kafka | Self::Other(_) => None,
-        }
+    /// How `destination` reads in a span name.
+    fn span_name_destination(destination: &str) -> &str {
+        destination
     }
 }
 
@@ -58,63 +26,114 @@ impl MessagingSystem {
 #[doc(hidden)]
 pub struct Features;
 
-/// Declares the trait an expansion names for a broker: implemented for [`Features`] only when the broker's
-/// cargo feature is on, so that otherwise the compiler reports, at the user's token, which feature to enable.
-macro_rules! feature_trait {
-    ($trait:ident, $feature:literal, $system:ident, message = $message:literal, label = $label:literal, note = $note:literal) => {
-        #[doc = concat!("Implemented when tracehop's `", $feature, "` feature is on.")]
-        #[doc(hidden)]
-        #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
-        pub trait $trait {
-            /// The broker.
-            const SYSTEM: MessagingSystem;
-        }
+/// How many broker features are on: [`SoleBroker`] is implemented for `BrokerCount<1>` only.
+#[doc(hidden)]
+pub struct BrokerCount<const ENABLED: usize>;
 
-        #[cfg(feature = $feature)]
-        impl $trait for Features {
-            const SYSTEM: MessagingSystem = MessagingSystem::$system;
-        }
-    };
-}
-
-feature_trait!(
-    KafkaEnabled,
-    "kafka",
-    Kafka,
-    message = "this handler traces Kafka, but tracehop's `kafka` feature is off",
-    label = "needs tracehop's `kafka` feature",
-    note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`"
-);
-
-feature_trait!(
-    RabbitMqEnabled,
-    "rabbitmq",
-    RabbitMq,
-    message = "this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off",
-    label = "needs tracehop's `rabbitmq` feature",
-    note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`"
-);
+/// The broker features that are on, in the list's order; its length picks the `BrokerCount` of the build.
+#[doc(hidden)]
+pub type EnabledBrokers = BrokerCount<{ ENABLED.len() }>;
 
 /// Implemented when exactly one broker feature is on: the broker of a producer whose signature names none.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "tracehop cannot tell which broker this #[traced_producer] publishes to",
     label = "no record parameter says which broker this publishes to",
-    note = "more than one (or no) broker feature of tracehop is on; write `system = \"kafka\"` or `system = \"rabbitmq\"` in the attribute"
+    note = "more than one (or no) broker feature of tracehop is on; name the broker in the attribute, as in `system = \"kafka\"`"
 )]
 pub trait SoleBroker {
     /// The broker.
     const SYSTEM: MessagingSystem;
 }
 
-#[cfg(all(feature = "kafka", not(feature = "rabbitmq")))]
-impl SoleBroker for Features {
-    const SYSTEM: MessagingSystem = MessagingSystem::Kafka;
+impl SoleBroker for BrokerCount<1> {
+    const SYSTEM: MessagingSystem = match ENABLED {
+        [sole] => *sole,
+        _ => MessagingSystem::Other(""),
+    };
 }
 
-#[cfg(all(feature = "rabbitmq", not(feature = "kafka")))]
-impl SoleBroker for Features {
-    const SYSTEM: MessagingSystem = MessagingSystem::RabbitMq;
+/// Declares the brokers: the [`MessagingSystem`] variants and their answers, the feature trait each expansion
+/// names, and [`ENABLED`]. One row per broker: its variant and documentation, its folder and its [`Broker`], its
+/// cargo feature, and the feature trait with the words the compiler says when that feature is off.
+macro_rules! brokers {
+    ($(
+        $(#[doc = $doc:literal])*
+        $variant:ident => $folder:ident :: $broker:ident, feature $feature:literal,
+        $enabled:ident { message = $message:literal, label = $label:literal, note = $note:literal }
+    );* $(;)?) => {
+        $(pub(crate) mod $folder;)*
+
+        /// The broker a message travels through: the `messaging.system` attribute.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum MessagingSystem {
+            $($(#[doc = $doc])* $variant,)*
+            /// Another broker, named as the semantic conventions name it.
+            Other(&'static str),
+        }
+
+        impl MessagingSystem {
+            /// The `messaging.system` value from the OpenTelemetry semantic conventions.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => <$folder::$broker as Broker>::SYSTEM,)*
+                    Self::Other(name) => name,
+                }
+            }
+
+            /// How `destination` reads in a span name: as is, but RabbitMQ's default exchange, whose empty name
+            /// the conventions record as is and span names call `amq.default`, as RabbitMQ itself does.
+            pub fn span_name_destination(self, destination: &str) -> &str {
+                match self {
+                    $(Self::$variant => <$folder::$broker as Broker>::span_name_destination(destination),)*
+                    Self::Other(_) => destination,
+                }
+            }
+
+            /// The attribute a producer's routing key is recorded under, for the brokers that route by one
+            /// (`messaging.rabbitmq.destination.routing_key` for RabbitMQ).
+            pub fn routing_key_attribute(self) -> Option<&'static str> {
+                match self {
+                    $(Self::$variant => <$folder::$broker as Broker>::ROUTING_KEY_ATTRIBUTE,)*
+                    Self::Other(_) => None,
+                }
+            }
+        }
+
+        /// The brokers whose cargo feature is on.
+        const ENABLED: &[MessagingSystem] = &[$(#[cfg(feature = $feature)] MessagingSystem::$variant,)*];
+
+        $(
+            #[doc = concat!("Implemented when tracehop's `", $feature, "` feature is on; not a public API.")]
+            #[doc(hidden)]
+            #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
+            pub trait $enabled {
+                /// The broker.
+                const SYSTEM: MessagingSystem;
+            }
+
+            #[cfg(feature = $feature)]
+            impl $enabled for Features {
+                const SYSTEM: MessagingSystem = MessagingSystem::$variant;
+            }
+        )*
+    };
+}
+
+brokers! {
+    /// Apache Kafka (and Kafka-protocol brokers).
+    Kafka => kafka::Kafka, feature "kafka", KafkaEnabled {
+        message = "this handler traces Kafka, but tracehop's `kafka` feature is off",
+        label = "needs tracehop's `kafka` feature",
+        note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`"
+    };
+    /// RabbitMQ.
+    RabbitMq => rabbitmq::RabbitMq, feature "rabbitmq", RabbitMqEnabled {
+        message = "this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off",
+        label = "needs tracehop's `rabbitmq` feature",
+        note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`"
+    };
 }
 
 #[cfg(test)]
@@ -153,5 +172,17 @@ pub(crate) mod tests {
         );
         assert_eq!(MessagingSystem::Kafka.routing_key_attribute(), None);
         assert_eq!(MessagingSystem::Other("frames").routing_key_attribute(), None);
+    }
+
+    #[test]
+    fn the_enabled_brokers_are_those_whose_feature_is_on() {
+        let expected: Vec<MessagingSystem> = [
+            cfg!(feature = "kafka").then_some(MessagingSystem::Kafka),
+            cfg!(feature = "rabbitmq").then_some(MessagingSystem::RabbitMq),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        assert_eq!(ENABLED, expected.as_slice());
     }
 }

@@ -21,9 +21,9 @@
 //! [`Settle`](crate::Settle) for any other call) make the call the caller asks for in a settle span.
 
 #[cfg(feature = "kafka")]
-pub mod kafka;
+pub use crate::brokers::kafka::client as kafka;
 #[cfg(feature = "rabbitmq")]
-pub mod rabbitmq;
+pub use crate::brokers::rabbitmq::client as rabbitmq;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -145,7 +145,7 @@ impl ConsumerTracing {
 
     /// What a receive from `system` (when known) gave: its message traced, or its error passed on and counted
     /// as a failed receive.
-    fn traced<M: ConsumedMessage, E>(
+    pub(crate) fn traced<M: ConsumedMessage, E>(
         &self,
         received: Result<M, E>,
         system: Option<MessagingSystem>,

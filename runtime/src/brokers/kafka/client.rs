@@ -25,9 +25,9 @@ use rdkafka::util::IntoOpaque;
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
 use rdkafka::{ClientConfig, ClientContext, Message};
 
-use super::{ConsumerTracing, TracedMessage};
+use crate::clients::{ConsumerTracing, TracedMessage};
 use crate::attributes::SpanAttributes;
-use crate::brokers::kafka::record_partition;
+use super::carrier::record_partition;
 use crate::carrier::MessageFacts;
 use crate::handler::Handler;
 use crate::settle::{Settle, Settlement};

@@ -1,5 +1,5 @@
 //! lapin's clients, traced: [`TracedChannel`] for publishes (a `Consumer`'s deliveries go through
-//! [`ConsumerTracing::stream`](super::ConsumerTracing::stream)).
+//! [`ConsumerTracing::stream`](crate::clients::ConsumerTracing::stream)).
 
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions};
