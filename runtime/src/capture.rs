@@ -3,7 +3,7 @@
 //! Only recorded spans read them, so an unsampled message costs nothing here.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use opentelemetry::{Array, Key, KeyValue, StringValue, Value};
 
@@ -171,30 +171,55 @@ pub(crate) fn captures_process_wide() -> bool {
 /// one string-array attribute per captured name, its values in the order they arrived. Values that are not text
 /// (a null Kafka value, an AMQP number) are left out; text that is not UTF-8 is recorded with replacement
 /// characters. Only captured headers are copied.
+#[cfg(test)]
 pub(crate) fn captured_headers(
     handler: &Handler,
     each_header: impl FnOnce(&mut dyn FnMut(&str, Option<&[u8]>)),
 ) -> Vec<KeyValue> {
-    let process_captures = captures_process_wide();
-    if handler.captured_headers().is_empty() && !process_captures {
-        return Vec::new();
+    let Some(mut capture) = HeaderCapture::for_handler(handler) else { return Vec::new() };
+    each_header(&mut |name, value| capture.offer(name, value));
+    capture.into_attributes()
+}
+
+/// The headers a recorded span captures, collected as the message's headers go by once (the pass that also
+/// reads the attempt header): see [`set_captured_headers`] and [`Handler::capture_headers`].
+pub(crate) struct HeaderCapture<'a> {
+    handler: &'a Handler,
+    process: Option<RwLockReadGuard<'static, ProcessCapture>>,
+    found: Vec<(Key, Vec<StringValue>)>,
+}
+
+impl<'a> HeaderCapture<'a> {
+    /// The capture of `handler`'s span; none when neither it nor the process captures a header.
+    pub(crate) fn for_handler(handler: &'a Handler) -> Option<Self> {
+        let process_captures = captures_process_wide();
+        if handler.captured_headers().is_empty() && !process_captures {
+            return None;
+        }
+        let process_lists = process_captures || PROCESS_EXCLUDES_ANY.load(Ordering::Relaxed);
+        let process = process_lists.then(|| PROCESS_CAPTURE.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        Some(HeaderCapture { handler, process, found: Vec::new() })
     }
-    let process_lists = process_captures || PROCESS_EXCLUDES_ANY.load(Ordering::Relaxed);
-    let process = process_lists.then(|| PROCESS_CAPTURE.read().unwrap_or_else(|poisoned| poisoned.into_inner()));
-    let mut found: Vec<(Key, Vec<StringValue>)> = Vec::new();
-    each_header(&mut |name, value| {
+
+    /// Keeps header `name`'s text when it is captured. Values that are not text (a null Kafka value, an AMQP
+    /// number) are left out; text that is not UTF-8 is kept with replacement characters.
+    pub(crate) fn offer(&mut self, name: &str, value: Option<&[u8]>) {
         let Some(value) = value else { return };
-        if !captured(handler, process.as_deref(), name) {
+        if !captured(self.handler, self.process.as_deref(), name) {
             return;
         }
         let key = attribute_key(name);
         let value = StringValue::from(String::from_utf8_lossy(value).into_owned());
-        match found.iter_mut().find(|(seen, _)| *seen == key) {
+        match self.found.iter_mut().find(|(seen, _)| *seen == key) {
             Some((_, values)) => values.push(value),
-            None => found.push((key, vec![value])),
+            None => self.found.push((key, vec![value])),
         }
-    });
-    found.into_iter().map(|(key, values)| KeyValue::new(key, Value::Array(Array::String(values)))).collect()
+    }
+
+    /// One string-array attribute per captured name, its values in the order they arrived.
+    pub(crate) fn into_attributes(self) -> Vec<KeyValue> {
+        self.found.into_iter().map(|(key, values)| KeyValue::new(key, Value::Array(Array::String(values)))).collect()
+    }
 }
 
 #[cfg(test)]

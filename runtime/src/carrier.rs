@@ -40,6 +40,10 @@ pub trait MessageFacts {
     }
 }
 
+crate::brokers::with_broker_notes! { reads,
+    message = "`{Self}` is not a message tracehop can read the trace context from",
+    label = "tracehop cannot read headers from this type",
+    note = "by value or by reference; for another type, implement `tracehop::ConsumedMessage`";
 /// A message tracehop can read the trace context from.
 ///
 /// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery`
@@ -63,30 +67,27 @@ pub trait MessageFacts {
 ///     }
 /// }
 /// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a message tracehop can read the trace context from",
-    label = "tracehop cannot read headers from this type",
-    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery` (feature `rabbitmq`), by value or by reference; for another type, implement `tracehop::ConsumedMessage`"
-)]
 pub trait ConsumedMessage: MessageFacts {
     /// Every header of the message in the order it arrived, with its value as raw bytes, or `None` for a value
     /// that is not bytes: a null Kafka value, an AMQP value that is not a string or byte array. A header whose
     /// name cannot be read as UTF-8 is left out: it can be no trace header.
     fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_;
 }
+}
 
+crate::brokers::with_broker_notes! { writes,
+    message = "`{Self}` is not an outgoing message tracehop can write the trace context into",
+    label = "tracehop cannot write headers into this type",
+    note = "for another type, implement `tracehop::PublishedMessage`";
 /// A message about to be published, whose headers tracehop writes the trace context into.
 ///
 /// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`) and lapin's `BasicProperties`
 /// (feature `rabbitmq`).
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an outgoing message tracehop can write the trace context into",
-    note = "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`) and lapin's `BasicProperties` (feature `rabbitmq`); for another type, implement `tracehop::PublishedMessage`"
-)]
 pub trait PublishedMessage: MessageFacts {
     /// Sets one header of the outgoing message, replacing any header of the same key: a record built from a
     /// consumed message's headers must not carry the old `traceparent` beside the new one.
     fn set_header(&mut self, key: &str, value: &str);
+}
 }
 
 /// A reference to a message says what the message says.

@@ -5,6 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::attributes::SpanAttributes;
+use crate::capture::HeaderCapture;
 use crate::carrier::{ConsumedMessage, MessageFacts};
 use crate::handler::Handler;
 
@@ -40,16 +41,27 @@ pub(crate) fn record_delivery(
 ) {
     attributes.add(AGE_ATTRIBUTE, age_millis(message.timestamp_millis(), SystemTime::now()));
     let Some(headers) = headers else { return };
-    if let Some(attempt_header) = handler.configured_attempt_header() {
-        let mut attempt = None;
-        headers.visit_headers(&mut |name, value| {
-            if attempt.is_none() && name == attempt_header {
-                attempt = value.and_then(whole_number);
-            }
-        });
+    let attempt_header = handler.configured_attempt_header();
+    let mut capture = HeaderCapture::for_handler(handler);
+    if attempt_header.is_none() && capture.is_none() {
+        return;
+    }
+    // One pass over the headers for both.
+    let mut attempt = None;
+    headers.visit_headers(&mut |name, value| {
+        if attempt.is_none() && attempt_header == Some(name) {
+            attempt = value.and_then(whole_number);
+        }
+        if let Some(capture) = &mut capture {
+            capture.offer(name, value);
+        }
+    });
+    if attempt_header.is_some() {
         attributes.add(ATTEMPT_ATTRIBUTE, attempt);
     }
-    attributes.extend(crate::capture::captured_headers(handler, |visit| headers.visit_headers(visit)));
+    if let Some(capture) = capture {
+        attributes.extend(capture.into_attributes());
+    }
 }
 
 /// Milliseconds from `timestamp_millis` to `now`, 0 when the timestamp is in the future (clock skew between

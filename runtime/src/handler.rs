@@ -4,39 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::brokers::MessagingSystem;
 use crate::conventions::Operation;
-
-/// What a consumer does with the trace context a message carries: how far it trusts the producer.
-///
-/// Set per handler (`parent = "link"` in the macros, [`Handler::parent`]) or for the whole process
-/// ([`set_default_parent_policy`](crate::set_default_parent_policy)); a handler's own policy wins.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ParentPolicy {
-    /// Continue the producer's trace: its span is the parent (and a link), its baggage is current. The default.
-    Continue,
-    /// Start a new trace linked to the producer's span, adopting nothing of it (no trace id, sampling flag or
-    /// baggage): for replayed events and messages from outside the trust boundary.
-    Link,
-    /// Start a new trace and ignore the incoming context entirely; its headers are not even read.
-    None,
-}
-
-impl ParentPolicy {
-    pub(crate) const fn from_u8(value: u8) -> Self {
-        match value {
-            1 => Self::Link,
-            2 => Self::None,
-            _ => Self::Continue,
-        }
-    }
-
-    pub(crate) const fn encoded(self) -> u8 {
-        match self {
-            Self::Continue => 0,
-            Self::Link => 1,
-            Self::None => 2,
-        }
-    }
-}
+use crate::settings::ParentPolicy;
 
 /// Which side of the broker a handler is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

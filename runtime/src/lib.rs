@@ -126,13 +126,14 @@ pub use carrier::{
 };
 pub use brokers::rabbitmq::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 pub use delivery::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
-pub use handler::{Handler, ParentPolicy, Role};
+pub use handler::{Handler, Role};
 #[cfg(feature = "tracing")]
 pub use handler_events::{HandlerEventsLayer, WithTraceIds};
 pub use outcome::HandlerOutcome;
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
 pub use settings::{
+    ParentPolicy,
     default_parent_policy, max_links_per_span, random_trace_ids, set_default_parent_policy, set_max_links_per_span,
     set_random_trace_ids, DEFAULT_MAX_LINKS_PER_SPAN,
 };

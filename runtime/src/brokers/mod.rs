@@ -57,10 +57,11 @@ impl SoleBroker for BrokerCount<1> {
 /// names, and [`ENABLED`]. One row per broker: its variant and documentation, its folder and its [`Broker`], its
 /// cargo feature, and the feature trait with the words the compiler says when that feature is off.
 macro_rules! brokers {
-    ($(
+    ($d:tt $(
         $(#[doc = $doc:literal])*
         $variant:ident => $folder:ident :: $broker:ident, feature $feature:literal,
-        $enabled:ident { message = $message:literal, label = $label:literal, note = $note:literal }
+        $enabled:ident { message = $message:literal, label = $label:literal, note = $note:literal },
+        reads $reads:literal, writes $writes:literal
     );* $(;)?) => {
         $(pub(crate) mod $folder;)*
 
@@ -104,6 +105,25 @@ macro_rules! brokers {
         /// The brokers whose cargo feature is on.
         const ENABLED: &[MessagingSystem] = &[$(#[cfg(feature = $feature)] MessagingSystem::$variant,)*];
 
+        /// Puts `#[diagnostic::on_unimplemented]` with the given message, label and note on a trait, and before
+        /// that note one per broker saying which of its types tracehop `reads` (consumed messages) or `writes`
+        /// (published records).
+        macro_rules! with_broker_notes {
+            (reads, message = $d message:literal, label = $d label:literal, note = $d note:literal; $d item:item) => {
+                #[diagnostic::on_unimplemented(
+                    message = $d message, label = $d label, $(note = $reads,)* note = $d note
+                )]
+                $d item
+            };
+            (writes, message = $d message:literal, label = $d label:literal, note = $d note:literal; $d item:item) => {
+                #[diagnostic::on_unimplemented(
+                    message = $d message, label = $d label, $(note = $writes,)* note = $d note
+                )]
+                $d item
+            };
+        }
+        pub(crate) use with_broker_notes;
+
         $(
             #[doc = concat!("Implemented when tracehop's `", $feature, "` feature is on; not a public API.")]
             #[doc(hidden)]
@@ -121,19 +141,24 @@ macro_rules! brokers {
     };
 }
 
-brokers! {
+// `$` first: the list also defines a macro, whose own variables it spells `$d`.
+brokers! { $
     /// Apache Kafka (and Kafka-protocol brokers).
     Kafka => kafka::Kafka, feature "kafka", KafkaEnabled {
         message = "this handler traces Kafka, but tracehop's `kafka` feature is off",
         label = "needs tracehop's `kafka` feature",
         note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"kafka\"] }}`"
-    };
+    },
+    reads "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`)",
+    writes "tracehop writes into rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`)";
     /// RabbitMQ.
     RabbitMq => rabbitmq::RabbitMq, feature "rabbitmq", RabbitMqEnabled {
         message = "this handler traces RabbitMQ, but tracehop's `rabbitmq` feature is off",
         label = "needs tracehop's `rabbitmq` feature",
         note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"rabbitmq\"] }}`"
-    };
+    },
+    reads "tracehop reads lapin's `Delivery` (feature `rabbitmq`)",
+    writes "tracehop writes into lapin's `BasicProperties` (feature `rabbitmq`)";
 }
 
 #[cfg(test)]

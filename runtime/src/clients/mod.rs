@@ -37,7 +37,8 @@ use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
 use crate::conventions::{self as semconv, Operation};
-use crate::handler::{Handler, ParentPolicy};
+use crate::handler::Handler;
+use crate::settings::ParentPolicy;
 use crate::outcome::HandlerOutcome;
 use crate::span::{Instrumented, MessageSpan, MessagingSpan};
 

@@ -20,7 +20,8 @@ use super::start::{Batch, BatchFacts, BatchHandler, Origin, SpanStart};
 use super::{CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT};
 use crate::attributes::SpanAttributes;
 use crate::carrier::{carries_context, extract_context, propagate, ConsumedMessage, IncomingContext, PublishedMessage};
-use crate::handler::{Handler, ParentPolicy, Role};
+use crate::handler::{Handler, Role};
+use crate::settings::ParentPolicy;
 use crate::metrics::Measurement;
 use crate::outcome::HandlerOutcome;
 
@@ -175,8 +176,8 @@ impl MessageSpan {
                 tracing::warn!(
                     handler = self.handler.function(),
                     "tracehop: a producer span ended without writing its trace context into any message; \
-                     pass the record to the function, or call tracehop::inject_current_context (or \
-                     tracehop::kafka::trace_headers) on the headers you publish"
+                     pass the record to the function, or call tracehop::inject_current_context (or your \
+                     broker module's trace_headers) on the headers you publish"
                 );
             }
             if span.is_recording() {
@@ -319,18 +320,18 @@ impl MessageSpan {
     }
 }
 
+crate::brokers::with_broker_notes! { reads,
+    message = "`{Self}` is neither a message tracehop can read the trace context from nor a batch of them",
+    label = "not a message or a batch of messages",
+    note = "by value or by reference, or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`); for another type, implement `tracehop::ConsumedMessage`";
 /// What a `#[traced_consumer]` handler takes: one message, or a batch of them (`[M]`, `Vec<M>`, reached through
 /// any reference). The expansion starts the handler's span through it, so the compiler, not the macro, decides
 /// which span a parameter gets, and a parameter that is neither is reported as such, at the parameter.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is neither a message tracehop can read the trace context from nor a batch of them",
-    label = "not a message or a batch of messages",
-    note = "tracehop reads rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery` (feature `rabbitmq`), by value or by reference, or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`); for another type, implement `tracehop::ConsumedMessage`"
-)]
 pub trait MessageParameter {
     /// Prepares the handler's CONSUMER span: [`MessageSpan::consumer`] for one message,
     /// [`MessageSpan::consumer_batch`] for a batch.
     fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_>;
+}
 }
 
 #[diagnostic::do_not_recommend]
