@@ -12,7 +12,7 @@ use opentelemetry::{global, Context};
 
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
-use crate::span::count_injection;
+use crate::injections::count_injection;
 use crate::w3c::{
     ContextRejection, TraceHeaders, Trimmed, Trims, BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER,
 };

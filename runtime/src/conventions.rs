@@ -73,13 +73,8 @@ mod tests {
 
     #[test]
     fn each_operation_has_the_conventions_type_name_and_span_kind() {
-        let operations = [
-            Operation::Create,
-            Operation::Send,
-            Operation::Receive,
-            Operation::Process,
-            Operation::Settle("ack"),
-        ];
+        let operations =
+            [Operation::Create, Operation::Send, Operation::Receive, Operation::Process, Operation::Settle("ack")];
         assert_eq!(operations.map(Operation::type_name), ["create", "send", "receive", "process", "settle"]);
         assert_eq!(operations.map(Operation::name), ["create", "send", "receive", "process", "ack"]);
         assert_eq!(

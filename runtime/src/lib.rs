@@ -98,8 +98,8 @@ mod delivery;
 mod handler;
 #[cfg(feature = "tracing")]
 mod handler_events;
+mod injections;
 pub mod metrics;
-mod outcome;
 #[cfg(feature = "print")]
 mod picture;
 mod settings;
@@ -117,30 +117,29 @@ pub mod otlp;
 #[cfg(feature = "rabbitmq")]
 pub use brokers::rabbitmq::carrier as rabbitmq;
 
+pub use __private::MessageParameter;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
+pub use brokers::rabbitmq::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 pub use brokers::MessagingSystem;
 pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
 };
-pub use brokers::rabbitmq::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 pub use delivery::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
 pub use handler::{Handler, Role};
 #[cfg(feature = "tracing")]
 pub use handler_events::{HandlerEventsLayer, WithTraceIds};
-pub use outcome::HandlerOutcome;
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
 pub use settings::{
-    ParentPolicy,
     default_parent_policy, max_links_per_span, random_trace_ids, set_default_parent_policy, set_max_links_per_span,
-    set_random_trace_ids, DEFAULT_MAX_LINKS_PER_SPAN,
+    set_random_trace_ids, ParentPolicy, DEFAULT_MAX_LINKS_PER_SPAN,
 };
 pub use settle::{Settle, Settlement};
 pub use setup::install_propagator;
 pub use span::{
-    inject_creation_context, Instrumented, MessageParameter, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
+    inject_creation_context, HandlerOutcome, Instrumented, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
     CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
@@ -216,30 +215,7 @@ pub use w3c::{
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
 
-/// What `#[traced_consumer]` and `#[traced_producer]` expand to, reached through one absolute path so a user's
-/// imports never change what an expansion means. Not a public API: re-exports of the public API above, and a
-/// few small helpers that only turn the user's parameters and options into its arguments.
+/// What `#[traced_consumer]` and `#[traced_producer]` expand to; not a public API.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::__record_outcome as record_outcome;
-    pub use crate::outcome::select as outcome;
-    pub use crate::{
-        DestinationName, Handler, MessageParameter, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes,
-    };
-    pub use core::{concat, module_path};
-
-    pub use crate::brokers::{EnabledBrokers, Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
-
-    /// Runs `body`: a sync handler returning `impl Future` builds its future in a closure, so an early `return`
-    /// in its body is instrumented like the tail expression.
-    #[inline]
-    pub fn evaluate<T>(body: impl FnOnce() -> T) -> T {
-        body()
-    }
-
-    /// Fixes the output type of the async block holding a handler's body to the handler's return type.
-    #[inline]
-    pub fn returning<R, F: core::future::Future<Output = R>>(future: F) -> F {
-        future
-    }
-}
+#[path = "expansion.rs"]
+pub mod __private;

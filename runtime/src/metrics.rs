@@ -71,9 +71,9 @@ mod recording {
     use opentelemetry::{Key, KeyValue, StringValue, Value};
 
     use super::{AGE_BUCKETS, DURATION_BUCKETS, MESSAGE_AGE_METRIC};
-    use crate::conventions::{self as semconv, self as metric, Operation};
     use crate::brokers::MessagingSystem;
     use crate::carrier::MessageFacts;
+    use crate::conventions::{self as semconv, self as metric, Operation};
     use crate::handler::Handler;
 
     /// tracehop's instruments, made from one meter provider.
@@ -288,7 +288,6 @@ mod recording {
         }
     }
 
-
     /// Counts one message a traced consumer received: `messaging.client.consumed.messages`.
     pub(crate) fn count_consumed(handler: &Handler, message: &dyn MessageFacts) {
         let target = Target::of(handler, None, None, Some(message));
@@ -309,9 +308,9 @@ mod recording {
 
 #[cfg(not(feature = "metrics"))]
 mod disabled {
-    use crate::conventions::Operation;
     use crate::brokers::MessagingSystem;
     use crate::carrier::MessageFacts;
+    use crate::conventions::Operation;
     use crate::handler::Handler;
 
     /// Without the `metrics` feature a measurement is nothing, and none of its inputs is computed.

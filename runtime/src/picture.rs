@@ -112,9 +112,7 @@ impl TracePicture {
         let group = span
             .attributes
             .iter()
-            .find(|attribute| {
-                attribute.key.as_str() == crate::conventions::MESSAGING_CONSUMER_GROUP_NAME
-            })
+            .find(|attribute| attribute.key.as_str() == crate::conventions::MESSAGING_CONSUMER_GROUP_NAME)
             .map(|group| format!(" [{}]", group.value))
             .unwrap_or_default();
         let kind = format!("{:?}", span.span_kind);

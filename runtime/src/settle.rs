@@ -114,8 +114,10 @@ impl<'a> Settle<'a> {
         let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
         let current = Context::current();
         let messaging = MessagingSpan::new(operation, Some(system), destination);
-        let mut span =
-            tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start_with_context(&tracer, &current);
+        let mut span = tracer
+            .span_builder(messaging.initial_name())
+            .with_kind(messaging.kind())
+            .start_with_context(&tracer, &current);
         if span.is_recording() {
             if let Some(name) = messaging.name() {
                 span.update_name(name);

@@ -39,7 +39,7 @@ use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
 use crate::conventions::{self as semconv, Operation};
 use crate::handler::Handler;
 use crate::settings::ParentPolicy;
-use crate::outcome::HandlerOutcome;
+use crate::span::HandlerOutcome;
 use crate::span::{Instrumented, MessageSpan, MessagingSpan};
 
 /// How a consumer loop traces the messages it takes: the [`Handler`] describing it (function name, consumer

@@ -2,11 +2,24 @@
 //! named and given its convention attributes here, from its operation and the broker's facts. Called only for a
 //! span that is, or is expected to be, recorded.
 
-use opentelemetry::trace::SpanKind;
+use std::fmt::Display;
 
+use opentelemetry::trace::{Link, SpanKind, SpanRef, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+
+use super::origin::{Batch, BatchFacts, Parent};
+use super::{
+    BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE,
+    REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
+};
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
+use crate::carrier::MessageFacts;
 use crate::conventions::{self as semconv, Operation};
+use crate::delivery::HeaderSource;
+use crate::handler::{Handler, Role};
+use crate::settings::max_links_per_span;
+use crate::w3c::{ContextRejection, TrimReason};
 
 /// What a messaging span does, and where.
 #[derive(Clone, Copy, Debug)]
@@ -17,7 +30,11 @@ pub(crate) struct MessagingSpan<'a> {
 }
 
 impl<'a> MessagingSpan<'a> {
-    pub(crate) const fn new(operation: Operation, system: Option<MessagingSystem>, destination: Option<&'a str>) -> Self {
+    pub(crate) const fn new(
+        operation: Operation,
+        system: Option<MessagingSystem>,
+        destination: Option<&'a str>,
+    ) -> Self {
         MessagingSpan { operation, system, destination }
     }
 
@@ -56,6 +73,119 @@ impl<'a> MessagingSpan<'a> {
             attributes.add_recurring(semconv::MESSAGING_DESTINATION_NAME, destination);
         }
     }
+}
+
+/// What a recorded span is told about its message besides its origin.
+pub(super) struct Described<'a> {
+    pub(super) handler: &'static Handler,
+    pub(super) message: Option<&'a dyn MessageFacts>,
+    pub(super) destination: Option<&'a str>,
+    pub(super) routing_key: Option<&'a str>,
+    pub(super) server: Option<(&'a str, u16)>,
+    pub(super) headers: Option<&'a dyn HeaderSource>,
+}
+
+/// What a recorded span says about its message, the user's own attributes still to come.
+pub(super) struct Description {
+    /// The span's name, when it is not the handler's fixed one.
+    pub(super) name: Option<String>,
+    pub(super) links: Vec<Link>,
+    pub(super) attributes: SpanAttributes,
+}
+
+/// Describes a span that is, or is expected to be, recorded: this is where names are formatted and batches are
+/// read.
+pub(super) fn describe(
+    described: Described<'_>,
+    parent: &Parent<'_>,
+    link: Option<Context>,
+    batch: Option<Batch<'_>>,
+) -> Description {
+    let Described { handler, message, destination, routing_key, server, headers } = described;
+    let role = handler.role();
+    let batch = batch.map(|batch| (batch.count, batch.system, (batch.facts)(max_links_per_span())));
+    let system = message
+        .map(|facts| facts.system())
+        .or(batch.as_ref().and_then(|(_, system, _)| *system))
+        .or(handler.configured_system());
+    let destination = destination
+        .or(handler.configured_destination())
+        .or_else(|| message.and_then(|facts| facts.destination()))
+        .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination));
+    let messaging = MessagingSpan::new(role.messaging_operation(), system, destination);
+    let name = match handler.configured_span_name() {
+        None => messaging.name(),
+        Some(_) => None,
+    };
+    let mut links = Vec::new();
+    if let Some(link) = link {
+        links.push(Link::with_context(link.span().span_context().clone()));
+    }
+    let mut attributes = SpanAttributes::with_capacity(16);
+    messaging.describe(&mut attributes);
+    if let Some(group) = handler.configured_group() {
+        attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+    }
+    attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
+    if let Some(facts) = message {
+        facts.record_attributes(&mut attributes);
+        if handler.is_replay() {
+            attributes.add(REPLAY_ATTRIBUTE, true);
+            attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
+        }
+        if role == Role::Consumer {
+            crate::delivery::record_delivery(handler, facts, headers, &mut attributes);
+        }
+    }
+    if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {
+        attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count);
+        if links.is_empty() {
+            links = batch_links;
+        } else {
+            links.extend(batch_links);
+        }
+        if dropped > 0 {
+            attributes.add(LINKS_DROPPED_ATTRIBUTE, dropped);
+        }
+    }
+    let routing_key = routing_key.or(handler.configured_routing_key()).filter(|key| !key.is_empty());
+    if let (Some(attribute), Some(routing_key)) = (system.and_then(MessagingSystem::routing_key_attribute), routing_key)
+    {
+        attributes.add(attribute, routing_key);
+    }
+    if let Some((address, port)) = server {
+        attributes.add(semconv::SERVER_ADDRESS, address);
+        attributes.add(semconv::SERVER_PORT, port);
+    }
+    let reasons = [
+        (CONTEXT_REJECTED_ATTRIBUTE, parent.rejection.map(ContextRejection::as_str)),
+        (TRACESTATE_TRIMMED_ATTRIBUTE, parent.trims.tracestate.map(TrimReason::as_str)),
+        (BAGGAGE_TRIMMED_ATTRIBUTE, parent.trims.baggage.map(TrimReason::as_str)),
+    ];
+    for (key, reason) in reasons {
+        if let Some(reason) = reason {
+            attributes.add_static(key, reason);
+        }
+    }
+    Description { name, links, attributes }
+}
+
+/// Marks `span` failed: status Error with `message`, `error.type = error_type`, and an `exception` event. Nothing
+/// is formatted when the span is not recorded.
+pub(crate) fn mark_failed(span: &SpanRef<'_>, error_type: &'static str, message: &dyn Display) {
+    if !span.is_recording() {
+        return;
+    }
+    let message = message.to_string();
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+    span.add_event(
+        "exception",
+        vec![
+            KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
+            KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
+        ],
+    );
+    span.set_status(Status::error(message));
 }
 
 #[cfg(test)]

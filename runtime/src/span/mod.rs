@@ -1,9 +1,13 @@
-//! The span of one handled or published message: how it starts ([`SpanStart`], in `start`), how it lives and
-//! ends ([`MessageSpan`], in `life`), and the creation spans of records published together (`creation`).
+//! The span of one handled or published message, one idea a file: where its parent and links come from
+//! (`origin`), how it starts ([`SpanStart`], `start`), how it is named and described (`describer`, also for the
+//! receive and settle spans), how it lives and ends ([`MessageSpan`], `life`), how a handler's result becomes its
+//! outcome ([`HandlerOutcome`], `outcome`), and the creation spans of records published together (`creation`).
 
 mod creation;
 mod describer;
 mod life;
+mod origin;
+mod outcome;
 mod start;
 
 use std::sync::OnceLock;
@@ -14,10 +18,10 @@ use opentelemetry::{Context, InstrumentationScope};
 use crate::w3c::WireOnly;
 
 pub use creation::inject_creation_context;
-pub(crate) use life::{count_injection, mark_failed};
-pub use life::{Instrumented, MessageParameter, MessageSpan};
+pub(crate) use describer::{mark_failed, MessagingSpan};
+pub use life::{Instrumented, MessageSpan};
+pub use outcome::HandlerOutcome;
 pub use start::SpanStart;
-pub(crate) use describer::MessagingSpan;
 
 /// Attribute naming why an incoming context was not continued; its values are
 /// [`ContextRejection::as_str`](crate::ContextRejection::as_str).

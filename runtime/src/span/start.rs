@@ -1,5 +1,5 @@
-//! How a message's span starts: where its parent and links come from (decided before sampling), and, only for a
-//! recorded span, its name and attributes.
+//! How a message's span starts: what it starts from (one message, a publish, a batch, a message of a batch), and
+//! [`SpanStart::start`], which resolves its parent before sampling and describes it only when it is recorded.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -8,48 +8,129 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use opentelemetry::trace::{Link, Span, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 
-use super::describer::MessagingSpan;
+use super::describer::{describe, Described, Description};
 use super::life::MessageSpan;
-use super::{
-    instrumentation_scope, marked_random_if_started, BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE,
-    LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
-};
+use super::origin::{resolve_parent, Batch, BatchFacts, BatchHandler, Origin};
+use super::{instrumentation_scope, marked_random_if_started};
 use crate::attributes::SpanAttributes;
-use crate::brokers::MessagingSystem;
-use crate::carrier::{IncomingContext, MessageFacts};
-use crate::conventions as semconv;
+use crate::carrier::{carries_context, extract_context, ConsumedMessage, IncomingContext, MessageFacts};
+use crate::conventions::Operation;
 use crate::delivery::HeaderSource;
 use crate::handler::{Handler, Role};
-use crate::settings::ParentPolicy;
-use crate::conventions::Operation;
 use crate::metrics::Measurement;
-use crate::settings::max_links_per_span;
-use crate::w3c::{ContextRejection, TrimReason, Trims};
+use crate::settings::ParentPolicy;
 
-/// Where a span's parent and links come from, decided before sampling.
-pub(super) enum Origin<'a> {
-    /// One consumed message under a [`ParentPolicy`].
-    Message { incoming: Option<IncomingContext>, policy: ParentPolicy },
-    /// A publish, or a message of a batch handled in its own span: a child of the current context, linked to
-    /// `link` when the message carried a context.
-    Current { link: Option<IncomingContext> },
-    /// A batch: a new root linked to each message's context, computed only when the span is recorded.
-    Batch(Batch<'a>),
-}
+/// The handler per-message spans belong to when no batch span is current: [`MessageSpan::in_batch`] called
+/// outside a batch handler.
+static OUTSIDE_A_BATCH: Handler = Handler::consumer("tracehop::in_batch");
 
-/// The messages of a batch span, as what the span needs of them. What takes a pass over every message is
-/// computed only for a recorded span, by `facts`.
-pub(super) struct Batch<'a> {
-    pub(super) count: usize,
-    pub(super) system: Option<MessagingSystem>,
-    pub(super) facts: Box<dyn FnOnce(usize) -> BatchFacts<'a> + 'a>,
-}
+impl MessageSpan {
+    /// Prepares the CONSUMER span of `message`: extracts its trace context ([`extract_context`]), to continue
+    /// it (parent and link) or, when missing or malformed, start a new trace that records why.
+    pub fn consumer<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        // Under `ParentPolicy::None` the headers are not even read: an untrusted context costs nothing.
+        let incoming = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
+        Self::consumer_of_extracted(handler, message, incoming)
+    }
 
-pub(super) struct BatchFacts<'a> {
-    /// The destination, when every message has the same one.
-    pub(super) destination: Option<&'a str>,
-    pub(super) links: Vec<Link>,
-    pub(super) dropped: usize,
+    /// [`MessageSpan::consumer`] of a message whose context was already extracted (`None` under
+    /// [`ParentPolicy::None`]), so that a receive span and the consumer span read the headers once.
+    pub(crate) fn consumer_of_extracted<'a, M: ConsumedMessage>(
+        handler: &'static Handler,
+        message: &'a M,
+        incoming: Option<IncomingContext>,
+    ) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
+        SpanStart::new(handler, Origin::Message { incoming, policy }, Some(message)).with_headers(message)
+    }
+
+    /// Prepares the PRODUCER span of a publish, a child of the current context.
+    ///
+    /// Describe the record with [`SpanStart::describing`] and, once started, write the span's context into it
+    /// with [`MessageSpan::inject`]; or write the current context into the records the body builds with
+    /// [`inject_current_context`](crate::inject_current_context) (or the broker helpers that call it) while
+    /// the span is current. A producer span that ends with no injection records `tracehop.context.injected = false` and
+    /// the event `tracehop.context.not_injected`, and logs a warning once per handler.
+    pub fn producer<'a>(handler: &'static Handler) -> SpanStart<'a> {
+        SpanStart::new(handler, Origin::Current { link: None }, None)
+    }
+
+    /// Prepares the CONSUMER span of a batch of messages handled at once: a new trace with no producer parent,
+    /// linked to every message whose context is valid (up to [`max_links_per_span`](crate::max_links_per_span); the number left out is
+    /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
+    /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
+    /// count but add no link. The links are computed only when the span is recorded; under
+    /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions 1.42.0
+    /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
+    /// `messaging.batch.message_count`, and the destination only when every message has the same one.
+    pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
+        let policy = handler.parent_policy();
+        let facts = move |cap: usize| {
+            let destination = messages
+                .first()
+                .and_then(|first| first.destination())
+                .filter(|destination| messages.iter().all(|message| message.destination() == Some(*destination)));
+            let mut links = Vec::new();
+            let mut dropped = 0;
+            if policy == ParentPolicy::None {
+                return BatchFacts { destination, links, dropped };
+            }
+            for message in messages {
+                if links.len() == cap {
+                    // Past the cap a context is only counted: no need to build it.
+                    dropped += usize::from(carries_context(message));
+                    continue;
+                }
+                let IncomingContext::Continued(context, _) = extract_context(message) else { continue };
+                let mut identity = SpanAttributes::with_capacity(3);
+                message.record_identity(&mut identity);
+                links.push(Link::new(context.span().span_context().clone(), identity.into_inner(), 0));
+            }
+            BatchFacts { destination, links, dropped }
+        };
+        SpanStart::new(
+            handler,
+            Origin::Batch(Batch {
+                count: messages.len(),
+                system: messages.first().map(|first| first.system()),
+                facts: Box::new(facts),
+            }),
+            None,
+        )
+    }
+
+    /// Prepares the CONSUMER span of one message of a batch, for handlers that want a span per message too: a
+    /// child of the current span (the batch's), linked to the message's producer (unless the batch handler's
+    /// [`ParentPolicy`] is [`ParentPolicy::None`]), with the message's attributes and, when its context is
+    /// missing or malformed, the reason. It belongs to the handler of the batch span it runs in (its group,
+    /// function and policy); outside one, to a handler named `tracehop::in_batch`.
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "kafka")] {
+    /// use rdkafka::message::OwnedMessage;
+    /// use tracehop::MessageSpan;
+    ///
+    /// #[tracehop::traced_consumer(group = "inventory-service")]
+    /// fn on_orders(messages: &[OwnedMessage]) {
+    ///     for message in messages {
+    ///         MessageSpan::in_batch(message).start().run(|| {
+    ///             // handle one message
+    ///         });
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn in_batch<M: ConsumedMessage>(message: &M) -> SpanStart<'_> {
+        let handler = Context::map_current(|context| context.get::<BatchHandler>().map(|batch| batch.0));
+        Self::in_batch_as(handler.unwrap_or(&OUTSIDE_A_BATCH), message)
+    }
+
+    /// [`MessageSpan::in_batch`] under a handler of its own, for per-message spans that differ from the batch's:
+    /// replayed messages (`Handler::consumer(..).replay()`), another group or policy.
+    pub fn in_batch_as<'a, M: ConsumedMessage>(handler: &'static Handler, message: &'a M) -> SpanStart<'a> {
+        let link = (handler.parent_policy() != ParentPolicy::None).then(|| extract_context(message));
+        SpanStart::new(handler, Origin::Current { link }, Some(message)).with_headers(message)
+    }
 }
 
 /// Everything a [`MessageSpan`] starts from; made by [`MessageSpan::consumer`] or [`MessageSpan::producer`],
@@ -202,143 +283,4 @@ fn fail_for_panicked_attributes(context: Context, handler: &'static Handler, pan
     span.record_panic(&*panic, "an attributes(...) expression panicked, so the handler did not run");
     drop(span);
     resume_unwind(panic)
-}
-
-/// The handler of the batch span current where [`MessageSpan::in_batch`] is called.
-pub(super) struct BatchHandler(pub(super) &'static Handler);
-
-/// A span's parent, its links and what its incoming context lost, resolved from its [`Origin`].
-struct Parent<'a> {
-    context: Context,
-    /// The one link of a single message's span: its producer's span.
-    /// The context holding the producer's span, which is read only for a recorded span: a span context (and
-    /// its tracestate) is not copied for a span that is dropped.
-    link: Option<Context>,
-    rejection: Option<ContextRejection>,
-    trims: Trims,
-    batch: Option<Batch<'a>>,
-}
-
-/// Resolves where a span's parent and links come from. Decided before sampling: the parent decides it.
-fn resolve_parent(origin: Origin<'_>) -> Parent<'_> {
-    let parent = |context, link, rejection, trims| Parent { context, link, rejection, trims, batch: None };
-    match origin {
-        Origin::Message { incoming: Some(IncomingContext::Continued(context, trims)), policy } => {
-            if policy == ParentPolicy::Continue {
-                parent(context.clone(), Some(context), None, trims)
-            } else {
-                // Linked, never adopted: no trace id, sampling flag or baggage of the producer's crosses over.
-                let trims = Trims { tracestate: trims.tracestate, baggage: None };
-                parent(Context::new(), Some(context), None, trims)
-            }
-        }
-        Origin::Message { incoming: Some(IncomingContext::NewRoot(rejection)), .. } => {
-            parent(Context::new(), None, Some(rejection), Trims::default())
-        }
-        Origin::Message { incoming: None, .. } => parent(Context::new(), None, None, Trims::default()),
-        Origin::Current { link: Some(IncomingContext::Continued(context, trims)) } => {
-            let trims = Trims { tracestate: trims.tracestate, baggage: None };
-            parent(Context::current(), Some(context), None, trims)
-        }
-        Origin::Current { link: Some(IncomingContext::NewRoot(rejection)) } => {
-            parent(Context::current(), None, Some(rejection), Trims::default())
-        }
-        Origin::Current { link: None } => parent(Context::current(), None, None, Trims::default()),
-        Origin::Batch(batch) => Parent { batch: Some(batch), ..parent(Context::new(), None, None, Trims::default()) },
-    }
-}
-
-/// What a recorded span is told about its message besides its origin.
-struct Described<'a> {
-    handler: &'static Handler,
-    message: Option<&'a dyn MessageFacts>,
-    destination: Option<&'a str>,
-    routing_key: Option<&'a str>,
-    server: Option<(&'a str, u16)>,
-    headers: Option<&'a dyn HeaderSource>,
-}
-
-/// What a recorded span says about its message, the user's own attributes still to come.
-struct Description {
-    /// The span's name, when it is not the handler's fixed one.
-    name: Option<String>,
-    links: Vec<Link>,
-    attributes: SpanAttributes,
-}
-
-/// Describes a span that is, or is expected to be, recorded: this is where names are formatted and batches are
-/// read.
-fn describe(
-    described: Described<'_>,
-    parent: &Parent<'_>,
-    link: Option<Context>,
-    batch: Option<Batch<'_>>,
-) -> Description {
-    let Described { handler, message, destination, routing_key, server, headers } = described;
-    let role = handler.role();
-    let batch = batch.map(|batch| (batch.count, batch.system, (batch.facts)(max_links_per_span())));
-    let system = message
-        .map(|facts| facts.system())
-        .or(batch.as_ref().and_then(|(_, system, _)| *system))
-        .or(handler.configured_system());
-    let destination = destination
-        .or(handler.configured_destination())
-        .or_else(|| message.and_then(|facts| facts.destination()))
-        .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination));
-    let messaging = MessagingSpan::new(role.messaging_operation(), system, destination);
-    let name = match handler.configured_span_name() {
-        None => messaging.name(),
-        Some(_) => None,
-    };
-    let mut links = Vec::new();
-    if let Some(link) = link {
-        links.push(Link::with_context(link.span().span_context().clone()));
-    }
-    let mut attributes = SpanAttributes::with_capacity(16);
-    messaging.describe(&mut attributes);
-    if let Some(group) = handler.configured_group() {
-        attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
-    }
-    attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
-    if let Some(facts) = message {
-        facts.record_attributes(&mut attributes);
-        if handler.is_replay() {
-            attributes.add(REPLAY_ATTRIBUTE, true);
-            attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
-        }
-        if role == Role::Consumer {
-            crate::delivery::record_delivery(handler, facts, headers, &mut attributes);
-        }
-    }
-    if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {
-        attributes.add(semconv::MESSAGING_BATCH_MESSAGE_COUNT, count);
-        if links.is_empty() {
-            links = batch_links;
-        } else {
-            links.extend(batch_links);
-        }
-        if dropped > 0 {
-            attributes.add(LINKS_DROPPED_ATTRIBUTE, dropped);
-        }
-    }
-    let routing_key = routing_key.or(handler.configured_routing_key()).filter(|key| !key.is_empty());
-    if let (Some(attribute), Some(routing_key)) = (system.and_then(MessagingSystem::routing_key_attribute), routing_key)
-    {
-        attributes.add(attribute, routing_key);
-    }
-    if let Some((address, port)) = server {
-        attributes.add(semconv::SERVER_ADDRESS, address);
-        attributes.add(semconv::SERVER_PORT, port);
-    }
-    let reasons = [
-        (CONTEXT_REJECTED_ATTRIBUTE, parent.rejection.map(ContextRejection::as_str)),
-        (TRACESTATE_TRIMMED_ATTRIBUTE, parent.trims.tracestate.map(TrimReason::as_str)),
-        (BAGGAGE_TRIMMED_ATTRIBUTE, parent.trims.baggage.map(TrimReason::as_str)),
-    ];
-    for (key, reason) in reasons {
-        if let Some(reason) = reason {
-            attributes.add_static(key, reason);
-        }
-    }
-    Description { name, links, attributes }
 }
