@@ -31,3 +31,12 @@ impl Errors {
         self.collected.map(|error| error.to_compile_error()).unwrap_or_default()
     }
 }
+
+/// `a, b or c` (with `conjunction` "or"): the items of a list as errors word it.
+pub(crate) fn listed(items: &[String], conjunction: &str) -> String {
+    match items.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} {conjunction} {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}

@@ -1,6 +1,7 @@
 //! Checks that need both the options and the signature: each mistake reported at its token, none stopping the
 //! others.
 
+use crate::brokers;
 use crate::errors::Errors;
 use crate::options::{Options, Parent, Role};
 use crate::signature::MessageParameter;
@@ -18,7 +19,8 @@ pub(crate) fn options_against_signature(
             errors.at(
                 key,
                 format!(
-                    "`routing_key` is for brokers that route by a key, such as RabbitMQ; this producer publishes to {}, whose record carries its own key",
+                    "`routing_key` is for brokers that route by a key, such as {}; this producer publishes to {}, whose record carries its own key",
+                    brokers::names_routing_by_key(),
                     system.name()
                 ),
             );
