@@ -30,6 +30,12 @@ impl Errors {
     pub(crate) fn into_compile_errors(self) -> TokenStream {
         self.collected.map(|error| error.to_compile_error()).unwrap_or_default()
     }
+
+    /// The messages collected, in order.
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> Vec<String> {
+        self.collected.iter().flatten().map(|error| error.to_string()).collect()
+    }
 }
 
 /// `a, b or c` (with `conjunction` "or"): the items of a list as errors word it.

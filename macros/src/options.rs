@@ -664,6 +664,144 @@ fn edit_distance(a: &str, b: &str) -> usize {
 mod tests {
     use super::*;
 
+    /// Parses `written` as the tokens inside `#[<role's attribute>(...)]`: the options and the error messages.
+    fn parsed(role: Role, written: &str) -> (Options, Vec<String>) {
+        let mut errors = Errors::default();
+        let options = parse(role, written.parse().expect("tokens"), &mut errors);
+        (options, errors.messages())
+    }
+
+    fn other(role: Role) -> Role {
+        match role {
+            Role::Consumer => Role::Producer,
+            Role::Producer => Role::Consumer,
+        }
+    }
+
+    #[test]
+    fn every_example_parses_for_each_attribute_that_takes_its_option() {
+        for option in &OPTIONS {
+            assert!(!option.roles.is_empty(), "`{}` is taken by no attribute", option.name);
+            for &role in option.roles {
+                let (options, errors) = parsed(role, option.example);
+                assert_eq!(errors, Vec::<String>::new(), "{} in #[{}]", option.example, role.attribute());
+                let given = options.given(option.name).expect("the option, as given");
+                assert_eq!(given.key, option.name, "{}", option.example);
+            }
+        }
+    }
+
+    #[test]
+    fn an_option_is_refused_by_the_attribute_that_does_not_take_it() {
+        for option in OPTIONS.iter().filter(|option| option.roles.len() == 1) {
+            let role = other(option.roles[0]);
+            let (options, errors) = parsed(role, option.example);
+            assert!(options.given.is_empty(), "{} in #[{}]", option.example, role.attribute());
+            let expected = match option.only_because {
+                Some(because) => format!(
+                    "`{}` is an option of #[{}] only: {because}; #[{}] takes ",
+                    option.name,
+                    option.roles[0].attribute(),
+                    role.attribute()
+                ),
+                None => format!("unknown option `{}`; #[{}] takes ", option.name, role.attribute()),
+            };
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with(&expected), "{} in #[{}]: {}", option.example, role.attribute(), errors[0]);
+        }
+    }
+
+    #[test]
+    fn the_value_of_a_refused_option_is_not_checked_too() {
+        let (_, errors) = parsed(Role::Producer, "capture_headers(\"\", x_tenant), group = 5");
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(errors[0].starts_with("`capture_headers` is an option of #[traced_consumer] only"), "{}", errors[0]);
+        assert!(errors[1].starts_with("`group` is an option of #[traced_consumer] only"), "{}", errors[1]);
+    }
+
+    #[test]
+    fn the_lists_of_options_in_errors_are_the_tables_rows_in_order() {
+        let (_, errors) = parsed(Role::Consumer, "colour = \"red\"");
+        assert_eq!(
+            errors,
+            ["unknown option `colour`; #[traced_consumer] takes `message`, `system`, `destination`, `group`, `name`, \
+              `parent`, `replay`, `attributes`, `capture_headers`, `exclude_headers`, `attempt_header`, `crate`"]
+        );
+        let (_, errors) = parsed(Role::Producer, "colour = \"red\"");
+        assert_eq!(
+            errors,
+            ["unknown option `colour`; #[traced_producer] takes `record`, `system`, `destination`, `routing_key`, \
+              `name`, `attributes`, `crate`"]
+        );
+        for role in [Role::Consumer, Role::Producer] {
+            let names: Vec<&str> =
+                OPTIONS.iter().filter(|option| option.roles.contains(&role)).map(|o| o.name).collect();
+            assert_eq!(role.options().map(|option| option.name).collect::<Vec<_>>(), names);
+        }
+    }
+
+    #[test]
+    fn a_near_miss_is_answered_with_the_nearest_option_of_the_attribute() {
+        let (_, errors) = parsed(Role::Consumer, "destinaton = \"orders\"");
+        assert_eq!(errors, ["unknown option `destinaton`: did you mean `destination`?"]);
+        let (_, errors) = parsed(Role::Producer, "rooting_key = \"order.created\"");
+        assert_eq!(errors, ["unknown option `rooting_key`: did you mean `routing_key`?"]);
+    }
+
+    #[test]
+    fn an_option_without_its_value_is_answered_with_its_example() {
+        for option in OPTIONS.iter().filter(|option| option.value != ValueKind::Flag) {
+            let role = option.roles[0];
+            let (_, errors) = parsed(role, option.name);
+            let expected = match option.value {
+                ValueKind::HeaderPatterns | ValueKind::Attributes => {
+                    format!("`{}` takes a list in parentheses: `{}`", option.name, option.example)
+                }
+                _ => format!("`{}` needs a value: `{}`", option.name, option.example),
+            };
+            // A missing list is reported at the end of the input, which syn words first.
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].ends_with(&expected), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn a_flag_is_its_name_alone_or_a_bool() {
+        for (written, given) in [("replay", true), ("replay = true", true), ("replay = false", false)] {
+            let (options, errors) = parsed(Role::Consumer, written);
+            assert!(errors.is_empty(), "{written}: {errors:?}");
+            assert_eq!(options.given("replay").is_some(), given, "{written}");
+        }
+        let (_, errors) = parsed(Role::Consumer, "replay = 1");
+        assert_eq!(errors, ["`replay` is a flag: write `replay` (or `replay = true`)"]);
+    }
+
+    #[test]
+    fn the_rows_are_one_of_a_kind_and_their_examples_name_them() {
+        for (index, option) in OPTIONS.iter().enumerate() {
+            assert!(OPTIONS[..index].iter().all(|earlier| earlier.name != option.name), "`{}` twice", option.name);
+            assert!(option.example.starts_with(option.name), "{}", option.example);
+            if option.only_because.is_some() {
+                assert_eq!(option.roles.len(), 1, "`{}` says why one attribute only takes it", option.name);
+            }
+            let steers_the_expansion = matches!(option.value, ValueKind::Parameter | ValueKind::CratePath);
+            assert_eq!(option.method.is_none(), steers_the_expansion, "`{}`", option.name);
+        }
+        for looked_up in ["routing_key", "replay"] {
+            assert!(AttributeOption::named(looked_up).is_some(), "`{looked_up}` is looked up by name");
+        }
+    }
+
+    #[test]
+    fn an_unknown_parent_policy_is_answered_with_the_policies() {
+        let (_, errors) = parsed(Role::Consumer, "parent = \"sideways\"");
+        assert_eq!(
+            errors,
+            ["unknown parent policy `sideways`: use \"continue\" (the producer's span is the parent), \"link\" (a new \
+              trace linked to it) or \"none\" (a new trace, the context ignored)"]
+        );
+    }
+
     #[test]
     fn edit_distance_counts_insertions_deletions_and_substitutions() {
         assert_eq!(edit_distance("group", "group"), 0);
