@@ -101,7 +101,7 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
 
     // Each option becomes its row's builder method: on the static `Handler` for a value fixed at compile time,
     // on the span being started for a value read from each message.
-    for option in &OPTIONS {
+    for option in OPTIONS {
         let Some(method) = option.method else { continue };
         let method = format_ident!("{method}");
         if option.value == ValueKind::Broker {

@@ -83,7 +83,7 @@ pub(crate) enum ValueKind {
 
 /// The options of both attributes. The order is the order of the lists in errors and of the builder calls in
 /// the expansion.
-pub(crate) static OPTIONS: [AttributeOption; 14] = [
+pub(crate) static OPTIONS: &[AttributeOption] = &[
     AttributeOption {
         name: "message",
         roles: CONSUMER,
@@ -680,7 +680,7 @@ mod tests {
 
     #[test]
     fn every_example_parses_for_each_attribute_that_takes_its_option() {
-        for option in &OPTIONS {
+        for option in OPTIONS {
             assert!(!option.roles.is_empty(), "`{}` is taken by no attribute", option.name);
             for &role in option.roles {
                 let (options, errors) = parsed(role, option.example);
