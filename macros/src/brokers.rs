@@ -1,6 +1,9 @@
-//! The one table of the brokers the macros know: how `system = "..."` names each, how errors name it, the type
-//! names that identify its messages and records, whether it routes by a key, and the runtime trait through
-//! which an expansion checks that its cargo feature is on. A further broker is one entry here.
+//! The one table of the brokers the macros know: how `system = "..."` names each, how errors name it, its client
+//! crate and the type names that identify its messages and records, whether it routes by a key, and the runtime
+//! trait through which an expansion checks that its cargo feature is on. A further broker is one entry here:
+//! the lists of brokers and types in errors are made from the table.
+
+use crate::errors;
 
 /// What the macros know of one broker.
 pub(crate) struct Broker {
@@ -8,6 +11,8 @@ pub(crate) struct Broker {
     pub(crate) system: &'static str,
     /// As errors name it.
     pub(crate) name: &'static str,
+    /// The client crate whose types are in `messages` and `records`, as errors name it.
+    pub(crate) client: &'static str,
     /// The last path segment of the message types a consumer reads.
     pub(crate) messages: &'static [&'static str],
     /// The last path segment of the record types a producer writes the context into.
@@ -22,6 +27,7 @@ pub(crate) static BROKERS: [Broker; 2] = [
     Broker {
         system: "kafka",
         name: "Kafka",
+        client: "rdkafka",
         messages: &["BorrowedMessage", "OwnedMessage"],
         records: &["FutureRecord", "BaseRecord"],
         routes_by_key: false,
@@ -30,6 +36,7 @@ pub(crate) static BROKERS: [Broker; 2] = [
     Broker {
         system: "rabbitmq",
         name: "RabbitMQ",
+        client: "lapin",
         messages: &["Delivery"],
         records: &["BasicProperties", "AMQPProperties"],
         routes_by_key: true,
@@ -78,11 +85,27 @@ impl Eq for System {}
 /// `"kafka" and "rabbitmq"`, for errors listing the brokers.
 pub(crate) fn system_names() -> String {
     let names: Vec<String> = BROKERS.iter().map(|broker| format!("\"{}\"", broker.system)).collect();
-    match names.split_last() {
-        Some((last, [])) => last.clone(),
-        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
-        None => String::new(),
-    }
+    errors::listed(&names, "and")
+}
+
+/// `rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery``: the message types a consumer can
+/// take, for the error when it takes none.
+pub(crate) fn message_types() -> String {
+    let per_broker: Vec<String> = BROKERS
+        .iter()
+        .map(|broker| {
+            let types: Vec<String> = broker.messages.iter().map(|name| format!("`{name}`")).collect();
+            format!("{}'s {}", broker.client, errors::listed(&types, "or"))
+        })
+        .collect();
+    per_broker.join(", or ")
+}
+
+/// `RabbitMQ`: the brokers that route by a key, for the error about a routing key given to another.
+pub(crate) fn names_routing_by_key() -> String {
+    let names: Vec<String> =
+        BROKERS.iter().filter(|broker| broker.routes_by_key).map(|broker| broker.name.to_owned()).collect();
+    errors::listed(&names, "or")
 }
 
 #[cfg(test)]
@@ -99,6 +122,12 @@ mod tests {
         assert_eq!(System::of_type(&ident("Delivery"), false).map(System::name), Some("RabbitMQ"));
         assert_eq!(System::of_type(&ident("BasicProperties"), true).map(System::name), Some("RabbitMQ"));
         assert!(System::of_type(&ident("Delivery"), true).is_none(), "a delivery is no record");
+    }
+
+    #[test]
+    fn errors_list_the_brokers_of_the_table() {
         assert_eq!(system_names(), "\"kafka\" and \"rabbitmq\"");
+        assert_eq!(message_types(), "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery`");
+        assert_eq!(names_routing_by_key(), "RabbitMQ");
     }
 }

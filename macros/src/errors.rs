@@ -30,4 +30,19 @@ impl Errors {
     pub(crate) fn into_compile_errors(self) -> TokenStream {
         self.collected.map(|error| error.to_compile_error()).unwrap_or_default()
     }
+
+    /// The messages collected, in order.
+    #[cfg(test)]
+    pub(crate) fn messages(&self) -> Vec<String> {
+        self.collected.iter().flatten().map(|error| error.to_string()).collect()
+    }
+}
+
+/// `a, b or c` (with `conjunction` "or"): the items of a list as errors word it.
+pub(crate) fn listed(items: &[String], conjunction: &str) -> String {
+    match items.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} {conjunction} {last}", rest.join(", ")),
+        None => String::new(),
+    }
 }

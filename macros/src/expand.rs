@@ -7,7 +7,7 @@ use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType, Type};
 
 use crate::errors::Errors;
-use crate::options::{self, Destination, Options, Role};
+use crate::options::{self, Destination, Options, Role, Value, ValueKind, OPTIONS};
 use crate::signature::{self, MessageParameter};
 use crate::validate;
 
@@ -22,7 +22,7 @@ pub(crate) fn traced(role: Role, attribute: TokenStream, item: TokenStream) -> T
         }
     };
     signature::check_traceable(role, &function.sig, &mut errors);
-    let message = signature::message_parameter(role, &function.sig, options.parameter.as_ref(), &mut errors);
+    let message = signature::message_parameter(role, &function.sig, options.parameter(), &mut errors);
     validate::options_against_signature(role, &options, message.as_ref(), &mut errors);
     if !errors.is_empty() {
         return with_errors(errors, item);
@@ -67,7 +67,7 @@ fn with_errors(errors: Errors, item: TokenStream) -> TokenStream {
 
 fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>, function: ItemFn) -> TokenStream {
     let ItemFn { attrs, vis, sig, block } = function;
-    let private = match &options.crate_path {
+    let private = match options.crate_path() {
         Some(path) => quote!(#path::__private),
         None => quote!(::tracehop::__private),
     };
@@ -77,62 +77,9 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         Role::Consumer => quote!(consumer),
         Role::Producer => quote!(producer),
     };
-    let system =
-        options.system.as_ref().map(|(system, literal)| (literal.span(), *system)).or_else(|| {
-            message.and_then(|message| message.system).map(|system| (proc_macro2::Span::call_site(), system))
-        });
     let mut handler = quote! {
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
-    // The broker's feature trait is implemented only when its cargo feature is on: otherwise the compiler
-    // reports, at the token that named the broker, which feature to enable.
-    let feature_check = if let Some((span, system)) = system {
-        let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
-        Some(quote_spanned!(span=> <#private::Features as #private::#feature_trait>::SYSTEM))
-    } else if role == Role::Producer && message.is_none() {
-        let span = sig.ident.span();
-        Some(quote_spanned!(span=> <#private::EnabledBrokers as #private::SoleBroker>::SYSTEM))
-    } else {
-        None
-    };
-    if let Some(system) = feature_check {
-        handler.extend(quote!(.system(#system)));
-    }
-    if let Some(Destination::Fixed(destination)) = &options.destination {
-        handler.extend(quote!(.destination(#destination)));
-    }
-    if let Some(group) = &options.group {
-        handler.extend(quote!(.group(#group)));
-    }
-    if let Some(name) = &options.name {
-        handler.extend(quote!(.span_name(#name)));
-    }
-    if let Some((parent, literal)) = &options.parent {
-        let policy = match parent {
-            options::Parent::Continue => quote_spanned!(literal.span()=> Continue),
-            options::Parent::Link => quote_spanned!(literal.span()=> Link),
-            options::Parent::None => quote_spanned!(literal.span()=> None),
-        };
-        handler.extend(quote!(.parent(#private::ParentPolicy::#policy)));
-    }
-    if options.replay.is_some() {
-        handler.extend(quote!(.replay()));
-    }
-    if !options.capture_headers.is_empty() {
-        let patterns = &options.capture_headers;
-        handler.extend(quote!(.capture_headers(&[#(#patterns),*])));
-    }
-    if !options.exclude_headers.is_empty() {
-        let patterns = &options.exclude_headers;
-        handler.extend(quote!(.exclude_headers(&[#(#patterns),*])));
-    }
-    if let Some(header) = &options.attempt_header {
-        handler.extend(quote!(.attempt_header(#header)));
-    }
-    if let Some((Destination::Fixed(routing_key), _)) = &options.routing_key {
-        handler.extend(quote!(.routing_key(#routing_key)));
-    }
-
     let mut start = match (role, message) {
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
@@ -151,24 +98,45 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         }
         (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
     };
-    if let Some(Destination::PerMessage(expression)) = &options.destination {
-        let destination =
-            quote_spanned!(expression.span()=> #private::DestinationName::destination_name(&(#expression)));
-        start.extend(quote!(.destination(#destination)));
-    }
-    if let Some((Destination::PerMessage(expression), _)) = &options.routing_key {
-        let routing_key =
-            quote_spanned!(expression.span()=> #private::DestinationName::destination_name(&(#expression)));
-        start.extend(quote!(.routing_key(#routing_key)));
-    }
-    if !options.attributes.is_empty() {
-        let sink = format_ident!("__tracehop_attributes", span = proc_macro2::Span::mixed_site());
-        let additions = options.attributes.iter().map(|attribute| {
-            let key = &attribute.key;
-            let value = &attribute.value;
-            quote_spanned!(value.span()=> #sink.add(#key, &(#value));)
-        });
-        start.extend(quote!(.attributes(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })));
+
+    // Each option becomes its row's builder method: on the static `Handler` for a value fixed at compile time,
+    // on the span being started for a value read from each message.
+    for option in OPTIONS {
+        let Some(method) = option.method else { continue };
+        let method = format_ident!("{method}");
+        if option.value == ValueKind::Broker {
+            // Known from the message's type when not given, so it is named even without `system = ...`.
+            if let Some(system) = system_check(role, &private, options, message, &sig) {
+                handler.extend(quote!(.#method(#system)));
+            }
+            continue;
+        }
+        match options.value(option) {
+            None | Some(Value::Parameter(_) | Value::Broker(..) | Value::CratePath(_)) => {}
+            Some(Value::Destination(Destination::Fixed(literal)) | Value::Literal(literal)) => {
+                handler.extend(quote!(.#method(#literal)));
+            }
+            Some(Value::Destination(Destination::PerMessage(expression))) => {
+                let name =
+                    quote_spanned!(expression.span()=> #private::DestinationName::destination_name(&(#expression)));
+                start.extend(quote!(.#method(#name)));
+            }
+            Some(Value::ParentPolicy(parent, literal)) => {
+                let policy = format_ident!("{}", parent.variant(), span = literal.span());
+                handler.extend(quote!(.#method(#private::ParentPolicy::#policy)));
+            }
+            Some(Value::Flag) => handler.extend(quote!(.#method())),
+            Some(Value::HeaderPatterns(patterns)) => handler.extend(quote!(.#method(&[#(#patterns),*]))),
+            Some(Value::Attributes(attributes)) => {
+                let sink = format_ident!("__tracehop_attributes", span = proc_macro2::Span::mixed_site());
+                let additions = attributes.iter().map(|attribute| {
+                    let key = &attribute.key;
+                    let value = &attribute.value;
+                    quote_spanned!(value.span()=> #sink.add(#key, &(#value));)
+                });
+                start.extend(quote!(.#method(&mut |#sink: &mut #private::SpanAttributes| { #(#additions)* })));
+            }
+        }
     }
 
     // The expansion's own locals, hidden from the user's code (mixed-site hygiene): the body can neither see
@@ -231,6 +199,33 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             #inject
             #run
         }
+    }
+}
+
+/// The broker of the span, as `<Features as KafkaEnabled>::SYSTEM`: named by `system = "..."`, else known from
+/// the message's type, else, for a producer that builds its record in the body, the only broker enabled.
+///
+/// The broker's feature trait is implemented only when its cargo feature is on: otherwise the compiler
+/// reports, at the token that named the broker, which feature to enable.
+fn system_check(
+    role: Role,
+    private: &TokenStream,
+    options: &Options,
+    message: Option<&MessageParameter>,
+    sig: &syn::Signature,
+) -> Option<TokenStream> {
+    let system = options
+        .system()
+        .map(|(system, literal)| (literal.span(), system))
+        .or_else(|| message.and_then(|message| message.system).map(|system| (proc_macro2::Span::call_site(), system)));
+    if let Some((span, system)) = system {
+        let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
+        Some(quote_spanned!(span=> <#private::Features as #private::#feature_trait>::SYSTEM))
+    } else if role == Role::Producer && message.is_none() {
+        let span = sig.ident.span();
+        Some(quote_spanned!(span=> <#private::EnabledBrokers as #private::SoleBroker>::SYSTEM))
+    } else {
+        None
     }
 }
 

@@ -3,12 +3,9 @@
 
 use syn::{FnArg, Ident, Pat, PatIdent, PatType, Signature, Type};
 
-use crate::brokers::System;
+use crate::brokers::{self, System};
 use crate::errors::Errors;
 use crate::options::Role;
-
-const CONSUMED_LIST: &str = "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery` (by value or by \
-     reference), or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`)";
 
 /// The parameter holding the message (consumer) or record (producer).
 pub(crate) struct MessageParameter {
@@ -122,8 +119,14 @@ pub(crate) fn message_parameter(
         return None;
     }
     if found.is_none() && !rejected && role == Role::Consumer {
-        errors
-            .at(&signature.ident, format!("#[traced_consumer] needs a parameter holding the message: {CONSUMED_LIST}"));
+        errors.at(
+            &signature.ident,
+            format!(
+                "#[traced_consumer] needs a parameter holding the message: {} (by value or by reference), or a \
+                 batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`)",
+                brokers::message_types()
+            ),
+        );
     }
     found
 }
