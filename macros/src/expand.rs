@@ -6,6 +6,7 @@ use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::spanned::Spanned;
 use syn::{Item, ItemFn, ReturnType, Type};
 
+use crate::brokers::System;
 use crate::errors::Errors;
 use crate::options::{self, Destination, Options, Role, Value, ValueKind, OPTIONS};
 use crate::signature::{self, MessageParameter};
@@ -80,13 +81,26 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     let mut handler = quote! {
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
+    // With the broker known, a consumer's span starts through its feature trait: when that feature is off the
+    // compiler then reports only that, not also that the message is not one it can read.
+    let broker_spans = known_broker(options, message).map(|(span, system)| {
+        let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
+        quote_spanned!(span=> <#private::Features as #private::#feature_trait>::Spans)
+    });
     let mut start = match (role, message) {
         (Role::Consumer, Some(message)) => {
             let name = &message.name;
             let borrowed = if message.by_reference { quote!(#name) } else { quote!(&#name) };
             // One message or a batch: the runtime's `MessageParameter` decides, and a type that is neither is
             // reported at the parameter's type.
-            quote_spanned!(message.ty.span()=> #private::MessageParameter::consumer_span(#borrowed, &__TRACEHOP_HANDLER))
+            match &broker_spans {
+                Some(spans) => quote_spanned!(message.ty.span()=>
+                    <#spans as #private::StartsConsumerSpan<_>>::consumer(#borrowed, &__TRACEHOP_HANDLER)
+                ),
+                None => quote_spanned!(message.ty.span()=>
+                    #private::MessageParameter::consumer_span(#borrowed, &__TRACEHOP_HANDLER)
+                ),
+            }
         }
         (Role::Consumer, None) => {
             unreachable!("a consumer without a message parameter was reported as an error")
@@ -214,11 +228,7 @@ fn system_check(
     message: Option<&MessageParameter>,
     sig: &syn::Signature,
 ) -> Option<TokenStream> {
-    let system = options
-        .system()
-        .map(|(system, literal)| (literal.span(), system))
-        .or_else(|| message.and_then(|message| message.system).map(|system| (proc_macro2::Span::call_site(), system)));
-    if let Some((span, system)) = system {
+    if let Some((span, system)) = known_broker(options, message) {
         let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
         Some(quote_spanned!(span=> <#private::Features as #private::#feature_trait>::SYSTEM))
     } else if role == Role::Producer && message.is_none() {
@@ -227,6 +237,14 @@ fn system_check(
     } else {
         None
     }
+}
+
+/// The broker named by `system = "..."` (at its literal), else known from the message's type (at the attribute).
+fn known_broker(options: &Options, message: Option<&MessageParameter>) -> Option<(proc_macro2::Span, System)> {
+    options
+        .system()
+        .map(|(system, literal)| (literal.span(), system))
+        .or_else(|| message.and_then(|message| message.system).map(|system| (proc_macro2::Span::call_site(), system)))
 }
 
 /// `(X, false)` when `output` is `-> impl Future<Output = X>`, `(X, true)` when it is

@@ -5,7 +5,7 @@
 //! value is recorded (`outcome`), and two helpers that fix a body's types.
 
 pub use crate::__record_outcome as record_outcome;
-pub use crate::brokers::{EnabledBrokers, Features, KafkaEnabled, RabbitMqEnabled, SoleBroker};
+pub use crate::brokers::{BrokerCount, EnabledBrokers, Features, KafkaEnabled, RabbitMqEnabled, SoleBroker, Spans};
 pub use crate::{DestinationName, Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
 pub use core::{concat, module_path};
 
@@ -44,6 +44,22 @@ impl<M: ConsumedMessage> MessageParameter for [M] {
 impl<M: ConsumedMessage> MessageParameter for Vec<M> {
     fn consumer_span(&self, handler: &'static Handler) -> SpanStart<'_> {
         MessageSpan::consumer_batch(handler, self)
+    }
+}
+
+/// Starts the CONSUMER span of a handler's message parameter `M` (one message, or a batch): implemented by
+/// [`Spans`] for every [`MessageParameter`]. An expansion that knows the broker calls it on the feature trait's
+/// `Spans`, which is no type when the feature is off: the implementation is then ambiguous, and the compiler
+/// reports only the missing feature.
+pub trait StartsConsumerSpan<M: ?Sized> {
+    /// The span of `message`, handled by `handler`.
+    fn consumer<'a>(message: &'a M, handler: &'static Handler) -> SpanStart<'a>;
+}
+
+impl<M: MessageParameter + ?Sized> StartsConsumerSpan<M> for Spans {
+    #[inline]
+    fn consumer<'a>(message: &'a M, handler: &'static Handler) -> SpanStart<'a> {
+        message.consumer_span(handler)
     }
 }
 

@@ -26,6 +26,13 @@ pub(crate) trait Broker {
 #[doc(hidden)]
 pub struct Features;
 
+/// Where an expansion starts a span, named through a broker's feature trait (`<Features as KafkaEnabled>::Spans`)
+/// when it knows the broker: a type only when that feature is on, so that with it off the compiler reports that
+/// alone, not also everything the expansion does with the span; not a public API. Its functions are in
+/// `expansion.rs`.
+#[doc(hidden)]
+pub struct Spans;
+
 /// How many broker features are on: [`SoleBroker`] is implemented for `BrokerCount<1>` only.
 #[doc(hidden)]
 pub struct BrokerCount<const ENABLED: usize>;
@@ -46,6 +53,8 @@ pub trait SoleBroker {
     const SYSTEM: MessagingSystem;
 }
 
+// Not offered as a fix: the count is the build's features, not something to write.
+#[diagnostic::do_not_recommend]
 impl SoleBroker for BrokerCount<1> {
     const SYSTEM: MessagingSystem = match ENABLED {
         [sole] => *sole,
@@ -131,11 +140,14 @@ macro_rules! brokers {
             pub trait $enabled {
                 /// The broker.
                 const SYSTEM: MessagingSystem;
+                /// [`Spans`].
+                type Spans;
             }
 
             #[cfg(feature = $feature)]
             impl $enabled for Features {
                 const SYSTEM: MessagingSystem = MessagingSystem::$variant;
+                type Spans = Spans;
             }
         )*
     };
