@@ -93,11 +93,9 @@ mod brokers;
 mod capture;
 mod carrier;
 pub mod clients;
+mod consumer_extras;
 mod conventions;
-mod delivery;
 mod handler;
-#[cfg(feature = "tracing")]
-mod handler_events;
 mod injections;
 pub mod metrics;
 #[cfg(feature = "print")]
@@ -106,14 +104,14 @@ mod settings;
 mod settle;
 mod setup;
 mod span;
-#[cfg(feature = "otlp")]
-mod telemetry;
+#[cfg(feature = "tracing")]
+mod tracing_bridge;
 mod w3c;
 
 #[cfg(feature = "kafka")]
 pub use brokers::kafka::carrier as kafka;
 #[cfg(feature = "otlp")]
-pub mod otlp;
+pub use setup::otlp;
 #[cfg(feature = "rabbitmq")]
 pub use brokers::rabbitmq::carrier as rabbitmq;
 
@@ -126,10 +124,8 @@ pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
 };
-pub use delivery::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
+pub use consumer_extras::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
 pub use handler::{Handler, Role};
-#[cfg(feature = "tracing")]
-pub use handler_events::{HandlerEventsLayer, WithTraceIds};
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
 pub use settings::{
@@ -144,7 +140,9 @@ pub use span::{
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
 #[cfg(feature = "otlp")]
-pub use telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryError};
+pub use setup::telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryError};
+#[cfg(feature = "tracing")]
+pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 /// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
 ///

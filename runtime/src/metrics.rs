@@ -249,7 +249,7 @@ mod recording {
         ) -> Self {
             let target = Target::of(handler, system, destination, message);
             if let (Operation::Process, Some(message)) = (operation, message) {
-                let age = crate::delivery::age_millis(message.timestamp_millis(), SystemTime::now());
+                let age = crate::consumer_extras::age_millis(message.timestamp_millis(), SystemTime::now());
                 if let Some(age) = age {
                     let attributes = target.attributes(operation.name(), None);
                     with_instruments(|instruments| {

@@ -16,7 +16,7 @@ use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::MessageFacts;
 use crate::conventions::{self as semconv, Operation};
-use crate::delivery::HeaderSource;
+use crate::consumer_extras::HeaderSource;
 use crate::handler::{Handler, Role};
 use crate::settings::max_links_per_span;
 use crate::w3c::{ContextRejection, TrimReason};
@@ -134,7 +134,7 @@ pub(super) fn describe(
             attributes.add(REPLAY_ORIGINAL_TIME_ATTRIBUTE, facts.timestamp_millis());
         }
         if role == Role::Consumer {
-            crate::delivery::record_delivery(handler, facts, headers, &mut attributes);
+            crate::consumer_extras::record_delivery(handler, facts, headers, &mut attributes);
         }
     }
     if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {

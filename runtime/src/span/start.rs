@@ -15,7 +15,7 @@ use super::{instrumentation_scope, marked_random_if_started};
 use crate::attributes::SpanAttributes;
 use crate::carrier::{carries_context, extract_context, ConsumedMessage, IncomingContext, MessageFacts};
 use crate::conventions::Operation;
-use crate::delivery::HeaderSource;
+use crate::consumer_extras::HeaderSource;
 use crate::handler::{Handler, Role};
 use crate::metrics::Measurement;
 use crate::settings::ParentPolicy;

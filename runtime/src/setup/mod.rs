@@ -1,4 +1,11 @@
-//! Process-wide set-up: the propagator tracehop reads and writes with.
+//! Setting a process up for tracehop, in one place: the propagator it reads and writes with (here, always), and
+//! with the `otlp` feature a whole tracer provider from the `OTEL_*` variables (`telemetry`, `tracehop::init()`)
+//! or the older HTTP-only one (`otlp`).
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
+#[cfg(feature = "otlp")]
+pub(crate) mod telemetry;
 
 use opentelemetry::global;
 use opentelemetry::propagation::TextMapCompositePropagator;
