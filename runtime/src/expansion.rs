@@ -77,7 +77,7 @@ pub fn returning<R, F: core::future::Future<Output = R>>(future: F) -> F {
 }
 
 /// Chooses, at the macro's expansion site where the return type is concrete, the most precise way to record
-/// it: [`HandlerOutcome`] when implemented, else any `Result`'s `Err` without a message, else nothing. This
+/// it: [`HandlerOutcome`](crate::HandlerOutcome) when implemented, else any `Result`'s `Err` without a message, else nothing. This
 /// is "autoref specialization": method lookup tries `&&Outcome`, then `&Outcome`, then `Outcome`.
 #[doc(hidden)]
 pub mod outcome {

@@ -110,10 +110,10 @@ mod w3c;
 
 #[cfg(feature = "kafka")]
 pub use brokers::kafka::carrier as kafka;
-#[cfg(feature = "otlp")]
-pub use setup::otlp;
 #[cfg(feature = "rabbitmq")]
 pub use brokers::rabbitmq::carrier as rabbitmq;
+#[cfg(feature = "otlp")]
+pub use setup::otlp;
 
 pub use __private::MessageParameter;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
@@ -134,15 +134,13 @@ pub use settings::{
 };
 pub use settle::{Settle, Settlement};
 pub use setup::install_propagator;
+#[cfg(feature = "otlp")]
+pub use setup::telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryError};
 pub use span::{
     inject_creation_context, HandlerOutcome, Instrumented, MessageSpan, SpanStart, BAGGAGE_TRIMMED_ATTRIBUTE,
     CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE,
     REPLAY_ATTRIBUTE, REPLAY_ORIGINAL_TIME_ATTRIBUTE, TRACESTATE_TRIMMED_ATTRIBUTE,
 };
-#[cfg(feature = "otlp")]
-pub use setup::telemetry::{init, OtlpProtocol, Telemetry, TelemetryBuilder, TelemetryError};
-#[cfg(feature = "tracing")]
-pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 /// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
 ///
@@ -176,6 +174,8 @@ pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 /// ```
 #[doc(inline)]
 pub use tracehop_macros::traced_consumer;
+#[cfg(feature = "tracing")]
+pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 
 /// Traces a publish function: a PRODUCER span, a child of the current context, whose context reaches the
 /// published message's headers.

@@ -59,8 +59,6 @@ pub(crate) use recording::*;
 #[cfg(not(feature = "metrics"))]
 pub(crate) use disabled::*;
 
-/// The operation a client measurement is of.
-
 #[cfg(feature = "metrics")]
 mod recording {
     use std::sync::{Arc, OnceLock, RwLock, Weak};

@@ -15,8 +15,8 @@ use super::{
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::MessageFacts;
-use crate::conventions::{self as semconv, Operation};
 use crate::consumer_extras::HeaderSource;
+use crate::conventions::{self as semconv, Operation};
 use crate::handler::{Handler, Role};
 use crate::settings::max_links_per_span;
 use crate::w3c::{ContextRejection, TrimReason};

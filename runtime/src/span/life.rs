@@ -87,7 +87,7 @@ impl MessageSpan {
         }
     }
 
-    /// [`MessageSpan::run`] with the outcome recorded by `record` instead of [`HandlerOutcome`], for return
+    /// [`MessageSpan::run`] with the outcome recorded by `record` instead of [`HandlerOutcome`](crate::HandlerOutcome), for return
     /// types that do not implement it.
     pub fn run_with_outcome<R>(mut self, body: impl FnOnce() -> R, record: impl FnOnce(&R, &MessageSpan)) -> R {
         let result = {
@@ -109,7 +109,7 @@ impl MessageSpan {
         }
     }
 
-    /// [`MessageSpan::instrument`] with the outcome recorded by `record` instead of [`HandlerOutcome`].
+    /// [`MessageSpan::instrument`] with the outcome recorded by `record` instead of [`HandlerOutcome`](crate::HandlerOutcome).
     pub fn instrument_with_outcome<F, Rec>(self, future: F, record: Rec) -> Instrumented<F, Rec>
     where
         F: Future,
