@@ -49,15 +49,25 @@
 //! `otlp` feature, `let _telemetry = tracehop::init()?;` at the top of `main` does both.
 //!
 //! ## Attribute options
-//! Both macros take `message = name` (consumers) or `record = name` (producers) for a parameter whose type
-//! tracehop does not know by name (an alias, or another broker's type implementing [`ConsumedMessage`] or
-//! [`PublishedMessage`]), `system = "kafka"` (or `"rabbitmq"`), `destination = "topic"` or `destination = expr`,
-//! `name = "span name"` and `attributes(app.key = expr, ...)`. `#[traced_consumer]` also takes
-//! `group = "consumer-group"`, `parent = "continue" | "link" | "none"` ([`ParentPolicy`]) and `replay`
-//! ([`Handler::replay`]), `capture_headers("x-tenant", "x-*")` and `exclude_headers(...)`
-//! ([`Handler::capture_headers`]) and `attempt_header = "x-retry-count"` ([`Handler::attempt_header`]);
-//! `#[traced_producer]` also takes `routing_key = ...` (RabbitMQ). With tracehop renamed
-//! in Cargo.toml, `crate = "::th"` tells the expansion where to find it.
+//! The one list of them; each becomes a call on the [`Handler`] (or, for a value read per message, on the
+//! [`SpanStart`]) that code without the macros makes itself.
+//!
+//! | option | consumer | producer | example | becomes |
+//! |:-|:-:|:-:|:-|:-|
+//! | `message` | ✓ | | `message = delivery` | picks the message parameter, for a type tracehop does not know by name (an alias, another broker's [`ConsumedMessage`]) |
+//! | `record` | | ✓ | `record = properties` | picks the record parameter, likewise ([`PublishedMessage`]) |
+//! | `system` | ✓ | ✓ | `system = "kafka"` | [`Handler::system`]; inferred from the message or record type |
+//! | `destination` | ✓ | ✓ | `destination = "orders"` or `= expr` | [`Handler::destination`], or [`SpanStart::destination`] per message |
+//! | `group` | ✓ | | `group = "inventory-service"` | [`Handler::group`] |
+//! | `routing_key` | | ✓ | `routing_key = "order.created"` or `= expr` | [`Handler::routing_key`], or [`SpanStart::routing_key`] per message |
+//! | `name` | ✓ | ✓ | `name = "reserve stock"` | [`Handler::span_name`] |
+//! | `parent` | ✓ | | `parent = "link"` (`"continue"`, `"none"`) | [`Handler::parent`] ([`ParentPolicy`]) |
+//! | `replay` | ✓ | | `replay` | [`Handler::replay`] |
+//! | `attributes` | ✓ | ✓ | `attributes(app.order.id = order.id)` | [`SpanStart::attributes`], computed only for recorded spans |
+//! | `capture_headers` | ✓ | | `capture_headers("x-tenant", "x-request-*")` | [`Handler::capture_headers`] |
+//! | `exclude_headers` | ✓ | | `exclude_headers("x-internal-*")` | [`Handler::exclude_headers`] |
+//! | `attempt_header` | ✓ | | `attempt_header = "x-retry-count"` | [`Handler::attempt_header`] |
+//! | `crate` | ✓ | ✓ | `crate = "::th"` | where tracehop is, when renamed in Cargo.toml |
 //!
 //! ## Batches
 //! A consumer taking `&[M]`, `Vec<M>` or `&Vec<M>` of messages gets one span linked to every message
@@ -148,10 +158,7 @@ pub use span::{
 /// reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`: one span linked to every message). It may be
 /// sync or `async`, a free function or a method, generic, and return anything; its result is passed through.
 ///
-/// Options: `group = "..."`, `destination = "..."` or `= expr`, `name = "..."`, `system = "kafka" | "rabbitmq"`,
-/// `parent = "continue" | "link" | "none"` ([`ParentPolicy`]), `replay` ([`Handler::replay`]),
-/// `capture_headers("x-tenant", "x-*")` and `exclude_headers("x-internal-*")` ([`Handler::capture_headers`]),
-/// `attempt_header = "x-retry-count"` ([`Handler::attempt_header`]) and `attributes(app.key = expr, ...)`.
+/// Its options are those with a ✓ under "consumer" in the [crate's option table](crate#attribute-options).
 ///
 /// ```no_run
 /// # #[cfg(feature = "kafka")] mod example {
@@ -185,9 +192,8 @@ pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 /// headers with `kafka::trace_headers`/`rabbitmq::trace_properties` (or [`inject_current_context`],
 /// [`inject_creation_context`]). A span that ends with nothing injected is marked and warned about once.
 ///
-/// Options: `destination = "..."` or `= expr`, `name = "..."`, `system = "kafka" | "rabbitmq"` (needed when the
-/// signature names no record and more than one broker feature is on), `routing_key = ...` (RabbitMQ) and
-/// `attributes(app.key = expr, ...)`.
+/// Its options are those with a ✓ under "producer" in the [crate's option table](crate#attribute-options);
+/// `system` is needed when the signature names no record and more than one broker feature is on.
 ///
 /// ```no_run
 /// # #[cfg(feature = "kafka")] mod example {
