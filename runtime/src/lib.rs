@@ -118,10 +118,7 @@ mod span;
 mod tracing_bridge;
 mod w3c;
 
-#[cfg(feature = "kafka")]
-pub use brokers::kafka::carrier as kafka;
-#[cfg(feature = "rabbitmq")]
-pub use brokers::rabbitmq::carrier as rabbitmq;
+pub use brokers::carriers::*;
 #[cfg(feature = "otlp")]
 pub use setup::otlp;
 

@@ -111,6 +111,17 @@ macro_rules! brokers {
             }
         }
 
+        /// Each broker's public module of carriers, `tracehop::<broker>`, for the brokers whose feature is on.
+        pub mod carriers {
+            $(#[cfg(feature = $feature)] pub use super::$folder::carrier as $folder;)*
+        }
+
+        /// Each broker's public module of traced clients, `tracehop::clients::<broker>`, for the brokers whose
+        /// feature is on.
+        pub mod clients {
+            $(#[cfg(feature = $feature)] pub use super::$folder::client as $folder;)*
+        }
+
         /// The brokers whose cargo feature is on.
         const ENABLED: &[MessagingSystem] = &[$(#[cfg(feature = $feature)] MessagingSystem::$variant,)*];
 

@@ -20,10 +20,7 @@
 //! (`kafka::commit_message`, `kafka::store_offset`, `rabbitmq::ack`, `rabbitmq::nack`, `rabbitmq::reject`, and
 //! [`Settle`](crate::Settle) for any other call) make the call the caller asks for in a settle span.
 
-#[cfg(feature = "kafka")]
-pub use crate::brokers::kafka::client as kafka;
-#[cfg(feature = "rabbitmq")]
-pub use crate::brokers::rabbitmq::client as rabbitmq;
+pub use crate::brokers::clients::*;
 
 use std::future::Future;
 use std::pin::Pin;
