@@ -1,6 +1,8 @@
 //! The messaging conventions beyond spans, over Kafka (librdkafka's mock cluster): the four messaging metrics and
 //! the message-age histogram, settle spans around commits, captured headers, the attempt header and the message's
-//! age; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own.
+//! age; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own. A
+//! handler's processing duration and a settle inside a handler, which every broker shares, are also shown on every
+//! broker by `tests/shared_behaviour.rs`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -242,38 +244,6 @@ async fn a_failed_receive_counts_no_message_under_its_error_type() {
             counter("messaging.client.consumed.messages", 0, &failed),
         ]
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("settle");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    broker.send_raw(&topic, "k", b"ok", &[("traceparent", TRACEPARENT.as_bytes())]).await;
-    let message = receive(&consumer).await;
-    assert_eq!(handle_and_commit(&message, &consumer), Ok(()));
-
-    let spans = spans_to(&topic);
-    assert_eq!(spans.len(), 2, "{spans:#?}");
-    let (consumer_span, settle) =
-        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
-    assert_eq!(settle.name, format!("commit {topic}"));
-    assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
-    assert_eq!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
-    assert_eq!(
-        attributes(&settle),
-        expected(&[
-            ("messaging.system", text("kafka")),
-            ("messaging.operation.type", text("settle")),
-            ("messaging.operation.name", text("commit")),
-            ("messaging.destination.name", text(&topic)),
-            ("messaging.destination.partition.id", text("0")),
-            ("messaging.kafka.offset", Value::I64(0)),
-        ])
-    );
-    assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
 }
 
 /// A settle outside the handler: the handler's span has ended, so the settle span is a root of its own unless the

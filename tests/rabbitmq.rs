@@ -1,6 +1,8 @@
-//! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: one trace from a
-//! #[traced_producer] publish to a #[traced_consumer] handler, fan-out through a fanout exchange, messages from
-//! plain clients, every AMQP header type, and a handler's error and panic left for the caller to settle.
+//! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: fan-out through a fanout
+//! exchange, messages from plain clients through the default exchange, every AMQP header type, a handler's error
+//! and panic left for the caller to settle, properties built in the body, a batch of deliveries. The round trip
+//! every broker shares (one trace from a #[traced_producer] publish to a #[traced_consumer] handler) is in
+//! `tests/shared_behaviour.rs`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -11,7 +13,7 @@ use lapin::{BasicProperties, Channel, ExchangeKind};
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
-use suite::{attribute, attributes, declare_exchange, declare_queue, expected, next_delivery, spans_to};
+use suite::{attribute, declare_exchange, declare_queue, next_delivery, spans_to};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -67,58 +69,6 @@ async fn channel() -> Channel {
     let channel = suite::rabbitmq_channel().await;
     channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm.select");
     channel
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn consumer_span_continues_the_producer_trace_through_rabbitmq() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-direct");
-    let queue = format!("{exchange}.inventory");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-
-    let properties = BasicProperties::default().with_message_id("m-1".into()).with_correlation_id("c-9".into());
-    publish(&channel, &exchange, "order.created", b"{\"id\":1}", properties).await.expect("published");
-    let delivery = next_delivery(&channel, &queue).await;
-    let traceparent = delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get("traceparent"));
-    assert!(matches!(traceparent, Some(AMQPValue::LongString(_))), "injected as a long string: {traceparent:?}");
-    assert_eq!(reserve(&delivery).await, Ok(8));
-    delivery.ack(BasicAckOptions::default()).await.expect("ack");
-
-    let (producer, consumers) = producer_and_consumers(&exchange, 1);
-    let consumer = &consumers[0];
-    assert_child_of(consumer, &producer);
-    assert_eq!(producer.name, format!("send {exchange}"));
-    assert_eq!(consumer.name, format!("process {exchange}"));
-    assert_eq!(
-        attributes(&producer),
-        expected(&[
-            ("code.function.name", Value::from("rabbitmq::publish")),
-            ("messaging.system", Value::from("rabbitmq")),
-            ("messaging.operation.type", Value::from("send")),
-            ("messaging.operation.name", Value::from("send")),
-            ("messaging.destination.name", Value::from(exchange.clone())),
-            ("messaging.rabbitmq.destination.routing_key", Value::from("order.created")),
-            ("messaging.message.id", Value::from("m-1")),
-            ("messaging.message.conversation_id", Value::from("c-9")),
-        ])
-    );
-    assert_eq!(
-        attributes(consumer),
-        expected(&[
-            ("code.function.name", Value::from("rabbitmq::reserve")),
-            ("messaging.system", Value::from("rabbitmq")),
-            ("messaging.operation.type", Value::from("process")),
-            ("messaging.operation.name", Value::from("process")),
-            ("messaging.destination.name", Value::from(exchange.clone())),
-            ("messaging.consumer.group.name", Value::from("inventory")),
-            ("messaging.rabbitmq.destination.routing_key", Value::from("order.created")),
-            ("messaging.rabbitmq.message.delivery_tag", Value::I64(delivery.delivery_tag as i64)),
-            ("messaging.message.id", Value::from("m-1")),
-            ("messaging.message.conversation_id", Value::from("c-9")),
-            ("messaging.message.body.size", Value::I64(8)),
-        ])
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
