@@ -30,6 +30,11 @@ mod kafka {
         behaviour::settle_inside_a_handler(&Kafka::start()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_message_is_not_settled_and_its_redelivery_continues_the_trace() {
+        behaviour::redelivery_after_a_failure_continues_the_trace(&Kafka::start()).await;
+    }
+
     #[cfg(feature = "metrics")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
@@ -64,6 +69,12 @@ mod rabbitmq {
     #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
     async fn a_settle_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
         behaviour::settle_inside_a_handler(&RabbitMq::connect().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn a_failed_message_is_not_settled_and_its_redelivery_continues_the_trace() {
+        behaviour::redelivery_after_a_failure_continues_the_trace(&RabbitMq::connect().await).await;
     }
 
     #[cfg(feature = "metrics")]

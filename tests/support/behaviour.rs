@@ -52,11 +52,18 @@ pub struct Handled {
     pub span_id: SpanId,
 }
 
+/// What a failing handler returns ([`BrokerFixture::handle_failing`]).
+pub const FAILURE: &str = "the warehouse is unreachable";
+
 /// The body of every fixture handler, the macro's and the client adapter's alike: waits across an await, starts a
-/// [`BODY_SPAN`] span, and returns what it saw ([`Handled`]), or `Err("refused")` for a body of `fail`.
-pub async fn handle_body(id: String, payload: Vec<u8>) -> Result<Handled, String> {
+/// [`BODY_SPAN`] span, and returns what it saw ([`Handled`]); or fails, with [`FAILURE`] when told to `fail`, or
+/// with `refused` for a body of `fail`.
+pub async fn handle_body(id: String, payload: Vec<u8>, fail: bool) -> Result<Handled, String> {
     tokio::time::sleep(Duration::from_millis(5)).await;
     let _child = global::tracer("suite").start(BODY_SPAN);
+    if fail {
+        return Err(FAILURE.to_owned());
+    }
     if payload == b"fail" {
         return Err("refused".to_owned());
     }
@@ -113,6 +120,16 @@ pub trait BrokerFixture {
     fn traceparent_of(&self, received: &Self::Message) -> Option<Vec<u8>>;
     /// Runs [`handle_body`] on `received` in the fixture's `#[traced_consumer(group = GROUP)]` handler.
     async fn handle(&self, received: &Self::Message) -> Result<Handled, String>;
+    /// The same handler, told to fail ([`FAILURE`]).
+    async fn handle_failing(&self, received: &Self::Message) -> Result<Handled, String>;
+    /// Leaves `received`, which a handler failed on, unsettled, as the handler's caller does (tracehop settles
+    /// nothing, and asserts so where the broker can tell), and goes away: the destination's first subscriber is
+    /// then a new one that gets the message again.
+    async fn give_back(&self, destination: &mut Self::Destination, received: &Self::Message);
+    /// Asserts that `again` is `first`, delivered again.
+    fn assert_redelivery_of(&self, first: &Self::Message, again: &Self::Message);
+    /// What the consumer span of a message delivered again says of that, beyond the first delivery's attributes.
+    fn redelivery_attributes(&self) -> Attributes;
     /// Receives the next message of `subscriber` through the broker's traced consumer adapter
     /// (`ConsumerTracing::stream`) and runs [`handle_body`] on it in its span.
     async fn handle_by_client(&self, destination: &Self::Destination, subscriber: usize) -> Result<Handled, String>;
@@ -783,4 +800,43 @@ pub async fn process_duration_is_recorded_on_success_and_failure<B: BrokerFixtur
         Vec::new() // the messages carried no timestamp
     };
     assert_eq!(metric_points("tracehop.message.age", &name), ages);
+}
+
+// ---- Redelivery ----
+
+/// At-least-once stays the caller's: a handler that fails leaves its message unsettled (tracehop settles nothing);
+/// the caller goes away, a new subscriber gets the message again, and the second handling continues the same
+/// producer trace. Both handlings are children of the producer span and linked to it; the first failed (status and
+/// `error.type`), the second says what the broker tells of a redelivery.
+pub async fn redelivery_after_a_failure_continues_the_trace<B: BrokerFixture>(fixture: &B) {
+    let mut destination = fixture.destination("redelivery", 1).await;
+    let name = fixture.name(&destination);
+    let order = Outgoing { id: "order-9", payload: b"order", headers: &[] };
+    fixture.publish(&destination, &order).await;
+
+    let first = fixture.receive(&destination, 0).await;
+    assert_eq!(fixture.handle_failing(&first).await, Err(FAILURE.to_owned()));
+    fixture.give_back(&mut destination, &first).await;
+    let again = fixture.receive(&destination, 0).await;
+    fixture.assert_redelivery_of(&first, &again);
+    let handled = fixture.handle(&again).await;
+    assert_eq!(handled.map(|handled| (handled.id, handled.payload)), Ok((order.id.to_owned(), order.payload.to_vec())));
+
+    let spans = spans_to(&name);
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let producer = crate::the_span(&spans, SpanKind::Producer);
+    let handlings = crate::handlings_of(&spans, &producer);
+    assert_eq!(handlings.len(), 2, "{spans:#?}");
+    for handling in &handlings {
+        crate::assert_child_of(handling, &producer);
+        assert_eq!(handling.name, format!("process {name}"));
+    }
+    assert_eq!(handlings[0].status, Status::error(FAILURE));
+    assert_eq!(handlings[1].status, Status::Unset);
+    let mut failed = consumer_attributes(fixture, &name, &order, &first);
+    failed.push(("error.type", text("alloc::string::String")));
+    assert_eq!(attributes(&handlings[0]), expected(&failed));
+    let mut redelivered = consumer_attributes(fixture, &name, &order, &again);
+    redelivered.extend(fixture.redelivery_attributes());
+    assert_eq!(attributes(&handlings[1]), expected(&redelivered));
 }

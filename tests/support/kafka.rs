@@ -6,15 +6,16 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use opentelemetry::Value;
-use rdkafka::consumer::{CommitMode, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 use tracehop::clients::kafka::TracedFutureProducer;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
 
-use crate::behaviour::{handle_body, BrokerFixture, Handled, Outgoing};
+use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, Outgoing};
 use crate::{receive, Broker};
 
 /// The suite's Kafka broker, as the shared test bodies use it.
@@ -42,8 +43,8 @@ async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, [u8]>)
 }
 
 #[tracehop::traced_consumer(group = "inventory")]
-async fn handle(message: &OwnedMessage) -> Result<Handled, String> {
-    handle_body(id_of(message), message.payload().unwrap_or_default().to_vec()).await
+async fn handle(message: &OwnedMessage, fail: bool) -> Result<Handled, String> {
+    handle_body(id_of(message), message.payload().unwrap_or_default().to_vec(), fail).await
 }
 
 #[tracehop::traced_consumer(group = "inventory")]
@@ -123,7 +124,31 @@ impl BrokerFixture for Kafka {
     }
 
     async fn handle(&self, received: &OwnedMessage) -> Result<Handled, String> {
-        handle(received).await
+        handle(received, false).await
+    }
+
+    async fn handle_failing(&self, received: &OwnedMessage) -> Result<Handled, String> {
+        handle(received, true).await
+    }
+
+    async fn give_back(&self, topic: &mut Topic, received: &OwnedMessage) {
+        // The caller does not commit a failed message; tracehop has not either.
+        let mut partition = TopicPartitionList::new();
+        partition.add_partition(&topic.name, received.partition());
+        let committed =
+            topic.subscribers[0].committed_offsets(partition, Duration::from_secs(10)).expect("committed offsets");
+        assert_eq!(committed.elements()[0].offset(), Offset::Invalid, "nothing committed for the failed message");
+        // A new consumer of the same group, after the first is gone.
+        drop(topic.subscribers.remove(0));
+        topic.subscribers.insert(0, self.broker.consumer("subscriber-0", &topic.name));
+    }
+
+    fn assert_redelivery_of(&self, first: &OwnedMessage, again: &OwnedMessage) {
+        assert_eq!((again.partition(), again.offset()), (first.partition(), first.offset()), "the same message");
+    }
+
+    fn redelivery_attributes(&self) -> Attributes {
+        Vec::new() // a Kafka consumer cannot tell a message it reads again
     }
 
     async fn handle_by_client(&self, topic: &Topic, subscriber: usize) -> Result<Handled, String> {
@@ -134,7 +159,9 @@ impl BrokerFixture for Kafka {
             .expect("the stream goes on")
             .expect("no Kafka error");
         message
-            .process_async(|message| handle_body(id_of(&message), message.payload().unwrap_or_default().to_vec()))
+            .process_async(|message| {
+                handle_body(id_of(&message), message.payload().unwrap_or_default().to_vec(), false)
+            })
             .await
     }
 

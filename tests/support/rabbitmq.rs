@@ -16,7 +16,7 @@ use tracehop::clients::rabbitmq::TracedChannel;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
 
-use crate::behaviour::{handle_body, BrokerFixture, Handled, Outgoing};
+use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, Outgoing};
 
 /// The routing key every message of the fixture is published with.
 pub const ROUTING_KEY: &str = "order.created";
@@ -64,8 +64,8 @@ async fn publish(
 }
 
 #[tracehop::traced_consumer(group = "inventory")]
-async fn handle(delivery: &Delivery) -> Result<Handled, String> {
-    handle_body(id_of(delivery), delivery.data.clone()).await
+async fn handle(delivery: &Delivery, fail: bool) -> Result<Handled, String> {
+    handle_body(id_of(delivery), delivery.data.clone(), fail).await
 }
 
 #[tracehop::traced_consumer(group = "inventory")]
@@ -182,7 +182,28 @@ impl BrokerFixture for RabbitMq {
     }
 
     async fn handle(&self, received: &Delivery) -> Result<Handled, String> {
-        handle(received).await
+        handle(received, false).await
+    }
+
+    async fn handle_failing(&self, received: &Delivery) -> Result<Handled, String> {
+        handle(received, true).await
+    }
+
+    async fn give_back(&self, exchange: &mut Exchange, received: &Delivery) {
+        assert!(!received.redelivered, "a first delivery");
+        // The caller settles nothing and goes away: RabbitMQ requeues what its channel left unacknowledged.
+        let channel = std::mem::replace(&mut exchange.channels[0], crate::rabbitmq_channel().await);
+        channel.close(200, "handler failed".into()).await.expect("channel.close");
+    }
+
+    fn assert_redelivery_of(&self, first: &Delivery, again: &Delivery) {
+        assert_eq!(id_of(again), id_of(first), "the same message");
+        assert_eq!(again.data, first.data, "the same message");
+        assert!(again.redelivered, "flagged as redelivered");
+    }
+
+    fn redelivery_attributes(&self) -> Attributes {
+        vec![(tracehop::REDELIVERED_ATTRIBUTE, Value::Bool(true))]
     }
 
     async fn handle_by_client(&self, exchange: &Exchange, subscriber: usize) -> Result<Handled, String> {
@@ -206,7 +227,7 @@ impl BrokerFixture for RabbitMq {
             .expect("a delivery within 10 seconds")
             .expect("the stream goes on")
             .expect("no AMQP error");
-        delivery.process_async(|delivery| handle_body(id_of(&delivery), delivery.data)).await
+        delivery.process_async(|delivery| handle_body(id_of(&delivery), delivery.data, false)).await
     }
 
     async fn handle_and_settle(&self, _exchange: &Exchange, received: &Delivery) -> Result<(), String> {
