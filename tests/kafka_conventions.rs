@@ -1,10 +1,10 @@
 //! The messaging conventions beyond spans, over Kafka (librdkafka's mock cluster): the four messaging metrics and
-//! the message-age histogram, settle spans around commits, captured headers, the attempt header and the message's
-//! age; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own. A
-//! handler's processing duration and a settle inside a handler, which every broker shares, are also shown on every
-//! broker by `tests/shared_behaviour.rs`.
+//! the message-age histogram, settle spans around commits and offset stores, captured headers and the attempt
+//! header; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own.
+//! What every broker shares (a handler's processing duration, a settle inside a handler, the message's age) is also
+//! shown on every broker by `tests/shared_behaviour.rs`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry::trace::SpanKind;
 use opentelemetry::{Array, Value};
@@ -54,10 +54,6 @@ fn handle_with_headers(message: &OwnedMessage) {
 #[tracehop::traced_consumer(group = "conventions")]
 fn handle(message: &OwnedMessage) {
     let _ = message;
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64
 }
 
 fn text(value: &str) -> Value {
@@ -358,40 +354,6 @@ async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not(
         ])
     );
     assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("age");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    let producer = broker.producer();
-    let sent_at = now_millis() - 60_000;
-    let old = FutureRecord::<str, str>::to(&topic).payload("old").timestamp(sent_at);
-    producer.send(old, Duration::from_secs(10)).await.expect("sent");
-    let future = FutureRecord::<str, str>::to(&topic).payload("future").timestamp(now_millis() + 3_600_000);
-    producer.send(future, Duration::from_secs(10)).await.expect("sent");
-    let before = now_millis();
-    handle(&receive(&consumer).await);
-    handle(&receive(&consumer).await);
-    let after = now_millis();
-
-    let spans = spans_to(&topic);
-    let age_of = |payload_size: i64| {
-        let span = spans
-            .iter()
-            .find(|span| attribute(span, "messaging.message.body.size") == Some(Value::I64(payload_size)))
-            .expect("the message's span");
-        match attribute(span, "tracehop.message.age_ms") {
-            Some(Value::I64(age)) => age,
-            other => panic!("no age: {other:?}"),
-        }
-    };
-    let old_age = age_of(3);
-    assert!((before - sent_at..=after - sent_at).contains(&old_age), "{old_age}");
-    assert_eq!(age_of(6), 0, "a timestamp in the future reads as no wait");
 }
 
 /// Every constant `pub const NAME: &str = "value";` of a source file of the conventions crate.

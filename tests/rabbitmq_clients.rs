@@ -184,6 +184,8 @@ async fn the_consumer_stream_adapter_continues_the_producers_trace_and_leaves_th
     );
 }
 
+/// Through the default exchange, whose spans name it `amq.default`: the consumer and receive spans of a message
+/// with a malformed context. (The same through a named exchange, on every broker: `tests/shared_behaviour.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
 async fn a_malformed_traceparent_through_the_consumer_stream_gives_a_new_root() {

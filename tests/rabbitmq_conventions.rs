@@ -1,7 +1,7 @@
 //! The messaging conventions beyond spans, against the real RabbitMQ server `scripts/test` starts: settle spans
 //! around ack, nack and reject, a redelivery after a nack, a quorum queue's delivery count, a dead-lettered
-//! message's death count, captured headers and the message's age. A handler's metrics and an ack inside a handler,
-//! which every broker shares, are in `tests/shared_behaviour.rs`.
+//! message's death count, captured headers and an old message's age. A handler's metrics, an ack inside a handler
+//! and a timestamp in the future, which every broker shares, are in `tests/shared_behaviour.rs`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -245,17 +245,4 @@ async fn a_dead_lettered_message_s_death_count_headers_and_age_are_recorded() {
         })
         .expect("the reject span");
     assert_eq!(attribute(&rejected, "messaging.operation.name"), Some(text("reject")));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn a_timestamp_in_the_future_reads_as_no_wait() {
-    let channel = channel().await;
-    let queue = suite::unique_topic("future");
-    suite::declare_queue(&channel, &queue).await;
-    publish_plain(&channel, &queue, b"later", BasicProperties::default().with_timestamp(now_seconds() + 3600)).await;
-    let delivery = next_delivery(&channel, &queue).await;
-    assert_eq!(reserve(&delivery).await, Ok(5));
-    let consumer = spans_routed_to(&queue).into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("span");
-    assert_eq!(attribute(&consumer, "tracehop.message.age_ms"), Some(Value::I64(0)));
 }

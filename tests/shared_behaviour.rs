@@ -35,6 +35,16 @@ mod kafka {
         behaviour::redelivery_after_a_failure_continues_the_trace(&Kafka::start()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_malformed_traceparent_through_the_client_adapter_gives_a_new_root() {
+        behaviour::a_malformed_context_through_the_client_adapter_gives_a_new_root(&Kafka::start()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
+        behaviour::a_message_s_age_is_the_time_since_its_timestamp_and_never_negative(&Kafka::start()).await;
+    }
+
     #[cfg(feature = "metrics")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
@@ -75,6 +85,18 @@ mod rabbitmq {
     #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
     async fn a_failed_message_is_not_settled_and_its_redelivery_continues_the_trace() {
         behaviour::redelivery_after_a_failure_continues_the_trace(&RabbitMq::connect().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn a_malformed_traceparent_through_the_client_adapter_gives_a_new_root() {
+        behaviour::a_malformed_context_through_the_client_adapter_gives_a_new_root(&RabbitMq::connect().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
+        behaviour::a_message_s_age_is_the_time_since_its_timestamp_and_never_negative(&RabbitMq::connect().await).await;
     }
 
     #[cfg(feature = "metrics")]

@@ -112,6 +112,14 @@ pub trait BrokerFixture {
     ) -> Vec<(&'static str, Value)>;
     /// Publishes `message` with exactly its headers, bypassing tracehop: how a foreign or broken producer publishes.
     async fn publish_raw(&self, destination: &Self::Destination, message: &Outgoing<'_>);
+    /// Publishes `message` as [`BrokerFixture::publish_raw`] does, with the timestamp `at`; returns that timestamp
+    /// as the broker carries it, in milliseconds since the epoch (AMQP's counts whole seconds).
+    async fn publish_raw_at(
+        &self,
+        destination: &Self::Destination,
+        message: &Outgoing<'_>,
+        at: std::time::SystemTime,
+    ) -> i64;
     /// The next message `subscriber` receives, through the broker's client library.
     async fn receive(&self, destination: &Self::Destination, subscriber: usize) -> Self::Message;
     /// The id ([`Outgoing::id`]) of a received message.
@@ -131,8 +139,14 @@ pub trait BrokerFixture {
     /// What the consumer span of a message delivered again says of that, beyond the first delivery's attributes.
     fn redelivery_attributes(&self) -> Attributes;
     /// Receives the next message of `subscriber` through the broker's traced consumer adapter
-    /// (`ConsumerTracing::stream`) and runs [`handle_body`] on it in its span.
-    async fn handle_by_client(&self, destination: &Self::Destination, subscriber: usize) -> Result<Handled, String>;
+    /// (`ConsumerTracing::stream`, with receive spans when `receive_spans`) and runs [`handle_body`] on it in its
+    /// span.
+    async fn handle_by_client(
+        &self,
+        destination: &Self::Destination,
+        subscriber: usize,
+        receive_spans: bool,
+    ) -> Result<Handled, String>;
     /// Runs a `#[traced_consumer(group = GROUP)]` handler that settles `received` through tracehop's settle call
     /// ([`BrokerFixture::SETTLE_OPERATION`]) and returns that call's outcome.
     async fn handle_and_settle(&self, destination: &Self::Destination, received: &Self::Message) -> Result<(), String>;
@@ -682,7 +696,7 @@ pub async fn clients_and_macros_agree<B: BrokerFixture>(fixture: &B) {
     for _ in 0..2 {
         let by_macro = fixture.handle(&fixture.receive(&destination, 0).await).await;
         assert_eq!(by_macro.map(|handled| handled.id), Ok(order.id.to_owned()), "handled by the macro");
-        let by_client = fixture.handle_by_client(&destination, 1).await;
+        let by_client = fixture.handle_by_client(&destination, 1, false).await;
         assert_eq!(by_client.map(|handled| handled.id), Ok(order.id.to_owned()), "handled by the client");
     }
 
@@ -839,4 +853,66 @@ pub async fn redelivery_after_a_failure_continues_the_trace<B: BrokerFixture>(fi
     let mut redelivered = consumer_attributes(fixture, &name, &order, &again);
     redelivered.extend(fixture.redelivery_attributes());
     assert_eq!(attributes(&handlings[1]), expected(&redelivered));
+}
+
+// ---- The client adapter and a bad context ----
+
+/// A malformed `traceparent` through the broker's consumer adapter, with receive spans: the CONSUMER span is a new
+/// root that says why, linked to nothing, and the CLIENT span `receive {destination}` has no context to link to.
+pub async fn a_malformed_context_through_the_client_adapter_gives_a_new_root<B: BrokerFixture>(fixture: &B) {
+    let destination = fixture.destination("client-malformed", 1).await;
+    let name = fixture.name(&destination);
+    let malformed = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0";
+    fixture
+        .publish_raw(&destination, &Outgoing { id: "k", payload: b"p", headers: &[("traceparent", malformed)] })
+        .await;
+    let handled = fixture.handle_by_client(&destination, 0, true).await.expect("the handler ran");
+
+    let spans = spans_to(&name);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let consumer = crate::the_span(&spans, SpanKind::Consumer);
+    assert_eq!((handled.trace_id, handled.span_id), crate::ids(&consumer), "the body ran under the consumer span");
+    assert_eq!(consumer.name, format!("process {name}"));
+    assert_eq!(consumer.parent_span_id, SpanId::INVALID);
+    assert_ne!(consumer.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
+    assert!(consumer.links.links.is_empty());
+    assert_eq!(attribute(&consumer, "tracehop.context.rejected"), Some(text("traceparent_wrong_length")));
+    assert_eq!(attribute(&consumer, "code.function.name"), Some(text(B::HANDLE_FUNCTION)));
+    let receive = crate::the_span(&spans, SpanKind::Client);
+    assert_eq!(receive.name, format!("receive {name}"));
+    assert!(receive.links.links.is_empty(), "no valid context to link to");
+    assert_eq!(attribute(&receive, "messaging.operation.type"), Some(text("receive")));
+}
+
+// ---- The message's age ----
+
+/// A consumer span's `tracehop.message.age_ms` is the time since the message's timestamp, to the broker's
+/// resolution, and 0 for a timestamp in the future (the producer's clock ahead).
+pub async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative<B: BrokerFixture>(fixture: &B) {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    let millis = |at: SystemTime| at.duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64;
+    let destination = fixture.destination("age", 1).await;
+    let name = fixture.name(&destination);
+    let old = Outgoing { id: "old", payload: b"old", headers: &[] };
+    let sent_at = fixture.publish_raw_at(&destination, &old, SystemTime::now() - Duration::from_secs(60)).await;
+    let future = Outgoing { id: "future", payload: b"future", headers: &[] };
+    fixture.publish_raw_at(&destination, &future, SystemTime::now() + Duration::from_secs(3600)).await;
+    let before = millis(SystemTime::now());
+    for _ in 0..2 {
+        fixture.handle(&fixture.receive(&destination, 0).await).await.expect("handled");
+    }
+    let after = millis(SystemTime::now());
+
+    let spans = spans_to(&name);
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    let age_of = |id: &str| {
+        let span = spans.iter().find(|span| attribute(span, B::ID_ATTRIBUTE) == Some(text(id))).expect("its span");
+        match attribute(span, "tracehop.message.age_ms") {
+            Some(Value::I64(age)) => age,
+            other => panic!("no age on {id}: {other:?}"),
+        }
+    };
+    let old_age = age_of("old");
+    assert!((before - sent_at..=after - sent_at).contains(&old_age), "{old_age}");
+    assert_eq!(age_of("future"), 0, "a timestamp in the future reads as no wait");
 }

@@ -55,6 +55,7 @@ fn settle_inside(message: &OwnedMessage, consumer: &StreamConsumer) -> Result<()
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
 static PUBLISH: Handler = Handler::producer("suite::kafka::publish");
 static HANDLE_AS_MACRO: Handler = Handler::consumer("suite::kafka::handle").group("inventory");
+static RECEIVING: ConsumerTracing = ConsumerTracing::new(&HANDLE_AS_MACRO).with_receive_spans();
 
 fn id_of<M: Message>(message: &M) -> String {
     String::from_utf8_lossy(message.key().expect("every message of the fixture has a key")).into_owned()
@@ -107,6 +108,13 @@ impl BrokerFixture for Kafka {
         self.broker.send_raw(&topic.name, message.id, message.payload, message.headers).await;
     }
 
+    async fn publish_raw_at(&self, topic: &Topic, message: &Outgoing<'_>, at: std::time::SystemTime) -> i64 {
+        let millis = at.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis() as i64;
+        let record = record(&topic.name, message).timestamp(millis);
+        self.broker.producer().send(record, Duration::from_secs(10)).await.expect("the broker accepts the message");
+        millis
+    }
+
     async fn receive(&self, topic: &Topic, subscriber: usize) -> OwnedMessage {
         receive(&topic.subscribers[subscriber]).await
     }
@@ -151,8 +159,9 @@ impl BrokerFixture for Kafka {
         Vec::new() // a Kafka consumer cannot tell a message it reads again
     }
 
-    async fn handle_by_client(&self, topic: &Topic, subscriber: usize) -> Result<Handled, String> {
-        let mut messages = pin!(ConsumerTracing::new(&HANDLE_AS_MACRO).stream(topic.subscribers[subscriber].stream()));
+    async fn handle_by_client(&self, topic: &Topic, subscriber: usize, receive_spans: bool) -> Result<Handled, String> {
+        let tracing = if receive_spans { RECEIVING } else { ConsumerTracing::new(&HANDLE_AS_MACRO) };
+        let mut messages = pin!(tracing.stream(topic.subscribers[subscriber].stream()));
         let message = tokio::time::timeout(Duration::from_secs(30), messages.next())
             .await
             .expect("a message within 30 seconds")

@@ -81,6 +81,7 @@ async fn settle_inside(delivery: &Delivery) -> Result<(), String> {
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
 static PUBLISH: Handler = Handler::producer("suite::rabbitmq::publish");
 static HANDLE_AS_MACRO: Handler = Handler::consumer("suite::rabbitmq::handle").group("inventory");
+static RECEIVING: ConsumerTracing = ConsumerTracing::new(&HANDLE_AS_MACRO).with_receive_spans();
 
 fn id_of(delivery: &Delivery) -> String {
     delivery.properties.message_id().as_ref().expect("every message of the fixture has an id").as_str().to_owned()
@@ -98,6 +99,24 @@ fn properties(message: &Outgoing<'_>) -> BasicProperties {
         headers.insert((*key).into(), AMQPValue::LongString(LongString::from(value.to_vec())));
     }
     properties.with_headers(headers)
+}
+
+impl RabbitMq {
+    /// Publishes `message` with exactly `properties`, bypassing tracehop, as a plain client would.
+    async fn publish_plain(&self, exchange: &Exchange, message: &Outgoing<'_>, properties: BasicProperties) {
+        self.channel
+            .basic_publish(
+                exchange.name.as_str().into(),
+                ROUTING_KEY.into(),
+                BasicPublishOptions::default(),
+                message.payload,
+                properties,
+            )
+            .await
+            .expect("basic.publish")
+            .await
+            .expect("confirmed");
+    }
 }
 
 impl BrokerFixture for RabbitMq {
@@ -151,18 +170,13 @@ impl BrokerFixture for RabbitMq {
     }
 
     async fn publish_raw(&self, exchange: &Exchange, message: &Outgoing<'_>) {
-        self.channel
-            .basic_publish(
-                exchange.name.as_str().into(),
-                ROUTING_KEY.into(),
-                BasicPublishOptions::default(),
-                message.payload,
-                properties(message),
-            )
-            .await
-            .expect("basic.publish")
-            .await
-            .expect("confirmed");
+        self.publish_plain(exchange, message, properties(message)).await;
+    }
+
+    async fn publish_raw_at(&self, exchange: &Exchange, message: &Outgoing<'_>, at: std::time::SystemTime) -> i64 {
+        let seconds = at.duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+        self.publish_plain(exchange, message, properties(message).with_timestamp(seconds)).await;
+        seconds as i64 * 1000
     }
 
     async fn receive(&self, exchange: &Exchange, subscriber: usize) -> Delivery {
@@ -206,7 +220,12 @@ impl BrokerFixture for RabbitMq {
         vec![(tracehop::REDELIVERED_ATTRIBUTE, Value::Bool(true))]
     }
 
-    async fn handle_by_client(&self, exchange: &Exchange, subscriber: usize) -> Result<Handled, String> {
+    async fn handle_by_client(
+        &self,
+        exchange: &Exchange,
+        subscriber: usize,
+        receive_spans: bool,
+    ) -> Result<Handled, String> {
         let mut consumer = exchange.consumers[subscriber].lock().await;
         if consumer.is_none() {
             let started = exchange.channels[subscriber]
@@ -221,7 +240,8 @@ impl BrokerFixture for RabbitMq {
             *consumer = Some(started);
         }
         let consumer = consumer.as_mut().expect("started above");
-        let mut deliveries = pin!(ConsumerTracing::new(&HANDLE_AS_MACRO).stream(consumer));
+        let tracing = if receive_spans { RECEIVING } else { ConsumerTracing::new(&HANDLE_AS_MACRO) };
+        let mut deliveries = pin!(tracing.stream(consumer));
         let delivery = tokio::time::timeout(Duration::from_secs(10), deliveries.next())
             .await
             .expect("a delivery within 10 seconds")
