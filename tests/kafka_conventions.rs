@@ -1,19 +1,18 @@
 //! The messaging conventions beyond spans, over Kafka (librdkafka's mock cluster): the four messaging metrics and
-//! the message-age histogram, settle spans around commits and offset stores, captured headers and the attempt
-//! header; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own.
-//! What every broker shares (a handler's processing duration, a settle inside a handler, the message's age) is also
-//! shown on every broker by `tests/shared_behaviour.rs`.
+//! the message-age histogram, settle spans around commits and offset stores; and a check that every
+//! semantic-convention name tracehop emits is one of the conventions crate's own. What every broker shares (a
+//! handler's processing duration, a settle inside a handler, captured headers and the attempt, the message's age)
+//! is shown on every broker by `tests/shared_behaviour.rs`.
 
 use std::time::Duration;
 
 use opentelemetry::trace::SpanKind;
-use opentelemetry::{Array, Value};
+use opentelemetry::Value;
 use rdkafka::consumer::{CommitMode, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use suite::{
-    attribute, attributes, expected, metric_points, receive, spans_to, Broker, MetricPoint, AGE_BOUNDARIES,
-    DURATION_BOUNDARIES,
+    attribute, expected, metric_points, receive, spans_to, Broker, MetricPoint, AGE_BOUNDARIES, DURATION_BOUNDARIES,
 };
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
@@ -48,11 +47,6 @@ fn handle_and_commit(message: &OwnedMessage, consumer: &StreamConsumer) -> Resul
     attempt_header = "x-retry-count"
 )]
 fn handle_with_headers(message: &OwnedMessage) {
-    let _ = message;
-}
-
-#[tracehop::traced_consumer(group = "conventions")]
-fn handle(message: &OwnedMessage) {
     let _ = message;
 }
 
@@ -318,42 +312,6 @@ async fn a_refused_commit_is_returned_and_recorded_on_its_settle_span() {
     assert_eq!(settle.status, opentelemetry::trace::Status::error(error.clone()));
     assert!(error.contains("authoriz"), "the broker's refusal: {error}");
     assert_eq!(consumer_span.status, opentelemetry::trace::Status::error(error));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("headers");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    let headers: [(&str, &[u8]); 8] = [
-        ("traceparent", TRACEPARENT.as_bytes()),
-        ("x-tenant", b"acme"),
-        ("X-Tenant", b"globex"),
-        ("x-retry-count", b"3"),
-        ("x-internal-route", b"blue"),
-        ("x-api-key", b"k-123"),
-        ("Authorization", b"Bearer s3cret"),
-        ("content-type", b"application/json"),
-    ];
-    broker.send_raw(&topic, "k", b"{}", &headers).await;
-    handle_with_headers(&receive(&consumer).await);
-
-    let span = spans_to(&topic).pop().expect("the consumer span");
-    let captured: Vec<_> =
-        attributes(&span).into_iter().filter(|(key, _)| key.starts_with("messaging.header.")).collect();
-    let strings =
-        |values: &[&str]| Value::Array(Array::String(values.iter().map(|v| (*v).to_owned().into()).collect()));
-    assert_eq!(
-        captured,
-        expected(&[
-            ("messaging.header.x_tenant", strings(&["acme", "globex"])),
-            ("messaging.header.x_retry_count", strings(&["3"])),
-            ("messaging.header.authorization", strings(&["Bearer s3cret"])),
-        ])
-    );
-    assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
 }
 
 /// Every constant `pub const NAME: &str = "value";` of a source file of the conventions crate.

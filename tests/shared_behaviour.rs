@@ -45,6 +45,11 @@ mod kafka {
         behaviour::a_message_s_age_is_the_time_since_its_timestamp_and_never_negative(&Kafka::start()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
+        behaviour::chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not(&Kafka::start()).await;
+    }
+
     #[cfg(feature = "metrics")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
@@ -97,6 +102,13 @@ mod rabbitmq {
     #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
     async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
         behaviour::a_message_s_age_is_the_time_since_its_timestamp_and_never_negative(&RabbitMq::connect().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
+        behaviour::chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not(&RabbitMq::connect().await)
+            .await;
     }
 
     #[cfg(feature = "metrics")]

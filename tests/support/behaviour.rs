@@ -128,6 +128,9 @@ pub trait BrokerFixture {
     fn traceparent_of(&self, received: &Self::Message) -> Option<Vec<u8>>;
     /// Runs [`handle_body`] on `received` in the fixture's `#[traced_consumer(group = GROUP)]` handler.
     async fn handle(&self, received: &Self::Message) -> Result<Handled, String>;
+    /// Runs [`handle_body`] on `received` in a `#[traced_consumer(group = GROUP, capture_headers("x-*",
+    /// "Authorization"), exclude_headers("x-internal-*"), attempt_header = "x-retry-count")]` handler.
+    async fn handle_capturing(&self, received: &Self::Message) -> Result<Handled, String>;
     /// The same handler, told to fail ([`FAILURE`]).
     async fn handle_failing(&self, received: &Self::Message) -> Result<Handled, String>;
     /// Leaves `received`, which a handler failed on, unsettled, as the handler's caller does (tracehop settles
@@ -915,4 +918,45 @@ pub async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative<
     let old_age = age_of("old");
     assert!((before - sent_at..=after - sent_at).contains(&old_age), "{old_age}");
     assert_eq!(age_of("future"), 0, "a timestamp in the future reads as no wait");
+}
+
+// ---- Captured headers ----
+
+/// A handler's `capture_headers` records the headers it names as `messaging.header.<name>` string arrays (names
+/// lower-cased, `-` as `_`, the values of names alike in any case together), and its `attempt_header` as
+/// `tracehop.message.attempt`; its `exclude_headers` win, and a protected header (`x-api-key`, the trace context)
+/// is recorded only when a pattern names it exactly (`Authorization`).
+pub async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not<B: BrokerFixture>(fixture: &B) {
+    let destination = fixture.destination("headers", 1).await;
+    let name = fixture.name(&destination);
+    // In the byte order of their names, the order an AMQP header table keeps: every broker hands them over alike.
+    let headers: [(&str, &[u8]); 8] = [
+        ("Authorization", b"Bearer s3cret"),
+        ("X-Tenant", b"globex"),
+        ("content-type", b"application/json"),
+        ("traceparent", TRACEPARENT.as_bytes()),
+        ("x-api-key", b"k-123"),
+        ("x-internal-route", b"blue"),
+        ("x-retry-count", b"3"),
+        ("x-tenant", b"acme"),
+    ];
+    let message = Outgoing { id: "headers", payload: b"{}", headers: &headers };
+    fixture.publish_raw(&destination, &message).await;
+    fixture.handle_capturing(&fixture.receive(&destination, 0).await).await.expect("handled");
+
+    let span = crate::the_span(&spans_to(&name), SpanKind::Consumer);
+    let captured: Vec<_> =
+        attributes(&span).into_iter().filter(|(key, _)| key.starts_with("messaging.header.")).collect();
+    let strings = |values: &[&str]| {
+        Value::Array(opentelemetry::Array::String(values.iter().map(|v| (*v).to_owned().into()).collect()))
+    };
+    assert_eq!(
+        captured,
+        expected(&[
+            ("messaging.header.x_tenant", strings(&["globex", "acme"])),
+            ("messaging.header.x_retry_count", strings(&["3"])),
+            ("messaging.header.authorization", strings(&["Bearer s3cret"])),
+        ])
+    );
+    assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
 }

@@ -52,6 +52,16 @@ fn settle_inside(message: &OwnedMessage, consumer: &StreamConsumer) -> Result<()
     tracehop::clients::kafka::commit_message(consumer, message, CommitMode::Sync).map_err(|error| error.to_string())
 }
 
+#[tracehop::traced_consumer(
+    group = "inventory",
+    capture_headers("x-*", "Authorization"),
+    exclude_headers("x-internal-*"),
+    attempt_header = "x-retry-count"
+)]
+async fn handle_capturing(message: &OwnedMessage) -> Result<Handled, String> {
+    handle_body(id_of(message), message.payload().unwrap_or_default().to_vec(), false).await
+}
+
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
 static PUBLISH: Handler = Handler::producer("suite::kafka::publish");
 static HANDLE_AS_MACRO: Handler = Handler::consumer("suite::kafka::handle").group("inventory");
@@ -133,6 +143,10 @@ impl BrokerFixture for Kafka {
 
     async fn handle(&self, received: &OwnedMessage) -> Result<Handled, String> {
         handle(received, false).await
+    }
+
+    async fn handle_capturing(&self, received: &OwnedMessage) -> Result<Handled, String> {
+        handle_capturing(received).await
     }
 
     async fn handle_failing(&self, received: &OwnedMessage) -> Result<Handled, String> {

@@ -78,6 +78,16 @@ async fn settle_inside(delivery: &Delivery) -> Result<(), String> {
     }
 }
 
+#[tracehop::traced_consumer(
+    group = "inventory",
+    capture_headers("x-*", "Authorization"),
+    exclude_headers("x-internal-*"),
+    attempt_header = "x-retry-count"
+)]
+async fn handle_capturing(delivery: &Delivery) -> Result<Handled, String> {
+    handle_body(id_of(delivery), delivery.data.clone(), false).await
+}
+
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
 static PUBLISH: Handler = Handler::producer("suite::rabbitmq::publish");
 static HANDLE_AS_MACRO: Handler = Handler::consumer("suite::rabbitmq::handle").group("inventory");
@@ -197,6 +207,10 @@ impl BrokerFixture for RabbitMq {
 
     async fn handle(&self, received: &Delivery) -> Result<Handled, String> {
         handle(received, false).await
+    }
+
+    async fn handle_capturing(&self, received: &Delivery) -> Result<Handled, String> {
+        handle_capturing(received).await
     }
 
     async fn handle_failing(&self, received: &Delivery) -> Result<Handled, String> {
