@@ -1,16 +1,14 @@
 //! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: fan-out through a fanout
-//! exchange, messages from plain clients through the default exchange, every AMQP header type, a handler's error
-//! and panic left for the caller to settle, properties built in the body, a batch of deliveries. The round trip
-//! every broker shares (one trace from a #[traced_producer] publish to a #[traced_consumer] handler) is in
+//! exchange, messages from plain clients through the default exchange, every AMQP header type, properties built in
+//! the body, a batch of deliveries. What every broker shares (one trace from a #[traced_producer] publish to a
+//! #[traced_consumer] handler, a handler's error and panic left for the caller to settle, ...) is in
 //! `tests/shared_behaviour.rs`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::SpanData;
 use suite::{attribute, declare_exchange, declare_queue, next_delivery, spans_to};
@@ -191,73 +189,6 @@ async fn long_strings_and_byte_arrays_carry_the_context_across_rabbitmq_and_othe
             }
         }
     }
-}
-
-#[derive(Debug, PartialEq)]
-struct OutOfStock;
-
-impl std::fmt::Display for OutOfStock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("out of stock")
-    }
-}
-
-#[tracehop::traced_consumer(group = "inventory")]
-async fn reserve_or_fail(delivery: &Delivery) -> Result<(), OutOfStock> {
-    let _ = delivery;
-    Err(OutOfStock)
-}
-
-#[tracehop::traced_consumer(group = "inventory")]
-fn reserve_or_panic(delivery: &Delivery) {
-    panic!("corrupt order {}", delivery.delivery_tag)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn handler_error_and_panic_are_recorded_and_the_caller_settles_the_message() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-failing");
-    let queue = format!("{exchange}.inventory");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-    publish(&channel, &exchange, "order.created", b"{}", BasicProperties::default()).await.expect("published");
-
-    // The handler fails; tracehop settles nothing, so the caller's nack with requeue brings the message back.
-    let delivery = next_delivery(&channel, &queue).await;
-    assert!(!delivery.redelivered);
-    assert_eq!(reserve_or_fail(&delivery).await, Err(OutOfStock));
-    delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await.expect("nack");
-
-    // Redelivered: now the handler panics; the panic reaches the caller, which again decides (here: nack).
-    let redelivered = next_delivery(&channel, &queue).await;
-    assert!(redelivered.redelivered, "the message came back: tracehop had acknowledged nothing");
-    let panic = catch_unwind(AssertUnwindSafe(|| reserve_or_panic(&redelivered))).expect_err("the panic goes on");
-    assert_eq!(panic.downcast_ref::<String>(), Some(&format!("corrupt order {}", redelivered.delivery_tag)));
-    redelivered.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await.expect("nack");
-
-    let (producer, consumers) = producer_and_consumers(&exchange, 2);
-    let failed = consumers
-        .iter()
-        .find(|span| attribute(span, "code.function.name") == Some(Value::from("rabbitmq::reserve_or_fail")))
-        .expect("the failing handler's span");
-    let panicked = consumers
-        .iter()
-        .find(|span| attribute(span, "code.function.name") == Some(Value::from("rabbitmq::reserve_or_panic")))
-        .expect("the panicking handler's span");
-    assert_child_of(failed, &producer);
-    assert_child_of(panicked, &producer);
-    assert_eq!(failed.status, Status::error("out of stock"));
-    assert_eq!(attribute(failed, "error.type"), Some(Value::from("rabbitmq::OutOfStock")));
-    assert_eq!(failed.events.events[0].name, "exception");
-    assert_eq!(
-        failed.events.events[0].attributes,
-        vec![
-            KeyValue::new("exception.type", "rabbitmq::OutOfStock"),
-            KeyValue::new("exception.message", "out of stock")
-        ]
-    );
-    assert_eq!(panicked.status, Status::error(format!("panicked: corrupt order {}", redelivered.delivery_tag)));
-    assert_eq!(attribute(panicked, "error.type"), Some(Value::from("panic")));
 }
 
 #[tracehop::traced_producer(system = "rabbitmq", destination = "", routing_key = queue)]

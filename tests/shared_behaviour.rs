@@ -50,6 +50,11 @@ mod kafka {
         behaviour::chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not(&Kafka::start()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_handlers_error_and_panic_are_recorded_and_reach_the_caller() {
+        behaviour::a_handlers_error_and_panic_are_recorded_and_reach_the_caller(&Kafka::start()).await;
+    }
+
     #[cfg(feature = "metrics")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
@@ -109,6 +114,12 @@ mod rabbitmq {
     async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
         behaviour::chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not(&RabbitMq::connect().await)
             .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn a_handlers_error_and_panic_are_recorded_and_reach_the_caller() {
+        behaviour::a_handlers_error_and_panic_are_recorded_and_reach_the_caller(&RabbitMq::connect().await).await;
     }
 
     #[cfg(feature = "metrics")]

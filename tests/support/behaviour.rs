@@ -73,6 +73,16 @@ pub async fn handle_body(id: String, payload: Vec<u8>, fail: bool) -> Result<Han
     Ok(Handled { id, payload, trace_id: current.trace_id(), span_id: current.span_id() })
 }
 
+/// The error of the fixtures' failing handlers ([`BrokerFixture::handle_out_of_stock`]).
+#[derive(Debug, PartialEq)]
+pub struct OutOfStock;
+
+impl std::fmt::Display for OutOfStock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("out of stock")
+    }
+}
+
 /// A broker, as the shared test bodies use it. Each method is one thing a user of the broker does, through the
 /// broker's client library and tracehop, or one thing only the broker knows about its spans.
 #[allow(async_fn_in_trait)] // the bodies run on the test's own runtime: no `Send` bound is needed
@@ -131,6 +141,12 @@ pub trait BrokerFixture {
     /// Runs [`handle_body`] on `received` in a `#[traced_consumer(group = GROUP, capture_headers("x-*",
     /// "Authorization"), exclude_headers("x-internal-*"), attempt_header = "x-retry-count")]` handler.
     async fn handle_capturing(&self, received: &Self::Message) -> Result<Handled, String>;
+    /// Runs a `#[traced_consumer(group = GROUP)]` async handler that returns `Err(OutOfStock)`, named as
+    /// [`BrokerFixture::HANDLE_FUNCTION`] with `_out_of_stock` after it.
+    async fn handle_out_of_stock(&self, received: &Self::Message) -> Result<(), OutOfStock>;
+    /// Runs a `#[traced_consumer(group = GROUP)]` sync handler that panics with `corrupt order {id}`, named as
+    /// [`BrokerFixture::HANDLE_FUNCTION`] with `_panicking` after it.
+    fn handle_panicking(&self, received: &Self::Message);
     /// The same handler, told to fail ([`FAILURE`]).
     async fn handle_failing(&self, received: &Self::Message) -> Result<Handled, String>;
     /// Leaves `received`, which a handler failed on, unsettled, as the handler's caller does (tracehop settles
@@ -959,4 +975,54 @@ pub async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_
         ])
     );
     assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
+}
+
+// ---- A handler's error and panic ----
+
+/// A handler's `Err` marks its span failed (status, `error.type`, an `exception` event) and comes back to the
+/// caller unchanged; a panic marks it failed too and goes on unwinding. tracehop settles nothing: the caller gives
+/// the message back, and both handlings are children of the producer span, linked to it.
+pub async fn a_handlers_error_and_panic_are_recorded_and_reach_the_caller<B: BrokerFixture>(fixture: &B) {
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    let mut destination = fixture.destination("failing", 1).await;
+    let name = fixture.name(&destination);
+    let order = Outgoing { id: "order-13", payload: b"{}", headers: &[] };
+    fixture.publish(&destination, &order).await;
+
+    let first = fixture.receive(&destination, 0).await;
+    assert_eq!(fixture.handle_out_of_stock(&first).await, Err(OutOfStock));
+    fixture.give_back(&mut destination, &first).await;
+    let again = fixture.receive(&destination, 0).await;
+    fixture.assert_redelivery_of(&first, &again);
+    let panic = catch_unwind(AssertUnwindSafe(|| fixture.handle_panicking(&again))).expect_err("the panic goes on");
+    assert_eq!(panic.downcast_ref::<String>(), Some(&format!("corrupt order {}", order.id)));
+
+    let spans = spans_to(&name);
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let producer = crate::the_span(&spans, SpanKind::Producer);
+    let handlings = crate::handlings_of(&spans, &producer);
+    assert_eq!(handlings.len(), 2, "{spans:#?}");
+    let (failed, panicked) = (&handlings[0], &handlings[1]);
+    for handling in [failed, panicked] {
+        crate::assert_child_of(handling, &producer);
+    }
+    let function = |handler: &str| Some(text(&format!("{}_{handler}", B::HANDLE_FUNCTION)));
+    assert_eq!(attribute(failed, "code.function.name"), function("out_of_stock"));
+    assert_eq!(attribute(panicked, "code.function.name"), function("panicking"));
+    assert_eq!(failed.status, Status::error("out of stock"));
+    assert_eq!(attribute(failed, "error.type"), Some(text("suite::behaviour::OutOfStock")));
+    let events: Vec<_> =
+        failed.events.events.iter().map(|event| (event.name.clone(), event.attributes.clone())).collect();
+    assert_eq!(
+        events,
+        vec![(
+            "exception".into(),
+            vec![
+                opentelemetry::KeyValue::new("exception.type", "suite::behaviour::OutOfStock"),
+                opentelemetry::KeyValue::new("exception.message", "out of stock"),
+            ]
+        )]
+    );
+    assert_eq!(panicked.status, Status::error(format!("panicked: corrupt order {}", order.id)));
+    assert_eq!(attribute(panicked, "error.type"), Some(text("panic")));
 }

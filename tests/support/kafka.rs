@@ -15,7 +15,7 @@ use tracehop::clients::kafka::TracedFutureProducer;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
 
-use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, Outgoing};
+use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, OutOfStock, Outgoing};
 use crate::{receive, Broker};
 
 /// The suite's Kafka broker, as the shared test bodies use it.
@@ -60,6 +60,17 @@ fn settle_inside(message: &OwnedMessage, consumer: &StreamConsumer) -> Result<()
 )]
 async fn handle_capturing(message: &OwnedMessage) -> Result<Handled, String> {
     handle_body(id_of(message), message.payload().unwrap_or_default().to_vec(), false).await
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+async fn handle_out_of_stock(message: &OwnedMessage) -> Result<(), OutOfStock> {
+    let _ = message;
+    Err(OutOfStock)
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+fn handle_panicking(message: &OwnedMessage) {
+    panic!("corrupt order {}", id_of(message))
 }
 
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
@@ -147,6 +158,14 @@ impl BrokerFixture for Kafka {
 
     async fn handle_capturing(&self, received: &OwnedMessage) -> Result<Handled, String> {
         handle_capturing(received).await
+    }
+
+    async fn handle_out_of_stock(&self, received: &OwnedMessage) -> Result<(), OutOfStock> {
+        handle_out_of_stock(received).await
+    }
+
+    fn handle_panicking(&self, received: &OwnedMessage) {
+        handle_panicking(received)
     }
 
     async fn handle_failing(&self, received: &OwnedMessage) -> Result<Handled, String> {

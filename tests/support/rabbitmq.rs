@@ -16,7 +16,7 @@ use tracehop::clients::rabbitmq::TracedChannel;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
 
-use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, Outgoing};
+use crate::behaviour::{handle_body, Attributes, BrokerFixture, Handled, OutOfStock, Outgoing};
 
 /// The routing key every message of the fixture is published with.
 pub const ROUTING_KEY: &str = "order.created";
@@ -86,6 +86,17 @@ async fn settle_inside(delivery: &Delivery) -> Result<(), String> {
 )]
 async fn handle_capturing(delivery: &Delivery) -> Result<Handled, String> {
     handle_body(id_of(delivery), delivery.data.clone(), false).await
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+async fn handle_out_of_stock(delivery: &Delivery) -> Result<(), OutOfStock> {
+    let _ = delivery;
+    Err(OutOfStock)
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+fn handle_panicking(delivery: &Delivery) {
+    panic!("corrupt order {}", id_of(delivery))
 }
 
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
@@ -211,6 +222,14 @@ impl BrokerFixture for RabbitMq {
 
     async fn handle_capturing(&self, received: &Delivery) -> Result<Handled, String> {
         handle_capturing(received).await
+    }
+
+    async fn handle_out_of_stock(&self, received: &Delivery) -> Result<(), OutOfStock> {
+        handle_out_of_stock(received).await
+    }
+
+    fn handle_panicking(&self, received: &Delivery) {
+        handle_panicking(received)
     }
 
     async fn handle_failing(&self, received: &Delivery) -> Result<Handled, String> {
