@@ -1,7 +1,7 @@
 //! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: fan-out through a fanout
 //! exchange, messages from plain clients through the default exchange, every AMQP header type, properties built in
-//! the body, a batch of deliveries. What every broker shares (one trace from a #[traced_producer] publish to a
-//! #[traced_consumer] handler, a handler's error and panic left for the caller to settle, ...) is in
+//! the body. What every broker shares (one trace from a #[traced_producer] publish to a #[traced_consumer] handler,
+//! a handler's error and panic left for the caller to settle, a batch of deliveries, ...) is in
 //! `tests/shared_behaviour.rs`.
 
 use lapin::message::Delivery;
@@ -9,7 +9,7 @@ use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions}
 use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
 use suite::{attribute, declare_exchange, declare_queue, next_delivery, spans_to};
 
@@ -219,59 +219,4 @@ async fn producer_building_properties_in_the_body_propagates_through_the_default
     assert_eq!(attribute(producer, "messaging.rabbitmq.destination.routing_key"), Some(Value::from(queue.clone())));
     assert_eq!(attribute(producer, tracehop::CONTEXT_INJECTED_ATTRIBUTE), None);
     assert_eq!(attribute(consumer, "messaging.message.id"), Some(Value::from("built")));
-}
-
-#[tracehop::traced_consumer(group = "billing")]
-fn bill_deliveries(deliveries: &[Delivery]) -> usize {
-    deliveries.len()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn batch_of_deliveries_from_three_traces_is_one_span_with_three_links() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-batch");
-    let queue = format!("{exchange}.billing");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-    for id in ["m-1", "m-2", "m-3"] {
-        let properties = BasicProperties::default().with_message_id(id.into());
-        publish(&channel, &exchange, "order.created", b"{}", properties).await.expect("published");
-    }
-    // One message without any context: counted, not linked.
-    publish_plain(&channel, &exchange, "order.created", BasicProperties::default().with_message_id("m-4".into())).await;
-    let mut deliveries = Vec::new();
-    for _ in 0..4 {
-        deliveries.push(next_delivery(&channel, &queue).await);
-    }
-
-    assert_eq!(bill_deliveries(&deliveries), 4);
-    for delivery in &deliveries {
-        delivery.ack(BasicAckOptions::default()).await.expect("ack");
-    }
-
-    let spans = spans_to(&exchange);
-    let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
-    let batch = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("the batch span");
-    assert_eq!(spans.len(), 4);
-    assert_eq!(batch.parent_span_id, SpanId::INVALID);
-    assert_eq!(batch.name, format!("process {exchange}"));
-    assert_eq!(attribute(batch, "messaging.batch.message_count"), Some(Value::I64(4)));
-    let links: Vec<(SpanId, Vec<KeyValue>)> =
-        batch.links.links.iter().map(|link| (link.span_context.span_id(), link.attributes.clone())).collect();
-    let expected: Vec<(SpanId, Vec<KeyValue>)> = deliveries[..3]
-        .iter()
-        .zip(&producers)
-        .map(|(delivery, producer)| {
-            let id = delivery.properties.message_id().as_ref().unwrap().as_str().to_owned();
-            assert_eq!(attribute(producer, "messaging.message.id"), Some(Value::from(id.clone())));
-            (
-                producer.span_context.span_id(),
-                vec![
-                    KeyValue::new("messaging.message.id", id),
-                    KeyValue::new("messaging.rabbitmq.message.delivery_tag", delivery.delivery_tag as i64),
-                ],
-            )
-        })
-        .collect();
-    assert_eq!(links, expected);
 }

@@ -55,6 +55,11 @@ mod kafka {
         behaviour::a_handlers_error_and_panic_are_recorded_and_reach_the_caller(&Kafka::start()).await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_from_several_traces_is_one_span_linked_to_each_producer() {
+        behaviour::a_batch_from_several_traces_is_one_span_linked_to_each_producer(&Kafka::start()).await;
+    }
+
     #[cfg(feature = "metrics")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
@@ -120,6 +125,12 @@ mod rabbitmq {
     #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
     async fn a_handlers_error_and_panic_are_recorded_and_reach_the_caller() {
         behaviour::a_handlers_error_and_panic_are_recorded_and_reach_the_caller(&RabbitMq::connect().await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn a_batch_from_several_traces_is_one_span_linked_to_each_producer() {
+        behaviour::a_batch_from_several_traces_is_one_span_linked_to_each_producer(&RabbitMq::connect().await).await;
     }
 
     #[cfg(feature = "metrics")]

@@ -147,6 +147,11 @@ pub trait BrokerFixture {
     /// Runs a `#[traced_consumer(group = GROUP)]` sync handler that panics with `corrupt order {id}`, named as
     /// [`BrokerFixture::HANDLE_FUNCTION`] with `_panicking` after it.
     fn handle_panicking(&self, received: &Self::Message);
+    /// Runs a `#[traced_consumer(group = GROUP)]` handler of a batch (`&[Self::Message]`), named as
+    /// [`BrokerFixture::HANDLE_FUNCTION`] with `_batch` after it; returns the batch's length.
+    fn handle_batch(&self, received: &[Self::Message]) -> usize;
+    /// The attributes of the link a batch span has to the producer of `received`.
+    fn link_attributes(&self, received: &Self::Message) -> Vec<opentelemetry::KeyValue>;
     /// The same handler, told to fail ([`FAILURE`]).
     async fn handle_failing(&self, received: &Self::Message) -> Result<Handled, String>;
     /// Leaves `received`, which a handler failed on, unsettled, as the handler's caller does (tracehop settles
@@ -1025,4 +1030,70 @@ pub async fn a_handlers_error_and_panic_are_recorded_and_reach_the_caller<B: Bro
     );
     assert_eq!(panicked.status, Status::error(format!("panicked: corrupt order {}", order.id)));
     assert_eq!(attribute(panicked, "error.type"), Some(text("panic")));
+}
+
+// ---- Batches ----
+
+/// A batch handler's span is one CONSUMER span `process {destination}`, a root of its own, counting the batch's
+/// messages and linked to each message's producer (each publish a trace of its own, and a foreign context), each
+/// link saying which message it is; a message with no context, or a malformed one, is counted and not linked.
+pub async fn a_batch_from_several_traces_is_one_span_linked_to_each_producer<B: BrokerFixture>(fixture: &B) {
+    let destination = fixture.destination("fan-in", 1).await;
+    let name = fixture.name(&destination);
+    for id in ["a", "b", "c"] {
+        // No span is current: each publish is the root of a trace of its own.
+        fixture.publish(&destination, &Outgoing { id, payload: b"{}", headers: &[] }).await;
+    }
+    fixture.publish_raw(&destination, &Outgoing { id: "missing", payload: b"{}", headers: &[] }).await;
+    let malformed = Outgoing { id: "malformed", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] };
+    fixture.publish_raw(&destination, &malformed).await;
+    let foreign = Outgoing { id: "foreign", payload: b"{}", headers: &[("traceparent", TRACEPARENT.as_bytes())] };
+    fixture.publish_raw(&destination, &foreign).await;
+    let mut received = Vec::new();
+    for _ in 0..6 {
+        received.push(fixture.receive(&destination, 0).await);
+    }
+    let ids: Vec<String> = received.iter().map(|message| fixture.id_of(message)).collect();
+    assert_eq!(ids, ["a", "b", "c", "missing", "malformed", "foreign"], "received in the order published");
+
+    assert_eq!(fixture.handle_batch(&received), 6);
+
+    let spans = spans_to(&name);
+    assert_eq!(spans.len(), 4, "three producer spans and the batch's: {spans:#?}");
+    let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
+    let traces: HashSet<TraceId> = producers.iter().map(|span| span.span_context.trace_id()).collect();
+    assert_eq!(traces.len(), 3, "three different traces");
+    let batch = crate::the_span(&spans, SpanKind::Consumer);
+    assert_eq!(batch.name, format!("process {name}"));
+    assert_eq!(batch.parent_span_id, SpanId::INVALID, "a batch span has no producer parent");
+    assert!(!traces.contains(&batch.span_context.trace_id()));
+    assert_eq!(attribute(&batch, "code.function.name"), Some(text(&format!("{}_batch", B::HANDLE_FUNCTION))));
+    assert_eq!(attribute(&batch, "messaging.batch.message_count"), Some(Value::I64(6)));
+    assert_eq!(attribute(&batch, "messaging.destination.name"), Some(text(&name)));
+    assert_eq!(attribute(&batch, "messaging.consumer.group.name"), Some(text(GROUP)));
+    assert_eq!(attribute(&batch, "tracehop.links.dropped"), None);
+
+    let links: Vec<(TraceId, SpanId, Vec<opentelemetry::KeyValue>)> = batch
+        .links
+        .links
+        .iter()
+        .map(|link| (link.span_context.trace_id(), link.span_context.span_id(), link.attributes.clone()))
+        .collect();
+    let mut expected_links: Vec<(TraceId, SpanId, Vec<opentelemetry::KeyValue>)> = received[..3]
+        .iter()
+        .map(|message| {
+            let id = fixture.id_of(message);
+            let producer = producers
+                .iter()
+                .find(|span| attribute(span, B::ID_ATTRIBUTE) == Some(text(&id)))
+                .expect("the message's producer span");
+            (producer.span_context.trace_id(), producer.span_context.span_id(), fixture.link_attributes(message))
+        })
+        .collect();
+    expected_links.push((
+        TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
+        SpanId::from_hex("00f067aa0ba902b7").unwrap(),
+        fixture.link_attributes(&received[5]),
+    ));
+    assert_eq!(links, expected_links);
 }

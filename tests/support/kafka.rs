@@ -5,7 +5,7 @@ use std::pin::pin;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use opentelemetry::Value;
+use opentelemetry::{KeyValue, Value};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
@@ -71,6 +71,11 @@ async fn handle_out_of_stock(message: &OwnedMessage) -> Result<(), OutOfStock> {
 #[tracehop::traced_consumer(group = "inventory")]
 fn handle_panicking(message: &OwnedMessage) {
     panic!("corrupt order {}", id_of(message))
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+fn handle_batch(messages: &[OwnedMessage]) -> usize {
+    messages.len()
 }
 
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
@@ -166,6 +171,18 @@ impl BrokerFixture for Kafka {
 
     fn handle_panicking(&self, received: &OwnedMessage) {
         handle_panicking(received)
+    }
+
+    fn handle_batch(&self, received: &[OwnedMessage]) -> usize {
+        handle_batch(received)
+    }
+
+    fn link_attributes(&self, received: &OwnedMessage) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("messaging.destination.name", received.topic().to_owned()),
+            KeyValue::new("messaging.destination.partition.id", received.partition().to_string()),
+            KeyValue::new("messaging.kafka.offset", received.offset()),
+        ]
     }
 
     async fn handle_failing(&self, received: &OwnedMessage) -> Result<Handled, String> {

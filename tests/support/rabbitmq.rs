@@ -11,7 +11,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Confirmation, ExchangeKind};
-use opentelemetry::Value;
+use opentelemetry::{KeyValue, Value};
 use tracehop::clients::rabbitmq::TracedChannel;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
@@ -97,6 +97,11 @@ async fn handle_out_of_stock(delivery: &Delivery) -> Result<(), OutOfStock> {
 #[tracehop::traced_consumer(group = "inventory")]
 fn handle_panicking(delivery: &Delivery) {
     panic!("corrupt order {}", id_of(delivery))
+}
+
+#[tracehop::traced_consumer(group = "inventory")]
+fn handle_batch(deliveries: &[Delivery]) -> usize {
+    deliveries.len()
 }
 
 /// The handlers the clients use, described as the macros describe `publish` and `handle` above.
@@ -230,6 +235,17 @@ impl BrokerFixture for RabbitMq {
 
     fn handle_panicking(&self, received: &Delivery) {
         handle_panicking(received)
+    }
+
+    fn handle_batch(&self, received: &[Delivery]) -> usize {
+        handle_batch(received)
+    }
+
+    fn link_attributes(&self, received: &Delivery) -> Vec<KeyValue> {
+        vec![
+            KeyValue::new("messaging.message.id", id_of(received)),
+            KeyValue::new("messaging.rabbitmq.message.delivery_tag", received.delivery_tag as i64),
+        ]
     }
 
     async fn handle_failing(&self, received: &Delivery) -> Result<Handled, String> {
