@@ -1,7 +1,7 @@
 //! Batches, fan-in and replay over the embedded Kafka broker: span links instead of parents, and the policy of
-//! whose context to trust.
+//! whose context to trust. A batch span's links to its messages' producers, on every broker:
+//! `tests/shared_behaviour.rs`.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use opentelemetry::baggage::BaggageExt;
@@ -43,90 +43,6 @@ fn identity(message: &OwnedMessage) -> Vec<KeyValue> {
         KeyValue::new("messaging.destination.partition.id", message.partition().to_string()),
         KeyValue::new("messaging.kafka.offset", message.offset()),
     ]
-}
-
-#[tracehop::traced_consumer(group = "billing")]
-fn bill_all(messages: &[OwnedMessage]) -> usize {
-    messages.len()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_from_three_traces_is_one_span_with_three_links() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("fan-in");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("billing", &topic);
-    let producer = broker.producer();
-    for key in ["a", "b", "c"] {
-        // No span is current: each publish is the root of a trace of its own.
-        publish(&producer, FutureRecord::to(&topic).key(key).payload("{}")).await;
-    }
-    let messages = receive_all(&consumer, 3).await;
-
-    assert_eq!(bill_all(&messages), 3);
-
-    let spans = spans_to(&topic);
-    let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
-    assert_eq!(producers.len(), 3);
-    let traces: HashSet<TraceId> = producers.iter().map(|span| span.span_context.trace_id()).collect();
-    assert_eq!(traces.len(), 3, "three different traces");
-    let batch = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("one batch span");
-    assert_eq!(spans.len(), 4);
-    assert_eq!(batch.name, format!("process {topic}"));
-    assert_eq!(batch.parent_span_id, SpanId::INVALID, "a batch span has no producer parent");
-    assert!(!traces.contains(&batch.span_context.trace_id()));
-    assert_eq!(attribute(batch, "messaging.batch.message_count"), Some(Value::I64(3)));
-    assert_eq!(attribute(batch, "messaging.destination.name"), Some(Value::from(topic.clone())));
-    assert_eq!(attribute(batch, "messaging.consumer.group.name"), Some(Value::from("billing")));
-    assert_eq!(attribute(batch, "tracehop.links.dropped"), None);
-    let expected: Vec<(TraceId, SpanId, Vec<KeyValue>)> = messages
-        .iter()
-        .map(|message| {
-            let key = message.key().unwrap();
-            let producer = producers
-                .iter()
-                .find(|span| {
-                    attribute(span, "messaging.kafka.message.key")
-                        == Some(Value::from(std::str::from_utf8(key).unwrap().to_owned()))
-                })
-                .expect("the message's producer span");
-            (producer.span_context.trace_id(), producer.span_context.span_id(), identity(message))
-        })
-        .collect();
-    assert_eq!(link_identity(batch), expected);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batch_mixing_valid_missing_and_malformed_contexts_counts_all_and_links_the_valid() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("fan-in-mixed");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("billing", &topic);
-    publish(&broker.producer(), FutureRecord::to(&topic).key("traced").payload("{}")).await;
-    broker.send_raw(&topic, "missing", b"{}", &[]).await;
-    broker.send_raw(&topic, "malformed", b"{}", &[("traceparent", b"00-XYZ")]).await;
-    broker.send_raw(&topic, "foreign", b"{}", &[("traceparent", FOREIGN_TRACEPARENT)]).await;
-    let messages = receive_all(&consumer, 4).await;
-
-    assert_eq!(bill_all(&messages), 4);
-
-    let spans = spans_to(&topic);
-    let producer = spans.iter().find(|span| span.span_kind == SpanKind::Producer).expect("the traced producer");
-    let batch = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("the batch span");
-    assert_eq!(attribute(batch, "messaging.batch.message_count"), Some(Value::I64(4)));
-    assert_eq!(
-        link_identity(batch),
-        vec![
-            (producer.span_context.trace_id(), producer.span_context.span_id(), identity(&messages[0])),
-            (
-                TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap(),
-                SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-                identity(&messages[3]),
-            ),
-        ]
-    );
 }
 
 #[tracehop::traced_consumer(group = "billing")]

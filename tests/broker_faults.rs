@@ -5,8 +5,9 @@
 //! commits, acknowledges and rejects nothing: the tests settle every message themselves.
 //!
 //! The tansu and RabbitMQ fault tests need `TRACEHOP_TANSU` (tansu's binary) and `AMQP_URL` with
-//! `TRACEHOP_RABBITMQCTL` (`scripts/rabbitmq`); `scripts/test` provides both and runs them. The same for Kafka
-//! under manual commit is in `kafka_redelivery.rs`, which runs on both of the suite's Kafka brokers.
+//! `TRACEHOP_RABBITMQCTL` (`scripts/rabbitmq`); `scripts/test` provides both and runs them. The same for every
+//! broker, a failed message given back and handled again (Kafka under manual commit on both of the suite's Kafka
+//! brokers), is in `shared_behaviour.rs`.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;

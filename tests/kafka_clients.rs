@@ -1,14 +1,14 @@
 //! Traced Kafka clients (`tracehop::clients`) on the embedded broker: a `FutureProducer` wrapper whose span lasts
 //! until the delivery report, a `StreamConsumer` stream adapter and a `BaseConsumer` poll, each message with
-//! the CONSUMER span `#[traced_consumer]` would give it — and the proof that wrapper and macro spans are the same.
+//! the CONSUMER span `#[traced_consumer]` would give it. That wrapper and macro spans are the same is shown on
+//! every broker by `tests/shared_behaviour.rs`.
 
 use std::pin::pin;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, TraceId, Tracer};
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{global, Value};
-use opentelemetry_sdk::trace::SpanData;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders, OwnedMessage};
@@ -16,7 +16,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::future_producer::OwnedDeliveryResult;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-use suite::{attribute, attributes, expected, spans_to, Broker, Shape};
+use suite::{attribute, attributes, expected, spans_to, Broker};
 use tracehop::clients::kafka::TracedFutureProducer;
 use tracehop::clients::{ConsumerTracing, TracedMessage};
 use tracehop::{Handler, ParentPolicy};
@@ -248,28 +248,6 @@ async fn the_stream_adapter_gives_each_message_a_consumer_span_continuing_the_pr
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_traceparent_through_the_stream_adapter_gives_a_new_root() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("client-malformed");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("billing", &topic);
-    broker
-        .send_raw(&topic, "k", b"p", &[("traceparent", b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0")])
-        .await;
-
-    let mut messages = pin!(ConsumerTracing::new(&ON_ORDER).stream(consumer.stream()));
-    let handled = next_traced(&mut messages).await.process(|_| Ok::<_, std::io::Error>("handled"));
-    assert_eq!(handled.expect("the handler ran"), "handled");
-
-    let span = suite::the_span(&spans_to(&topic), SpanKind::Consumer);
-    assert_eq!(span.parent_span_id, SpanId::INVALID);
-    assert_ne!(span.span_context.trace_id(), TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap());
-    assert!(span.links.links.is_empty());
-    assert_eq!(attribute(&span, "tracehop.context.rejected"), Some(Value::from("traceparent_wrong_length")));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receive_spans_are_an_option_linked_to_the_producer() {
     suite::spans();
     static RECEIVING: ConsumerTracing = ConsumerTracing::new(&ON_ORDER).with_receive_spans();
@@ -412,111 +390,6 @@ async fn parent_policy_none_ignores_the_incoming_context() {
         let span = suite::the_span(&spans, kind.clone());
         assert_ne!(span.span_context.trace_id(), producer_span.span_context.trace_id(), "{kind:?}");
         assert!(span.links.links.is_empty(), "{kind:?}");
-    }
-}
-
-// The same message, traced by the macros and by the clients.
-
-#[tracehop::traced_producer]
-async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) -> OwnedDeliveryResult {
-    producer.send(record, Duration::from_secs(10)).await
-}
-
-#[tracehop::traced_consumer(group = "billing")]
-fn on_order(message: &OwnedMessage) -> i64 {
-    message.offset()
-}
-
-/// The handlers the clients use, described as the macros describe `publish` and `on_order` above.
-static PUBLISH: Handler = Handler::producer("kafka_clients::publish");
-static ON_ORDER_AS_MACRO: Handler = Handler::consumer("kafka_clients::on_order").group("billing");
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_clients_and_the_macros_give_the_same_message_the_same_spans() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("client-same");
-    broker.create_topic(&topic, 1);
-    // Two rdkafka groups read every message: one handled by the macro, one by the stream adapter.
-    let macro_side = broker.consumer("macro-side", &topic);
-    let client_side = broker.consumer("client-side", &topic);
-    let plain = broker.producer();
-    let traced = TracedFutureProducer::new(plain.clone()).with_handler(&PUBLISH);
-
-    let request = global::tracer("api").start("POST /orders");
-    let request = opentelemetry::Context::current_with_span(request);
-    {
-        let _current = request.clone().attach();
-        let record = |key| FutureRecord::to(&topic).key(key).payload("{}");
-        publish(&plain, record("ord-1")).await.expect("sent by the macro");
-        traced.send(record("ord-1"), Duration::from_secs(10)).await.expect("sent by the client");
-    }
-    request.span().end();
-
-    let mut client_messages = pin!(ConsumerTracing::new(&ON_ORDER_AS_MACRO).stream(client_side.stream()));
-    for _ in 0..2 {
-        on_order(&suite::receive(&macro_side).await);
-        next_traced(&mut client_messages).await.process_with_outcome(|message| message.offset(), |_, _| {});
-    }
-
-    let spans = spans_to(&topic);
-    assert_eq!(spans.len(), 6, "{spans:#?}");
-    let at_offset = |kind: SpanKind, offset: i64| -> Vec<SpanData> {
-        spans
-            .iter()
-            .filter(|span| {
-                span.span_kind == kind && attribute(span, "messaging.kafka.offset") == Some(Value::I64(offset))
-            })
-            .cloned()
-            .collect()
-    };
-    // Offset 0 was sent by the macro, offset 1 by the client; the macro's producer span has no offset.
-    let macro_producer = spans
-        .iter()
-        .find(|span| span.span_kind == SpanKind::Producer && attribute(span, "messaging.kafka.offset").is_none())
-        .expect("the macro's producer span")
-        .clone();
-    let client_producer = suite::the_span(&at_offset(SpanKind::Producer, 1), SpanKind::Producer);
-
-    // Both producer spans continue the request, and say the same of the record; the client's also says where the
-    // delivery report put it.
-    let request_span = suite::finished_span(request.span().span_context().span_id());
-    let producer_attributes = [
-        ("code.function.name", Value::from("kafka_clients::publish")),
-        ("messaging.system", Value::from("kafka")),
-        ("messaging.operation.type", Value::from("send")),
-        ("messaging.operation.name", Value::from("send")),
-        ("messaging.destination.name", Value::from(topic.clone())),
-        ("messaging.kafka.message.key", Value::from("ord-1")),
-        ("messaging.message.body.size", Value::I64(2)),
-    ];
-    let producer_shape = |attributes: &[(&str, Value)]| Shape {
-        name: format!("send {topic}"),
-        kind: SpanKind::Producer,
-        child_of_origin: true,
-        links_to_origin: Vec::new(),
-        status: Status::Unset,
-        attributes: expected(attributes),
-    };
-    assert_eq!(suite::shape(&macro_producer, &request_span), producer_shape(&producer_attributes));
-    let delivered =
-        [("messaging.destination.partition.id", Value::from("0")), ("messaging.kafka.offset", Value::I64(1))];
-    assert_eq!(
-        suite::shape(&client_producer, &request_span),
-        producer_shape(&[&producer_attributes[..], &delivered[..]].concat())
-    );
-
-    for (offset, producer) in [(0, &macro_producer), (1, &client_producer)] {
-        let consumers = at_offset(SpanKind::Consumer, offset);
-        assert_eq!(consumers.len(), 2, "the macro's and the adapter's: {consumers:#?}");
-        let (by_macro, by_client) = (suite::shape(&consumers[0], producer), suite::shape(&consumers[1], producer));
-        assert_eq!(by_macro, by_client, "offset {offset}");
-        assert!(by_macro.child_of_origin && by_macro.links_to_origin == vec![true], "{by_macro:#?}");
-        assert_eq!(
-            attribute(&consumers[0], "code.function.name"),
-            Some(Value::from("kafka_clients::on_order")),
-            "both named as the macro names its handler"
-        );
     }
 }
 

@@ -1,17 +1,18 @@
 //! The messaging conventions beyond spans, over Kafka (librdkafka's mock cluster): the four messaging metrics and
-//! the message-age histogram, settle spans around commits, captured headers, the attempt header and the message's
-//! age; and a check that every semantic-convention name tracehop emits is one of the conventions crate's own.
+//! the message-age histogram, settle spans around commits and offset stores; and a check that every
+//! semantic-convention name tracehop emits is one of the conventions crate's own. What every broker shares (a
+//! handler's processing duration, a settle inside a handler, captured headers and the attempt, the message's age)
+//! is shown on every broker by `tests/shared_behaviour.rs`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use opentelemetry::trace::SpanKind;
-use opentelemetry::{Array, Value};
+use opentelemetry::Value;
 use rdkafka::consumer::{CommitMode, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use suite::{
-    attribute, attributes, expected, metric_points, receive, spans_to, Broker, MetricPoint, AGE_BOUNDARIES,
-    DURATION_BOUNDARIES,
+    attribute, expected, metric_points, receive, spans_to, Broker, MetricPoint, AGE_BOUNDARIES, DURATION_BOUNDARIES,
 };
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
@@ -47,15 +48,6 @@ fn handle_and_commit(message: &OwnedMessage, consumer: &StreamConsumer) -> Resul
 )]
 fn handle_with_headers(message: &OwnedMessage) {
     let _ = message;
-}
-
-#[tracehop::traced_consumer(group = "conventions")]
-fn handle(message: &OwnedMessage) {
-    let _ = message;
-}
-
-fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_millis() as i64
 }
 
 fn text(value: &str) -> Value {
@@ -244,38 +236,6 @@ async fn a_failed_receive_counts_no_message_under_its_error_type() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_commit_inside_a_handler_is_a_settle_span_child_of_the_consumer_span() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("settle");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    broker.send_raw(&topic, "k", b"ok", &[("traceparent", TRACEPARENT.as_bytes())]).await;
-    let message = receive(&consumer).await;
-    assert_eq!(handle_and_commit(&message, &consumer), Ok(()));
-
-    let spans = spans_to(&topic);
-    assert_eq!(spans.len(), 2, "{spans:#?}");
-    let (consumer_span, settle) =
-        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
-    assert_eq!(settle.name, format!("commit {topic}"));
-    assert_eq!(settle.parent_span_id, consumer_span.span_context.span_id());
-    assert_eq!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
-    assert_eq!(
-        attributes(&settle),
-        expected(&[
-            ("messaging.system", text("kafka")),
-            ("messaging.operation.type", text("settle")),
-            ("messaging.operation.name", text("commit")),
-            ("messaging.destination.name", text(&topic)),
-            ("messaging.destination.partition.id", text("0")),
-            ("messaging.kafka.offset", Value::I64(0)),
-        ])
-    );
-    assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
-}
-
 /// A settle outside the handler: the handler's span has ended, so the settle span is a root of its own unless the
 /// caller links it to the consumer span. (A refused settle is `a_refused_commit_is_returned_and_recorded_on_its_
 /// settle_span`.)
@@ -352,76 +312,6 @@ async fn a_refused_commit_is_returned_and_recorded_on_its_settle_span() {
     assert_eq!(settle.status, opentelemetry::trace::Status::error(error.clone()));
     assert!(error.contains("authoriz"), "the broker's refusal: {error}");
     assert_eq!(consumer_span.status, opentelemetry::trace::Status::error(error));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chosen_headers_and_the_attempt_are_recorded_and_protected_ones_are_not() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("headers");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    let headers: [(&str, &[u8]); 8] = [
-        ("traceparent", TRACEPARENT.as_bytes()),
-        ("x-tenant", b"acme"),
-        ("X-Tenant", b"globex"),
-        ("x-retry-count", b"3"),
-        ("x-internal-route", b"blue"),
-        ("x-api-key", b"k-123"),
-        ("Authorization", b"Bearer s3cret"),
-        ("content-type", b"application/json"),
-    ];
-    broker.send_raw(&topic, "k", b"{}", &headers).await;
-    handle_with_headers(&receive(&consumer).await);
-
-    let span = spans_to(&topic).pop().expect("the consumer span");
-    let captured: Vec<_> =
-        attributes(&span).into_iter().filter(|(key, _)| key.starts_with("messaging.header.")).collect();
-    let strings =
-        |values: &[&str]| Value::Array(Array::String(values.iter().map(|v| (*v).to_owned().into()).collect()));
-    assert_eq!(
-        captured,
-        expected(&[
-            ("messaging.header.x_tenant", strings(&["acme", "globex"])),
-            ("messaging.header.x_retry_count", strings(&["3"])),
-            ("messaging.header.authorization", strings(&["Bearer s3cret"])),
-        ])
-    );
-    assert_eq!(attribute(&span, "tracehop.message.attempt"), Some(Value::I64(3)));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_s_age_is_the_time_since_its_timestamp_and_never_negative() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("age");
-    broker.create_topic(&topic, 1);
-    let consumer = broker.consumer("conventions", &topic);
-    let producer = broker.producer();
-    let sent_at = now_millis() - 60_000;
-    let old = FutureRecord::<str, str>::to(&topic).payload("old").timestamp(sent_at);
-    producer.send(old, Duration::from_secs(10)).await.expect("sent");
-    let future = FutureRecord::<str, str>::to(&topic).payload("future").timestamp(now_millis() + 3_600_000);
-    producer.send(future, Duration::from_secs(10)).await.expect("sent");
-    let before = now_millis();
-    handle(&receive(&consumer).await);
-    handle(&receive(&consumer).await);
-    let after = now_millis();
-
-    let spans = spans_to(&topic);
-    let age_of = |payload_size: i64| {
-        let span = spans
-            .iter()
-            .find(|span| attribute(span, "messaging.message.body.size") == Some(Value::I64(payload_size)))
-            .expect("the message's span");
-        match attribute(span, "tracehop.message.age_ms") {
-            Some(Value::I64(age)) => age,
-            other => panic!("no age: {other:?}"),
-        }
-    };
-    let old_age = age_of(3);
-    assert!((before - sent_at..=after - sent_at).contains(&old_age), "{old_age}");
-    assert_eq!(age_of(6), 0, "a timestamp in the future reads as no wait");
 }
 
 /// Every constant `pub const NAME: &str = "value";` of a source file of the conventions crate.

@@ -1,7 +1,7 @@
 //! The shapes of handler #[traced_consumer] and #[traced_producer] accept, and what each records: sync and
-//! async, free functions and methods, generic handlers, errors, panics, body-built headers, options.
+//! async, free functions and methods, generic handlers, errors, panics, body-built headers, options. A sync
+//! handler's error and panic on every broker: `tests/shared_behaviour.rs`.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 
 use opentelemetry::baggage::BaggageExt;
@@ -115,29 +115,6 @@ async fn method_handler_err_marks_the_span_failed_and_returns_the_error() {
             KeyValue::new("exception.message", "order rejected: out of stock"),
         ]
     );
-}
-
-#[tracehop::traced_consumer(group = "audit")]
-fn audit_panics(message: &OwnedMessage) -> usize {
-    panic!("corrupt order at offset {}", message.offset())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn panicking_handler_still_exports_a_failed_span_and_keeps_unwinding() {
-    suite::spans();
-    let broker = Broker::start();
-    let topic = suite::unique_topic("panic");
-    let message = published_message(&broker, &topic, "audit", "order").await;
-
-    let unwound = catch_unwind(AssertUnwindSafe(|| audit_panics(&message)));
-    let payload = unwound.expect_err("the panic goes on unwinding past tracehop");
-    let expected = format!("corrupt order at offset {}", message.offset());
-    assert_eq!(payload.downcast_ref::<String>(), Some(&expected));
-
-    let (producer, consumer) = producer_and_consumer(&topic);
-    assert_child_of(&consumer, &producer);
-    assert_eq!(consumer.status, Status::error(format!("panicked: {expected}")));
-    assert_eq!(attribute(&consumer, "error.type"), Some(Value::from("panic")));
 }
 
 #[tracehop::traced_consumer(group = "audit")]

@@ -1,17 +1,17 @@
-//! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: one trace from a
-//! #[traced_producer] publish to a #[traced_consumer] handler, fan-out through a fanout exchange, messages from
-//! plain clients, every AMQP header type, and a handler's error and panic left for the caller to settle.
-
-use std::panic::{catch_unwind, AssertUnwindSafe};
+//! The same macros over lapin, against the real RabbitMQ server `scripts/test` starts: fan-out through a fanout
+//! exchange, messages from plain clients through the default exchange, every AMQP header type, properties built in
+//! the body. What every broker shares (one trace from a #[traced_producer] publish to a #[traced_consumer] handler,
+//! a handler's error and panic left for the caller to settle, a batch of deliveries, ...) is in
+//! `tests/shared_behaviour.rs`.
 
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, ByteArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
-use opentelemetry::{KeyValue, Value};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
+use opentelemetry::Value;
 use opentelemetry_sdk::trace::SpanData;
-use suite::{attribute, attributes, declare_exchange, declare_queue, expected, next_delivery, spans_to};
+use suite::{attribute, declare_exchange, declare_queue, next_delivery, spans_to};
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -67,58 +67,6 @@ async fn channel() -> Channel {
     let channel = suite::rabbitmq_channel().await;
     channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm.select");
     channel
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn consumer_span_continues_the_producer_trace_through_rabbitmq() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-direct");
-    let queue = format!("{exchange}.inventory");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-
-    let properties = BasicProperties::default().with_message_id("m-1".into()).with_correlation_id("c-9".into());
-    publish(&channel, &exchange, "order.created", b"{\"id\":1}", properties).await.expect("published");
-    let delivery = next_delivery(&channel, &queue).await;
-    let traceparent = delivery.properties.headers().as_ref().and_then(|headers| headers.inner().get("traceparent"));
-    assert!(matches!(traceparent, Some(AMQPValue::LongString(_))), "injected as a long string: {traceparent:?}");
-    assert_eq!(reserve(&delivery).await, Ok(8));
-    delivery.ack(BasicAckOptions::default()).await.expect("ack");
-
-    let (producer, consumers) = producer_and_consumers(&exchange, 1);
-    let consumer = &consumers[0];
-    assert_child_of(consumer, &producer);
-    assert_eq!(producer.name, format!("send {exchange}"));
-    assert_eq!(consumer.name, format!("process {exchange}"));
-    assert_eq!(
-        attributes(&producer),
-        expected(&[
-            ("code.function.name", Value::from("rabbitmq::publish")),
-            ("messaging.system", Value::from("rabbitmq")),
-            ("messaging.operation.type", Value::from("send")),
-            ("messaging.operation.name", Value::from("send")),
-            ("messaging.destination.name", Value::from(exchange.clone())),
-            ("messaging.rabbitmq.destination.routing_key", Value::from("order.created")),
-            ("messaging.message.id", Value::from("m-1")),
-            ("messaging.message.conversation_id", Value::from("c-9")),
-        ])
-    );
-    assert_eq!(
-        attributes(consumer),
-        expected(&[
-            ("code.function.name", Value::from("rabbitmq::reserve")),
-            ("messaging.system", Value::from("rabbitmq")),
-            ("messaging.operation.type", Value::from("process")),
-            ("messaging.operation.name", Value::from("process")),
-            ("messaging.destination.name", Value::from(exchange.clone())),
-            ("messaging.consumer.group.name", Value::from("inventory")),
-            ("messaging.rabbitmq.destination.routing_key", Value::from("order.created")),
-            ("messaging.rabbitmq.message.delivery_tag", Value::I64(delivery.delivery_tag as i64)),
-            ("messaging.message.id", Value::from("m-1")),
-            ("messaging.message.conversation_id", Value::from("c-9")),
-            ("messaging.message.body.size", Value::I64(8)),
-        ])
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,73 +191,6 @@ async fn long_strings_and_byte_arrays_carry_the_context_across_rabbitmq_and_othe
     }
 }
 
-#[derive(Debug, PartialEq)]
-struct OutOfStock;
-
-impl std::fmt::Display for OutOfStock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("out of stock")
-    }
-}
-
-#[tracehop::traced_consumer(group = "inventory")]
-async fn reserve_or_fail(delivery: &Delivery) -> Result<(), OutOfStock> {
-    let _ = delivery;
-    Err(OutOfStock)
-}
-
-#[tracehop::traced_consumer(group = "inventory")]
-fn reserve_or_panic(delivery: &Delivery) {
-    panic!("corrupt order {}", delivery.delivery_tag)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn handler_error_and_panic_are_recorded_and_the_caller_settles_the_message() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-failing");
-    let queue = format!("{exchange}.inventory");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-    publish(&channel, &exchange, "order.created", b"{}", BasicProperties::default()).await.expect("published");
-
-    // The handler fails; tracehop settles nothing, so the caller's nack with requeue brings the message back.
-    let delivery = next_delivery(&channel, &queue).await;
-    assert!(!delivery.redelivered);
-    assert_eq!(reserve_or_fail(&delivery).await, Err(OutOfStock));
-    delivery.nack(BasicNackOptions { requeue: true, ..BasicNackOptions::default() }).await.expect("nack");
-
-    // Redelivered: now the handler panics; the panic reaches the caller, which again decides (here: nack).
-    let redelivered = next_delivery(&channel, &queue).await;
-    assert!(redelivered.redelivered, "the message came back: tracehop had acknowledged nothing");
-    let panic = catch_unwind(AssertUnwindSafe(|| reserve_or_panic(&redelivered))).expect_err("the panic goes on");
-    assert_eq!(panic.downcast_ref::<String>(), Some(&format!("corrupt order {}", redelivered.delivery_tag)));
-    redelivered.nack(BasicNackOptions { requeue: false, ..BasicNackOptions::default() }).await.expect("nack");
-
-    let (producer, consumers) = producer_and_consumers(&exchange, 2);
-    let failed = consumers
-        .iter()
-        .find(|span| attribute(span, "code.function.name") == Some(Value::from("rabbitmq::reserve_or_fail")))
-        .expect("the failing handler's span");
-    let panicked = consumers
-        .iter()
-        .find(|span| attribute(span, "code.function.name") == Some(Value::from("rabbitmq::reserve_or_panic")))
-        .expect("the panicking handler's span");
-    assert_child_of(failed, &producer);
-    assert_child_of(panicked, &producer);
-    assert_eq!(failed.status, Status::error("out of stock"));
-    assert_eq!(attribute(failed, "error.type"), Some(Value::from("rabbitmq::OutOfStock")));
-    assert_eq!(failed.events.events[0].name, "exception");
-    assert_eq!(
-        failed.events.events[0].attributes,
-        vec![
-            KeyValue::new("exception.type", "rabbitmq::OutOfStock"),
-            KeyValue::new("exception.message", "out of stock")
-        ]
-    );
-    assert_eq!(panicked.status, Status::error(format!("panicked: corrupt order {}", redelivered.delivery_tag)));
-    assert_eq!(attribute(panicked, "error.type"), Some(Value::from("panic")));
-}
-
 #[tracehop::traced_producer(system = "rabbitmq", destination = "", routing_key = queue)]
 async fn publish_built_in_body(channel: &Channel, queue: &str) -> Result<(), lapin::Error> {
     let properties = tracehop::rabbitmq::with_trace_context(BasicProperties::default().with_message_id("built".into()));
@@ -338,59 +219,4 @@ async fn producer_building_properties_in_the_body_propagates_through_the_default
     assert_eq!(attribute(producer, "messaging.rabbitmq.destination.routing_key"), Some(Value::from(queue.clone())));
     assert_eq!(attribute(producer, tracehop::CONTEXT_INJECTED_ATTRIBUTE), None);
     assert_eq!(attribute(consumer, "messaging.message.id"), Some(Value::from("built")));
-}
-
-#[tracehop::traced_consumer(group = "billing")]
-fn bill_deliveries(deliveries: &[Delivery]) -> usize {
-    deliveries.len()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn batch_of_deliveries_from_three_traces_is_one_span_with_three_links() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("orders-batch");
-    let queue = format!("{exchange}.billing");
-    declare_exchange(&channel, &exchange, ExchangeKind::Direct, &[&queue], "order.created").await;
-    for id in ["m-1", "m-2", "m-3"] {
-        let properties = BasicProperties::default().with_message_id(id.into());
-        publish(&channel, &exchange, "order.created", b"{}", properties).await.expect("published");
-    }
-    // One message without any context: counted, not linked.
-    publish_plain(&channel, &exchange, "order.created", BasicProperties::default().with_message_id("m-4".into())).await;
-    let mut deliveries = Vec::new();
-    for _ in 0..4 {
-        deliveries.push(next_delivery(&channel, &queue).await);
-    }
-
-    assert_eq!(bill_deliveries(&deliveries), 4);
-    for delivery in &deliveries {
-        delivery.ack(BasicAckOptions::default()).await.expect("ack");
-    }
-
-    let spans = spans_to(&exchange);
-    let producers: Vec<&SpanData> = spans.iter().filter(|span| span.span_kind == SpanKind::Producer).collect();
-    let batch = spans.iter().find(|span| span.span_kind == SpanKind::Consumer).expect("the batch span");
-    assert_eq!(spans.len(), 4);
-    assert_eq!(batch.parent_span_id, SpanId::INVALID);
-    assert_eq!(batch.name, format!("process {exchange}"));
-    assert_eq!(attribute(batch, "messaging.batch.message_count"), Some(Value::I64(4)));
-    let links: Vec<(SpanId, Vec<KeyValue>)> =
-        batch.links.links.iter().map(|link| (link.span_context.span_id(), link.attributes.clone())).collect();
-    let expected: Vec<(SpanId, Vec<KeyValue>)> = deliveries[..3]
-        .iter()
-        .zip(&producers)
-        .map(|(delivery, producer)| {
-            let id = delivery.properties.message_id().as_ref().unwrap().as_str().to_owned();
-            assert_eq!(attribute(producer, "messaging.message.id"), Some(Value::from(id.clone())));
-            (
-                producer.span_context.span_id(),
-                vec![
-                    KeyValue::new("messaging.message.id", id),
-                    KeyValue::new("messaging.rabbitmq.message.delivery_tag", delivery.delivery_tag as i64),
-                ],
-            )
-        })
-        .collect();
-    assert_eq!(links, expected);
 }

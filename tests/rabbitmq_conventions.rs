@@ -1,6 +1,7 @@
-//! The messaging conventions beyond spans, against the real RabbitMQ server `scripts/test` starts: the metrics of a
-//! handler, settle spans around ack, nack and reject, a redelivery after a nack, a quorum queue's delivery count,
-//! a dead-lettered message's death count, captured headers and the message's age.
+//! The messaging conventions beyond spans, against the real RabbitMQ server `scripts/test` starts: settle spans
+//! around ack, nack and reject, a redelivery after a nack, a quorum queue's delivery count, a dead-lettered
+//! message's death count, captured headers and an old message's age. A handler's metrics, an ack inside a handler
+//! and a timestamp in the future, which every broker shares, are in `tests/shared_behaviour.rs`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,7 @@ use lapin::{BasicProperties, Channel, ChannelState};
 use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry::{Array, Value};
 use opentelemetry_sdk::trace::SpanData;
-use suite::{attribute, attributes, expected, metric_points, next_delivery, MetricPoint, DURATION_BOUNDARIES};
+use suite::{attribute, attributes, expected, next_delivery};
 
 #[tracehop::traced_consumer(group = "inventory", capture_headers("x-tenant"))]
 async fn reserve(delivery: &Delivery) -> Result<usize, String> {
@@ -66,51 +67,6 @@ fn spans_routed_to(queue: &str) -> Vec<SpanData> {
         .into_iter()
         .filter(|span| attribute(span, "messaging.rabbitmq.destination.routing_key") == Some(text(queue)))
         .collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn a_rabbitmq_handler_records_its_processing_duration_on_success_and_failure() {
-    let channel = channel().await;
-    let exchange = suite::unique_topic("metrics-direct");
-    let queue = format!("{exchange}.inventory");
-    suite::declare_exchange(&channel, &exchange, lapin::ExchangeKind::Direct, &[&queue], "order").await;
-    for payload in [&b"ok"[..], b"fail"] {
-        channel
-            .basic_publish(
-                exchange.as_str().into(),
-                "order".into(),
-                BasicPublishOptions::default(),
-                payload,
-                BasicProperties::default(),
-            )
-            .await
-            .expect("basic.publish")
-            .await
-            .expect("confirmed");
-    }
-    assert_eq!(reserve(&next_delivery(&channel, &queue).await).await, Ok(2));
-    assert_eq!(reserve(&next_delivery(&channel, &queue).await).await, Err("out of stock".to_owned()));
-
-    let succeeded = [
-        ("messaging.system", text("rabbitmq")),
-        ("messaging.operation.name", text("process")),
-        ("messaging.consumer.group.name", text("inventory")),
-        ("messaging.destination.name", text(&exchange)),
-    ];
-    let failed: Vec<_> = succeeded.iter().cloned().chain([("error.type", text("alloc::string::String"))]).collect();
-    let point = |attributes: &[(&str, Value)]| MetricPoint {
-        name: "messaging.process.duration".to_owned(),
-        unit: "s".to_owned(),
-        kind: "histogram",
-        attributes: expected(attributes),
-        bounds: DURATION_BOUNDARIES.to_vec(),
-        count: 1,
-    };
-    let mut points = metric_points("messaging.process.duration", &exchange);
-    points.sort_by_key(|point| point.attributes.len());
-    assert_eq!(points, vec![point(&succeeded), point(&failed)]);
-    assert!(metric_points("tracehop.message.age", &exchange).is_empty(), "the messages carried no timestamp");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,17 +245,4 @@ async fn a_dead_lettered_message_s_death_count_headers_and_age_are_recorded() {
         })
         .expect("the reject span");
     assert_eq!(attribute(&rejected, "messaging.operation.name"), Some(text("reject")));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
-async fn a_timestamp_in_the_future_reads_as_no_wait() {
-    let channel = channel().await;
-    let queue = suite::unique_topic("future");
-    suite::declare_queue(&channel, &queue).await;
-    publish_plain(&channel, &queue, b"later", BasicProperties::default().with_timestamp(now_seconds() + 3600)).await;
-    let delivery = next_delivery(&channel, &queue).await;
-    assert_eq!(reserve(&delivery).await, Ok(5));
-    let consumer = spans_routed_to(&queue).into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("span");
-    assert_eq!(attribute(&consumer, "tracehop.message.age_ms"), Some(Value::I64(0)));
 }
