@@ -39,6 +39,7 @@ pub(crate) enum Operation {
 
 impl Operation {
     /// `messaging.operation.type`.
+    #[inline]
     pub(crate) const fn type_name(self) -> &'static str {
         match self {
             Operation::Create => "create",
@@ -50,6 +51,7 @@ impl Operation {
     }
 
     /// `messaging.operation.name`, and the first word of the span's name: the type, but a settle's verb.
+    #[inline]
     pub(crate) const fn name(self) -> &'static str {
         match self {
             Operation::Settle(verb) => verb,
@@ -58,6 +60,7 @@ impl Operation {
     }
 
     /// The span kind the conventions give the operation's span.
+    #[inline]
     pub(crate) const fn span_kind(self) -> SpanKind {
         match self {
             Operation::Create | Operation::Send => SpanKind::Producer,

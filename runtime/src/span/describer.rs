@@ -30,6 +30,7 @@ pub(crate) struct MessagingSpan<'a> {
 }
 
 impl<'a> MessagingSpan<'a> {
+    #[inline]
     pub(crate) const fn new(
         operation: Operation,
         system: Option<MessagingSystem>,
@@ -39,16 +40,19 @@ impl<'a> MessagingSpan<'a> {
     }
 
     /// The name a span starts with, before it is known to be recorded: the operation's, formatted from nothing.
+    #[inline]
     pub(crate) const fn initial_name(&self) -> &'static str {
         self.operation.name()
     }
 
+    #[inline]
     pub(crate) const fn kind(&self) -> SpanKind {
         self.operation.span_kind()
     }
 
     /// `{operation} {destination}` (`process orders`, `ack amq.default`), with the destination as its broker
     /// writes it in span names; `None` without a destination, when the span keeps [`initial_name`](Self::initial_name).
+    #[inline]
     pub(crate) fn name(&self) -> Option<String> {
         let destination = self.destination?;
         let destination = self.system.map_or(destination, |system| system.span_name_destination(destination));
@@ -63,6 +67,7 @@ impl<'a> MessagingSpan<'a> {
 
     /// `messaging.system`, `messaging.operation.type`, `messaging.operation.name` and
     /// `messaging.destination.name`, each when known.
+    #[inline]
     pub(crate) fn describe(&self, attributes: &mut SpanAttributes) {
         if let Some(system) = self.system {
             attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
