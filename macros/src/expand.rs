@@ -81,8 +81,8 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
     let mut handler = quote! {
         #private::Handler::#handler_kind(#private::concat!(#private::module_path!(), "::", #function_name))
     };
-    // With the broker known, a consumer's span starts through its feature trait: when that feature is off the
-    // compiler then reports only that, not also that the message is not one it can read.
+    // With the broker known, the span starts (and a producer's record is written) through its feature trait: when
+    // that feature is off the compiler then reports only that, not also that the message is not one it can read.
     let broker_spans = known_broker(options, message).map(|(span, system)| {
         let feature_trait = format_ident!("{}", system.broker().feature_trait, span = span);
         quote_spanned!(span=> <#private::Features as #private::#feature_trait>::Spans)
@@ -108,7 +108,12 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
         (Role::Producer, Some(record)) => {
             let name = &record.name;
             let described = if record.by_reference { quote!(&*#name) } else { quote!(&#name) };
-            quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).describing(#described))
+            match &broker_spans {
+                Some(spans) => quote!(
+                    <#spans as #private::StartsProducerSpan<_>>::producer(&__TRACEHOP_HANDLER, #described)
+                ),
+                None => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER).describing(#described)),
+            }
         }
         (Role::Producer, None) => quote!(#private::MessageSpan::producer(&__TRACEHOP_HANDLER)),
     };
@@ -165,7 +170,11 @@ fn instrument(role: Role, options: &Options, message: Option<&MessageParameter>,
             let rebind =
                 if record.writable || record.by_reference { None } else { Some(quote!(let mut #name = #name;)) };
             let writable = if record.by_reference { quote!(&mut *#name) } else { quote!(&mut #name) };
-            (rebind, Some(quote!(#span_local.inject(#writable);)))
+            let inject = match &broker_spans {
+                Some(spans) => quote!(<#spans as #private::StartsProducerSpan<_>>::inject(&#span_local, #writable);),
+                None => quote!(#span_local.inject(#writable);),
+            };
+            (rebind, Some(inject))
         }
         _ => (None, None),
     };

@@ -9,7 +9,7 @@ pub use crate::brokers::{BrokerCount, EnabledBrokers, Features, KafkaEnabled, Ra
 pub use crate::{DestinationName, Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
 pub use core::{concat, module_path};
 
-use crate::carrier::ConsumedMessage;
+use crate::carrier::{ConsumedMessage, PublishedMessage};
 use crate::span::SpanStart;
 
 crate::brokers::with_broker_notes! { reads,
@@ -60,6 +60,29 @@ impl<M: MessageParameter + ?Sized> StartsConsumerSpan<M> for Spans {
     #[inline]
     fn consumer<'a>(message: &'a M, handler: &'static Handler) -> SpanStart<'a> {
         message.consumer_span(handler)
+    }
+}
+
+/// Starts the PRODUCER span describing a publish function's record `R` and writes the span's context into it:
+/// implemented by [`Spans`] for every [`PublishedMessage`]. Reached through a broker's feature trait, as
+/// [`StartsConsumerSpan`] is, so that a record of a broker whose feature is off is reported only as that.
+pub trait StartsProducerSpan<R> {
+    /// The span of publishing `record`, by `handler`.
+    fn producer<'a>(handler: &'static Handler, record: &'a R) -> SpanStart<'a>;
+
+    /// Writes `span`'s context into `record` ([`MessageSpan::inject`]).
+    fn inject(span: &MessageSpan, record: &mut R);
+}
+
+impl<R: PublishedMessage> StartsProducerSpan<R> for Spans {
+    #[inline]
+    fn producer<'a>(handler: &'static Handler, record: &'a R) -> SpanStart<'a> {
+        MessageSpan::producer(handler).describing(record)
+    }
+
+    #[inline]
+    fn inject(span: &MessageSpan, record: &mut R) {
+        span.inject(record)
     }
 }
 
