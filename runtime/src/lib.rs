@@ -118,6 +118,8 @@ mod span;
 mod tracing_bridge;
 mod w3c;
 
+// Empty when no broker feature is on.
+#[allow(unused_imports)]
 pub use brokers::carriers::*;
 #[cfg(feature = "otlp")]
 pub use setup::otlp;

@@ -20,6 +20,8 @@
 //! (`kafka::commit_message`, `kafka::store_offset`, `rabbitmq::ack`, `rabbitmq::nack`, `rabbitmq::reject`, and
 //! [`Settle`](crate::Settle) for any other call) make the call the caller asks for in a settle span.
 
+// Empty when no broker feature is on.
+#[allow(unused_imports)]
 pub use crate::brokers::clients::*;
 
 use std::future::Future;
