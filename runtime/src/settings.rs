@@ -66,7 +66,7 @@ pub fn set_random_trace_ids(random: bool) {
 /// What a consumer does with the trace context a message carries: how far it trusts the producer.
 ///
 /// Set per handler (`parent = "link"` in the macros, [`Handler::parent`](crate::Handler::parent)) or for the whole process
-/// ([`set_default_parent_policy`](crate::set_default_parent_policy)); a handler's own policy wins.
+/// ([`set_default_parent_policy`]); a handler's own policy wins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ParentPolicy {
     /// Continue the producer's trace: its span is the parent (and a link), its baggage is current. The default.

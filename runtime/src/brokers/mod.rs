@@ -4,7 +4,7 @@
 //! semantic-convention attributes (`carrier.rs`, the public `tracehop::<broker>` module); its traced clients and
 //! settle helpers (`client.rs`, the public `tracehop::clients::<broker>` module), both behind its cargo feature.
 //!
-//! Generic code asks a broker through [`MessagingSystem`], whose answers the one list at the end of this file
+//! Generic code asks a broker through [`MessagingSystem`], whose answers the one list below (`brokers! { ... }`)
 //! generates, with the traits the macros' expansions check a broker's feature by. A further broker is its folder,
 //! one row of that list, one row of the macros' broker table (`macros/src/brokers.rs`) and its cargo feature.
 
@@ -62,9 +62,11 @@ impl SoleBroker for BrokerCount<1> {
     };
 }
 
-/// Declares the brokers: the [`MessagingSystem`] variants and their answers, the feature trait each expansion
-/// names, and [`ENABLED`]. One row per broker: its variant and documentation, its folder and its [`Broker`], its
-/// cargo feature, and the feature trait with the words the compiler says when that feature is off.
+/// Declares the brokers: the [`MessagingSystem`] variants and their answers, each broker's public modules, the
+/// feature trait each expansion names, [`ENABLED`], and the per-broker notes of the compiler's errors about
+/// messages and records (`with_broker_notes!`). One row per broker: its variant and documentation, its folder and
+/// its [`Broker`], its cargo feature, the feature trait with the words the compiler says when that feature is off,
+/// and which of its types tracehop reads and writes.
 macro_rules! brokers {
     ($d:tt $(
         $(#[doc = $doc:literal])*

@@ -35,7 +35,7 @@ pub(super) struct BatchFacts<'a> {
     pub(super) dropped: usize,
 }
 
-/// The handler of the batch span current where [`MessageSpan::in_batch`] is called.
+/// The handler of the batch span current where [`MessageSpan::in_batch`](crate::MessageSpan::in_batch) is called.
 pub(super) struct BatchHandler(pub(super) &'static Handler);
 
 /// A span's parent, its links and what its incoming context lost, resolved from its [`Origin`].
