@@ -19,6 +19,8 @@ pub(crate) struct Broker {
     pub(crate) records: &'static [&'static str],
     /// Whether a producer publishes with a routing key (`routing_key = ...`).
     pub(crate) routes_by_key: bool,
+    /// The runtime call that makes a further record's headers with the current context, for errors.
+    pub(crate) new_headers: &'static str,
     /// The trait of `tracehop::__private` implemented when the broker's cargo feature is on.
     pub(crate) feature_trait: &'static str,
 }
@@ -31,6 +33,7 @@ pub(crate) static BROKERS: [Broker; 2] = [
         messages: &["BorrowedMessage", "OwnedMessage"],
         records: &["FutureRecord", "BaseRecord"],
         routes_by_key: false,
+        new_headers: "tracehop::kafka::trace_headers()",
         feature_trait: "KafkaEnabled",
     },
     Broker {
@@ -40,6 +43,7 @@ pub(crate) static BROKERS: [Broker; 2] = [
         messages: &["Delivery"],
         records: &["BasicProperties", "AMQPProperties"],
         routes_by_key: true,
+        new_headers: "tracehop::rabbitmq::trace_properties()",
         feature_trait: "RabbitMqEnabled",
     },
 ];

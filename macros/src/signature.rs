@@ -77,7 +77,12 @@ pub(crate) fn message_parameter(
         if found.is_some() || rejected {
             let what = match role {
                 Role::Consumer => "a second message parameter: a handler takes one message, or one batch of messages (`&[M]`, `Vec<M>`), not both; pass the others as a batch or handle them in the body".to_owned(),
-                Role::Producer => "a second record parameter: tracehop writes the context into one record it receives; build further records in the body with `tracehop::kafka::trace_headers()`".to_owned(),
+                Role::Producer => {
+                    let new_headers = shape
+                        .system
+                        .map_or("tracehop::inject_current_context(&mut record)", |system| system.broker().new_headers);
+                    format!("a second record parameter: tracehop writes the context into one record it receives; build further records in the body with `{new_headers}`")
+                }
             };
             errors.at(argument, what);
             continue;
