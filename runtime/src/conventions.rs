@@ -21,6 +21,9 @@ pub(crate) use opentelemetry_semantic_conventions::metric::{
 };
 pub(crate) use opentelemetry_semantic_conventions::SCHEMA_URL;
 
+/// The name of the event that records an exception, with `exception.type` and `exception.message`.
+pub(crate) const EXCEPTION_EVENT: &str = "exception";
+
 /// The messaging operations of the conventions, each the `messaging.operation.type` of the spans and metrics
 /// tracehop records for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use std::fmt::Display;
 use std::future::Future;
 
-use opentelemetry::trace::{Span, SpanContext, TraceContextExt, Tracer};
-use opentelemetry::{global, Context};
+use opentelemetry::trace::{Span, SpanContext, TraceContextExt};
+use opentelemetry::Context;
 
 use crate::attributes::SpanAttributes;
 use crate::carrier::MessageFacts;
@@ -111,22 +111,12 @@ impl<'a> Settle<'a> {
         let system = message.system();
         let destination = message.destination();
         let measurement = Measurement::begin(&SETTLE, operation, Some(system), destination, None);
-        let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
         let current = Context::current();
-        let messaging = MessagingSpan::new(operation, Some(system), destination);
-        let mut span = tracer
-            .span_builder(messaging.initial_name())
-            .with_kind(messaging.kind())
-            .start_with_context(&tracer, &current);
-        if span.is_recording() {
-            if let Some(name) = messaging.name() {
-                span.update_name(name);
-            }
+        let (mut span, attributes) = MessagingSpan::new(operation, Some(system), destination).start(&current);
+        if let Some(mut attributes) = attributes {
             if let Some(consumer) = consumer {
                 span.add_link(consumer, Vec::new());
             }
-            let mut attributes = SpanAttributes::with_capacity(8);
-            messaging.describe(&mut attributes);
             let mut identity = SpanAttributes::with_capacity(4);
             message.record_identity(&mut identity);
             let mut identity = identity.into_inner();

@@ -131,15 +131,12 @@ macro_rules! brokers {
         /// that note one per broker saying which of its types tracehop `reads` (consumed messages) or `writes`
         /// (published records).
         macro_rules! with_broker_notes {
-            (reads, message = $d message:literal, label = $d label:literal, note = $d note:literal; $d item:item) => {
+            (reads, $d($d rest:tt)*) => { $d crate::brokers::with_broker_notes!(@notes [$($reads),*] $d($d rest)*); };
+            (writes, $d($d rest:tt)*) => { $d crate::brokers::with_broker_notes!(@notes [$($writes),*] $d($d rest)*); };
+            (@notes [$d($d broker:literal),*]
+                message = $d message:literal, label = $d label:literal, note = $d note:literal; $d item:item) => {
                 #[diagnostic::on_unimplemented(
-                    message = $d message, label = $d label, $(note = $reads,)* note = $d note
-                )]
-                $d item
-            };
-            (writes, message = $d message:literal, label = $d label:literal, note = $d note:literal; $d item:item) => {
-                #[diagnostic::on_unimplemented(
-                    message = $d message, label = $d label, $(note = $writes,)* note = $d note
+                    message = $d message, label = $d label, $d(note = $d broker,)* note = $d note
                 )]
                 $d item
             };

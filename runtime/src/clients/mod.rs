@@ -29,10 +29,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use futures_core::Stream;
-use opentelemetry::trace::{Span, TraceContextExt, Tracer};
-use opentelemetry::{global, ContextGuard};
+use opentelemetry::trace::{Span, TraceContextExt};
+use opentelemetry::ContextGuard;
 
-use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{extract_context, ConsumedMessage, IncomingContext};
 use crate::conventions::{self as semconv, Operation};
@@ -190,17 +189,11 @@ impl ConsumerTracing {
 fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M, incoming: Option<&IncomingContext>) {
     let destination = handler.configured_destination().or_else(|| message.destination());
     let messaging = MessagingSpan::new(Operation::Receive, Some(message.system()), destination);
-    let tracer = global::tracer_with_scope(crate::span::instrumentation_scope());
-    let mut span = tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start(&tracer);
-    if span.is_recording() {
-        if let Some(name) = messaging.name() {
-            span.update_name(name);
-        }
+    let (mut span, attributes) = messaging.start(&opentelemetry::Context::current());
+    if let Some(mut attributes) = attributes {
         if let Some(IncomingContext::Continued(context, _)) = incoming {
             span.add_link(context.span().span_context().clone(), Vec::new());
         }
-        let mut attributes = SpanAttributes::with_capacity(12);
-        messaging.describe(&mut attributes);
         if let Some(group) = handler.configured_group() {
             attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
         }

@@ -1,10 +1,9 @@
 //! Creation spans: one context per record when a producer publishes several under one span.
 
-use opentelemetry::trace::{Span, TraceContextExt, Tracer};
-use opentelemetry::{global, Context};
+use opentelemetry::trace::{Span, TraceContextExt};
+use opentelemetry::Context;
 
-use super::{instrumentation_scope, marked_random_if_started, MessagingSpan};
-use crate::attributes::SpanAttributes;
+use super::{marked_random_if_started, MessagingSpan};
 use crate::carrier::{inject_context, PublishedMessage};
 use crate::conventions::Operation;
 
@@ -30,16 +29,9 @@ use crate::conventions::Operation;
 /// ```
 pub fn inject_creation_context<M: PublishedMessage + ?Sized>(record: &mut M) {
     let current = Context::current();
-    let tracer = global::tracer_with_scope(instrumentation_scope());
     let messaging = MessagingSpan::new(Operation::Create, Some(record.system()), record.destination());
-    let mut create =
-        tracer.span_builder(messaging.initial_name()).with_kind(messaging.kind()).start_with_context(&tracer, &current);
-    if create.is_recording() {
-        if let Some(name) = messaging.name() {
-            create.update_name(name);
-        }
-        let mut attributes = SpanAttributes::with_capacity(8);
-        messaging.describe(&mut attributes);
+    let (mut create, attributes) = messaging.start(&current);
+    if let Some(mut attributes) = attributes {
         record.record_attributes(&mut attributes);
         create.set_attributes(attributes.into_inner());
     }

@@ -4,7 +4,8 @@
 
 use std::fmt::Display;
 
-use opentelemetry::trace::{Link, SpanKind, SpanRef, Status, TraceContextExt};
+use opentelemetry::global::{self, BoxedSpan};
+use opentelemetry::trace::{Link, Span, SpanKind, SpanRef, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
 use super::origin::{Batch, BatchFacts, Parent};
@@ -63,6 +64,25 @@ impl<'a> MessagingSpan<'a> {
         name.push(' ');
         name.push_str(destination);
         Some(name)
+    }
+
+    /// Starts this span as a child of `parent`, of its operation's kind and named by the operation alone. A
+    /// recorded one is then named in full and described; its attributes are returned for the caller to add its
+    /// own before setting them. An unrecorded one formats and copies nothing. (A handler's own span starts
+    /// otherwise: under a sampled parent it is described before it starts, see `SpanStart::start`.)
+    pub(crate) fn start(&self, parent: &Context) -> (BoxedSpan, Option<SpanAttributes>) {
+        let tracer = global::tracer_with_scope(super::instrumentation_scope());
+        let mut span =
+            tracer.span_builder(self.initial_name()).with_kind(self.kind()).start_with_context(&tracer, parent);
+        if !span.is_recording() {
+            return (span, None);
+        }
+        if let Some(name) = self.name() {
+            span.update_name(name);
+        }
+        let mut attributes = SpanAttributes::with_capacity(12);
+        self.describe(&mut attributes);
+        (span, Some(attributes))
     }
 
     /// `messaging.system`, `messaging.operation.type`, `messaging.operation.name` and
@@ -184,7 +204,7 @@ pub(crate) fn mark_failed(span: &SpanRef<'_>, error_type: &'static str, message:
     let message = message.to_string();
     span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
     span.add_event(
-        "exception",
+        semconv::EXCEPTION_EVENT,
         vec![
             KeyValue::new(semconv::EXCEPTION_TYPE, error_type),
             KeyValue::new(semconv::EXCEPTION_MESSAGE, message.clone()),
