@@ -25,7 +25,7 @@ pub(crate) struct Broker {
     pub(crate) feature_trait: &'static str,
 }
 
-pub(crate) static BROKERS: [Broker; 2] = [
+pub(crate) static BROKERS: [Broker; 3] = [
     Broker {
         system: "kafka",
         name: "Kafka",
@@ -45,6 +45,17 @@ pub(crate) static BROKERS: [Broker; 2] = [
         routes_by_key: true,
         new_headers: "tracehop::rabbitmq::trace_properties()",
         feature_trait: "RabbitMqEnabled",
+    },
+    Broker {
+        system: "nats",
+        name: "NATS",
+        client: "async-nats",
+        // Core NATS's `async_nats::Message` and JetStream's `async_nats::jetstream::Message`.
+        messages: &["Message"],
+        records: &["HeaderMap"],
+        routes_by_key: false,
+        new_headers: "tracehop::nats::trace_headers()",
+        feature_trait: "NatsEnabled",
     },
 ];
 
@@ -120,18 +131,24 @@ mod tests {
     fn brokers_are_found_by_system_name_and_by_type_name() {
         assert_eq!(System::named("kafka").map(System::name), Some("Kafka"));
         assert_eq!(System::named("rabbitmq").map(System::name), Some("RabbitMQ"));
-        assert!(System::named("nats").is_none());
+        assert_eq!(System::named("nats").map(System::name), Some("NATS"));
+        assert!(System::named("pulsar").is_none());
         let ident = |name: &str| syn::Ident::new(name, proc_macro2::Span::call_site());
         assert_eq!(System::of_type(&ident("OwnedMessage"), false).map(System::name), Some("Kafka"));
         assert_eq!(System::of_type(&ident("Delivery"), false).map(System::name), Some("RabbitMQ"));
         assert_eq!(System::of_type(&ident("BasicProperties"), true).map(System::name), Some("RabbitMQ"));
+        assert_eq!(System::of_type(&ident("Message"), false).map(System::name), Some("NATS"));
+        assert_eq!(System::of_type(&ident("HeaderMap"), true).map(System::name), Some("NATS"));
         assert!(System::of_type(&ident("Delivery"), true).is_none(), "a delivery is no record");
     }
 
     #[test]
     fn errors_list_the_brokers_of_the_table() {
-        assert_eq!(system_names(), "\"kafka\" and \"rabbitmq\"");
-        assert_eq!(message_types(), "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery`");
+        assert_eq!(system_names(), "\"kafka\", \"rabbitmq\" and \"nats\"");
+        assert_eq!(
+            message_types(),
+            "rdkafka's `BorrowedMessage` or `OwnedMessage`, or lapin's `Delivery`, or async-nats's `Message`"
+        );
         assert_eq!(names_routing_by_key(), "RabbitMQ");
     }
 }

@@ -38,6 +38,12 @@ pub trait MessageFacts {
     fn timestamp_millis(&self) -> Option<i64> {
         None
     }
+
+    /// The consumer group the message was delivered to, when the message itself says (a JetStream consumer's
+    /// name); a handler's own `group` comes first. None by default.
+    fn consumer_group(&self) -> Option<&str> {
+        None
+    }
 }
 
 crate::brokers::with_broker_notes! { reads,
@@ -46,9 +52,9 @@ crate::brokers::with_broker_notes! { reads,
     note = "by value or by reference; for another type, implement `tracehop::ConsumedMessage`";
 /// A message tracehop can read the trace context from.
 ///
-/// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`) and lapin's `Delivery`
-/// (feature `rabbitmq`). To trace another broker,
-/// implement this trait and [`MessageFacts`] for its message type; nothing else changes.
+/// Implemented for rdkafka's `BorrowedMessage` and `OwnedMessage` (feature `kafka`), lapin's `Delivery`
+/// (feature `rabbitmq`) and async-nats's `Message` and `jetstream::Message` (feature `nats`). To trace another
+/// broker, implement this trait and [`MessageFacts`] for its message type; nothing else changes.
 ///
 /// ```
 /// use tracehop::{ConsumedMessage, MessageFacts, MessagingSystem, SpanAttributes};
@@ -81,8 +87,8 @@ crate::brokers::with_broker_notes! { writes,
     note = "for another type, implement `tracehop::PublishedMessage`";
 /// A message about to be published, whose headers tracehop writes the trace context into.
 ///
-/// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`) and lapin's `BasicProperties`
-/// (feature `rabbitmq`).
+/// Implemented for rdkafka's `FutureRecord` and `BaseRecord` (feature `kafka`), lapin's `BasicProperties`
+/// (feature `rabbitmq`) and async-nats's `HeaderMap` (feature `nats`).
 pub trait PublishedMessage: MessageFacts {
     /// Sets one header of the outgoing message, replacing any header of the same key: a record built from a
     /// consumed message's headers must not carry the old `traceparent` beside the new one.
@@ -108,6 +114,9 @@ macro_rules! facts_through_reference {
             }
             fn timestamp_millis(&self) -> Option<i64> {
                 (**self).timestamp_millis()
+            }
+            fn consumer_group(&self) -> Option<&str> {
+                (**self).consumer_group()
             }
         }
     )*};

@@ -14,6 +14,17 @@ use crate::handler::Handler;
 /// when the producer's clock is ahead of the consumer's. Absent when the message carries no timestamp.
 pub const AGE_ATTRIBUTE: &str = "tracehop.message.age_ms";
 
+/// Attribute set to `true` on the consumer span of a message its broker delivers again: a RabbitMQ delivery marked
+/// `redelivered` (delivered before and not acknowledged: a nack or reject with requeue, a consumer that went away),
+/// a JetStream message delivered more than once. Absent for a first delivery.
+pub const REDELIVERED_ATTRIBUTE: &str = "tracehop.message.redelivered";
+
+/// Attribute holding the delivery count a broker keeps, as that broker counts: for RabbitMQ the `x-delivery-count`
+/// header of a quorum queue, how many earlier deliveries were returned (absent when the header is: classic queues
+/// do not set it); for JetStream how many times the message was delivered, this delivery included (1 for the
+/// first).
+pub const DELIVERY_COUNT_ATTRIBUTE: &str = "tracehop.message.delivery_count";
+
 /// Attribute holding the value of the header a handler names with [`Handler::attempt_header`] (a retry counter),
 /// when it is a whole number.
 pub const ATTEMPT_ATTRIBUTE: &str = "tracehop.message.attempt";

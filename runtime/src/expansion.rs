@@ -5,7 +5,8 @@
 //! value is recorded (`outcome`), and two helpers that fix a body's types.
 
 pub use crate::__record_outcome as record_outcome;
-pub use crate::brokers::{BrokerCount, EnabledBrokers, Features, KafkaEnabled, RabbitMqEnabled, SoleBroker, Spans};
+pub use crate::brokers::feature_traits::*;
+pub use crate::brokers::{BrokerCount, EnabledBrokers, Features, SoleBroker, Spans};
 pub use crate::{DestinationName, Handler, MessageSpan, MessagingSystem, ParentPolicy, SpanAttributes};
 pub use core::{concat, module_path};
 

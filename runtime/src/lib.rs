@@ -126,14 +126,14 @@ pub use setup::otlp;
 
 pub use __private::MessageParameter;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
-pub use brokers::rabbitmq::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
+pub use brokers::rabbitmq::DEATH_COUNT_ATTRIBUTE;
 pub use brokers::MessagingSystem;
 pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};
 pub use carrier::{
     extract_context, inject_context, inject_current_context, ConsumedMessage, HeaderExtractor, HeaderInjector,
     IncomingContext, MessageFacts, PublishedMessage,
 };
-pub use consumer_extras::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE};
+pub use consumer_extras::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 pub use handler::{Handler, Role};
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};

@@ -14,8 +14,9 @@ use crate::handler::Handler;
 use crate::metrics::Measurement;
 use crate::span::MessagingSpan;
 
-/// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`). Each
-/// broker names its own verbs beside its other facts (`Settlement::Ack`, `Nack`, `Reject` for RabbitMQ;
+/// What a settle call does with a message: its `messaging.operation.name` (the operation type is `settle`).
+/// [`Settlement::Ack`] is every broker's that acknowledges; each broker names its other verbs beside its other facts
+/// (`Settlement::Nack`, `Reject` for RabbitMQ; `Settlement::Nak`, `Term`, `InProgress` for JetStream;
 /// `Settlement::Commit`, `StoreOffset` for Kafka); [`Settlement::new`] names another broker's.
 ///
 /// ```
@@ -27,6 +28,13 @@ use crate::span::MessagingSpan;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Settlement {
     operation_name: &'static str,
+}
+
+// Named like the variants of an enum, which is how they read at the call site: `Settlement::Ack`.
+#[allow(non_upper_case_globals)]
+impl Settlement {
+    /// An acknowledgement, the message done with (a RabbitMQ `basic.ack`, a JetStream `+ACK`): `ack`.
+    pub const Ack: Settlement = Settlement::new("ack");
 }
 
 impl Settlement {
@@ -68,12 +76,13 @@ pub struct Settle<'a> {
     settlement: Settlement,
     message: &'a dyn MessageFacts,
     consumer: Option<SpanContext>,
+    error_type: Option<&'static str>,
 }
 
 impl<'a> Settle<'a> {
     /// Prepares the span of settling `message` by `settlement`.
     pub fn new<M: MessageFacts>(settlement: Settlement, message: &'a M) -> Self {
-        Settle { settlement, message, consumer: None }
+        Settle { settlement, message, consumer: None, error_type: None }
     }
 
     /// Links the span to the message's consumer span, the span of `consumer` (a
@@ -105,8 +114,16 @@ impl<'a> Settle<'a> {
         result
     }
 
+    /// Records a failed call's `error.type` as `error_type` rather than the error's type name: for a client whose
+    /// errors are boxed trait objects (async-nats's `Error`), whose type name says nothing.
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn error_type(mut self, error_type: &'static str) -> Self {
+        self.error_type = Some(error_type);
+        self
+    }
+
     fn start(self) -> SettleSpan {
-        let Settle { settlement, message, consumer } = self;
+        let Settle { settlement, message, consumer, error_type } = self;
         let operation = Operation::Settle(settlement.operation_name());
         let system = message.system();
         let destination = message.destination();
@@ -125,7 +142,7 @@ impl<'a> Settle<'a> {
             attributes.extend(identity);
             span.set_attributes(attributes.into_inner());
         }
-        SettleSpan { context: current.with_span(span), measurement }
+        SettleSpan { context: current.with_span(span), measurement, error_type }
     }
 }
 
@@ -133,12 +150,13 @@ impl<'a> Settle<'a> {
 struct SettleSpan {
     context: Context,
     measurement: Measurement,
+    error_type: Option<&'static str>,
 }
 
 impl SettleSpan {
     fn finish<T, E: Display>(&mut self, result: &Result<T, E>) {
         if let Err(error) = result {
-            let error_type = std::any::type_name::<E>();
+            let error_type = self.error_type.unwrap_or_else(std::any::type_name::<E>);
             self.measurement.fail(error_type);
             crate::span::mark_failed(&self.context.span(), error_type, error);
         }

@@ -1,4 +1,4 @@
-//! The brokers tracehop knows, each a folder of its own (`kafka/`, `rabbitmq/`) holding everything about it: its
+//! The brokers tracehop knows, each a folder of its own (`kafka/`, `rabbitmq/`, `nats/`) holding everything about it: its
 //! facts, answered through [`Broker`] and compiled always (a span names its broker whether or not the broker's
 //! feature is on); its message and record types, how their headers are read and written and their
 //! semantic-convention attributes (`carrier.rs`, the public `tracehop::<broker>` module); its traced clients and
@@ -19,6 +19,13 @@ pub(crate) trait Broker {
     /// How `destination` reads in a span name.
     fn span_name_destination(destination: &str) -> &str {
         destination
+    }
+
+    /// Whether `destination`, as a handler names it, stands for many destinations (a wildcard subscription): then
+    /// a span is named for it and records it as `messaging.destination.template`, and records the message's own
+    /// destination as `messaging.destination.name`.
+    fn is_destination_template(_destination: &str) -> bool {
+        false
     }
 }
 
@@ -103,6 +110,16 @@ macro_rules! brokers {
                 }
             }
 
+            /// Whether `destination`, as a handler names it, stands for many destinations: a NATS subject with a
+            /// wildcard token (`orders.*`, `orders.>`). A span is then named for it and records it as
+            /// `messaging.destination.template`, beside the message's own subject.
+            pub fn is_destination_template(self, destination: &str) -> bool {
+                match self {
+                    $(Self::$variant => <$folder::$broker as Broker>::is_destination_template(destination),)*
+                    Self::Other(_) => false,
+                }
+            }
+
             /// The attribute a producer's routing key is recorded under, for the brokers that route by one
             /// (`messaging.rabbitmq.destination.routing_key` for RabbitMQ).
             pub fn routing_key_attribute(self) -> Option<&'static str> {
@@ -122,6 +139,11 @@ macro_rules! brokers {
         /// feature is on.
         pub mod clients {
             $(#[cfg(feature = $feature)] pub use super::$folder::client as $folder;)*
+        }
+
+        /// The brokers' feature traits, for the expansions to name through `tracehop::__private`.
+        pub mod feature_traits {
+            pub use super::{$($enabled),*};
         }
 
         /// The brokers whose cargo feature is on.
@@ -181,6 +203,14 @@ brokers! { $
     },
     reads "tracehop reads lapin's `Delivery` (feature `rabbitmq`)",
     writes "tracehop writes into lapin's `BasicProperties` (feature `rabbitmq`)";
+    /// NATS, core and JetStream.
+    Nats => nats::Nats, feature "nats", NatsEnabled {
+        message = "this handler traces NATS, but tracehop's `nats` feature is off",
+        label = "needs tracehop's `nats` feature",
+        note = "enable it in Cargo.toml: `tracehop = {{ version = \"...\", features = [\"nats\"] }}`"
+    },
+    reads "tracehop reads async-nats's `Message` and `jetstream::Message` (feature `nats`)",
+    writes "tracehop writes into async-nats's `HeaderMap` (feature `nats`)";
 }
 
 #[cfg(test)]
@@ -206,10 +236,19 @@ pub(crate) mod tests {
     #[test]
     fn each_broker_states_its_own_facts() {
         assert_eq!(
-            [MessagingSystem::Kafka, MessagingSystem::RabbitMq, MessagingSystem::Other("frames")]
-                .map(MessagingSystem::as_str),
-            ["kafka", "rabbitmq", "frames"]
+            [
+                MessagingSystem::Kafka,
+                MessagingSystem::RabbitMq,
+                MessagingSystem::Nats,
+                MessagingSystem::Other("frames")
+            ]
+            .map(MessagingSystem::as_str),
+            ["kafka", "rabbitmq", "nats", "frames"]
         );
+        assert_eq!(MessagingSystem::Nats.span_name_destination("_INBOX.a.b"), "_INBOX");
+        assert!(MessagingSystem::Nats.is_destination_template("orders.*"));
+        assert!(!MessagingSystem::Kafka.is_destination_template("orders.*"), "a Kafka topic name is a name");
+        assert!(!MessagingSystem::Other("frames").is_destination_template("orders.>"));
         assert_eq!(MessagingSystem::RabbitMq.span_name_destination(""), "amq.default");
         assert_eq!(MessagingSystem::RabbitMq.span_name_destination("orders"), "orders");
         assert_eq!(MessagingSystem::Kafka.span_name_destination(""), "");
@@ -226,6 +265,7 @@ pub(crate) mod tests {
         let expected: Vec<MessagingSystem> = [
             cfg!(feature = "kafka").then_some(MessagingSystem::Kafka),
             cfg!(feature = "rabbitmq").then_some(MessagingSystem::RabbitMq),
+            cfg!(feature = "nats").then_some(MessagingSystem::Nats),
         ]
         .into_iter()
         .flatten()

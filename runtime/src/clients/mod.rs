@@ -204,6 +204,30 @@ fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M, inco
     span.end();
 }
 
+/// One item of a consumer's stream, which [`TracedStream`] yields traced: a `Result` of a message (rdkafka's
+/// `StreamConsumer::stream()`, lapin's `Consumer`, a JetStream consumer's `messages()`) becomes a `Result` of a
+/// [`TracedMessage`], its error passed on; a bare message (an async-nats `Subscriber`'s) becomes a
+/// [`TracedMessage`].
+pub trait Received {
+    /// The item with its message traced.
+    type Traced;
+
+    /// Traces the item's message as `tracing` says, noting in `system` the broker of the messages so far (a
+    /// failed receive is counted under it).
+    fn traced(self, tracing: &ConsumerTracing, system: &mut Option<MessagingSystem>) -> Self::Traced;
+}
+
+impl<M: ConsumedMessage, E> Received for Result<M, E> {
+    type Traced = Result<TracedMessage<M>, E>;
+
+    fn traced(self, tracing: &ConsumerTracing, system: &mut Option<MessagingSystem>) -> Self::Traced {
+        if let Ok(message) = &self {
+            *system = Some(message.system());
+        }
+        tracing.traced(self, *system)
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A stream of messages, each with its CONSUMER span; made by [`ConsumerTracing::stream`].
     ///
@@ -263,24 +287,17 @@ impl<S> TracedStream<S> {
     }
 }
 
-impl<S, M, E> Stream for TracedStream<S>
+impl<S> Stream for TracedStream<S>
 where
-    S: Stream<Item = Result<M, E>>,
-    M: ConsumedMessage,
+    S: Stream,
+    S::Item: Received,
 {
-    type Item = Result<TracedMessage<M>, E>;
+    type Item = <S::Item as Received>::Traced;
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Result<TracedMessage<M>, E>>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
         let (tracing, system) = (*this.tracing, this.system);
-        this.stream.poll_next(cx).map(|item| {
-            item.map(|result| {
-                if let Ok(message) = &result {
-                    *system = Some(message.system());
-                }
-                tracing.traced(result, *system)
-            })
-        })
+        this.stream.poll_next(cx).map(|item| item.map(|received| received.traced(&tracing, system)))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {

@@ -133,13 +133,24 @@ pub(super) fn describe(
         .map(|facts| facts.system())
         .or(batch.as_ref().and_then(|(_, system, _)| *system))
         .or(handler.configured_system());
-    let destination = destination
-        .or(handler.configured_destination())
-        .or_else(|| message.and_then(|facts| facts.destination()))
-        .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination));
-    let messaging = MessagingSpan::new(role.messaging_operation(), system, destination);
+    let own_destination = || {
+        message
+            .and_then(|facts| facts.destination())
+            .or_else(|| batch.as_ref().and_then(|(_, _, facts)| facts.destination))
+    };
+    // A wildcard subscription's subject names the span; the message's own subject is its destination.
+    let template = handler.configured_destination().filter(|configured| {
+        destination.is_none() && system.is_some_and(|system| system.is_destination_template(configured))
+    });
+    let named_for = destination.or(handler.configured_destination()).or_else(own_destination);
+    let destination = match template {
+        Some(_) => own_destination(),
+        None => named_for,
+    };
+    let operation = role.messaging_operation();
+    let messaging = MessagingSpan::new(operation, system, destination);
     let name = match handler.configured_span_name() {
-        None => messaging.name(),
+        None => MessagingSpan::new(operation, system, named_for).name(),
         Some(_) => None,
     };
     let mut links = Vec::new();
@@ -148,8 +159,13 @@ pub(super) fn describe(
     }
     let mut attributes = SpanAttributes::with_capacity(16);
     messaging.describe(&mut attributes);
+    if let Some(template) = template {
+        attributes.add_static(semconv::MESSAGING_DESTINATION_TEMPLATE, template);
+    }
     if let Some(group) = handler.configured_group() {
         attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+    } else if role == Role::Consumer {
+        attributes.add(semconv::MESSAGING_CONSUMER_GROUP_NAME, message.and_then(|facts| facts.consumer_group()));
     }
     attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
     if let Some(facts) = message {

@@ -24,8 +24,8 @@ use crate::conventions as semconv;
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
-use super::{DEATH_COUNT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
-use crate::consumer_extras::whole_number;
+use super::DEATH_COUNT_ATTRIBUTE;
+use crate::consumer_extras::{whole_number, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 
 /// The header a quorum queue counts a message's earlier deliveries in.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";

@@ -32,22 +32,11 @@ impl Broker for RabbitMq {
 // Named like the variants of an enum, which is how they read at the call site: `Settlement::Ack`.
 #[allow(non_upper_case_globals)]
 impl Settlement {
-    /// A RabbitMQ `basic.ack`, the message done with: `ack`.
-    pub const Ack: Settlement = Settlement::new("ack");
     /// A RabbitMQ `basic.nack`, the message failed (requeued or dead-lettered, as the call says): `nack`.
     pub const Nack: Settlement = Settlement::new("nack");
     /// A RabbitMQ `basic.reject`: `reject`.
     pub const Reject: Settlement = Settlement::new("reject");
 }
-
-/// Attribute set to `true` on the consumer span of a RabbitMQ delivery the broker marked `redelivered`: it was
-/// delivered before and not acknowledged (a nack or reject with requeue, a consumer that went away). Absent for
-/// a first delivery.
-pub const REDELIVERED_ATTRIBUTE: &str = "tracehop.message.redelivered";
-
-/// Attribute holding a RabbitMQ delivery's `x-delivery-count` header: how many times a quorum queue delivered the
-/// message before and saw it returned. Absent when the header is (classic queues do not set it).
-pub const DELIVERY_COUNT_ATTRIBUTE: &str = "tracehop.message.delivery_count";
 
 /// Attribute holding how many times a RabbitMQ message was dead-lettered: the sum of the `count` fields of its
 /// `x-death` header, over every queue and reason it lists. Absent without a readable `x-death` header.
