@@ -672,9 +672,13 @@ pub fn verify_cases(
 /// `tracehop.context.rejected`, runs the handler and returns its value unchanged; a bad `tracestate` costs only
 /// itself; the valid controls continue the producer's trace with their tracestate whole.
 pub async fn context_fallback<B: BrokerFixture>(fixture: &B) {
+    context_fallback_of(fixture, fallback_cases()).await;
+}
+
+/// [`context_fallback`] with `cases`: the ones of [`fallback_cases`] a broker's headers can carry.
+pub async fn context_fallback_of<B: BrokerFixture>(fixture: &B, cases: Vec<Case>) {
     let destination = fixture.destination("fallback", 1).await;
     let name = fixture.name(&destination);
-    let cases = fallback_cases();
     for case in &cases {
         let headers: Vec<(&str, &[u8])> = case.headers.iter().map(|(key, value)| (*key, value.as_slice())).collect();
         let payload = case.payload();

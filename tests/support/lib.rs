@@ -1,10 +1,13 @@
 //! Helpers shared by tracehop's integration tests: the embedded Kafka broker (librdkafka's mock cluster, the
 //! real Kafka protocol over loopback), span capture with the SDK's in-memory exporter, and log capture; and the
-//! test bodies every broker shares ([`behaviour`]), with each broker's fixture for them ([`kafka`], [`rabbitmq`]).
+//! test bodies every broker shares ([`behaviour`]), with each broker's fixture for them ([`kafka`], [`rabbitmq`],
+//! [`nats`]).
 
 pub mod behaviour;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
 
