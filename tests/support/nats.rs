@@ -385,42 +385,45 @@ impl JetStream {
     }
 }
 
-/// A subject a fresh stream (of the same name) stores, and a durable consumer per subscriber, each of which gets
-/// every message. The stream goes when the test is done with it.
-pub struct StoredSubject {
+/// A fresh stream storing one subject of the same name, deleted when the test is done with it, so that a server
+/// that outlives the run keeps none of the run's streams.
+pub struct ScratchStream {
     name: String,
     context: jetstream::Context,
-    consumers: Vec<Consumer<pull::Config>>,
-    /// Each subscriber's `messages()`, once [`BrokerFixture::handle_by_client`] has started it.
-    adapted: Vec<Mutex<Option<pull::Stream>>>,
+    stream: jetstream::stream::Stream,
 }
 
-impl StoredSubject {
-    /// The next message `subscriber`'s consumer delivers, asked for one at a time, so that no pull request is
-    /// left waiting to take a message nobody reads.
-    async fn next(&self, subscriber: usize) -> jetstream::Message {
-        let deadline = Instant::now() + RECEIVE_TIMEOUT;
-        loop {
-            let mut batch = self.consumers[subscriber]
-                .batch()
-                .max_messages(1)
-                .expires(Duration::from_secs(1))
-                .messages()
-                .await
-                .expect("a pull request");
-            if let Some(message) = batch.next().await {
-                return message.expect("no JetStream error");
-            }
-            assert!(Instant::now() < deadline, "a message on {} within 30 seconds", self.name);
-        }
+impl ScratchStream {
+    /// A stream named `prefix` and a nonce ([`crate::unique_topic`]), storing the subject of its name in `storage`.
+    pub async fn create(context: &jetstream::Context, prefix: &str, storage: StorageType) -> Self {
+        let name = crate::unique_topic(prefix);
+        let config = jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![name.clone()],
+            storage,
+            ..Default::default()
+        };
+        let stream = context.create_stream(config).await.expect("the stream is created");
+        Self { name, context: context.clone(), stream }
+    }
+
+    /// The stream's name, also the subject it stores.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A durable pull consumer of every message of the stream, named `name`, waiting `ack_wait` for each
+    /// acknowledgement.
+    pub async fn consumer(&self, name: &str, ack_wait: Duration) -> Consumer<pull::Config> {
+        let config = pull::Config { durable_name: Some(name.to_owned()), ack_wait, ..Default::default() };
+        self.stream.create_consumer(config).await.expect("the consumer is created")
     }
 }
 
-impl Drop for StoredSubject {
+impl Drop for ScratchStream {
     fn drop(&mut self) {
         use tokio::runtime::{Handle, RuntimeFlavor};
-        // A server that outlives the run keeps none of its streams. Only on the tests' multi-threaded runtimes,
-        // the one place a drop may wait for the server.
+        // Only on the tests' multi-threaded runtimes, the one place a drop may wait for the server.
         let Ok(runtime) = Handle::try_current() else { return };
         if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
             return;
@@ -432,6 +435,28 @@ impl Drop for StoredSubject {
             })
         });
     }
+}
+
+/// The next message `consumer` delivers, asked for one at a time, so that no pull request is left waiting to take
+/// a message nobody reads; fails the test after 30 seconds.
+pub async fn next_delivery(consumer: &Consumer<pull::Config>) -> jetstream::Message {
+    let deadline = Instant::now() + RECEIVE_TIMEOUT;
+    loop {
+        let mut batch =
+            consumer.batch().max_messages(1).expires(Duration::from_secs(1)).messages().await.expect("a pull request");
+        if let Some(message) = batch.next().await {
+            return message.expect("no JetStream error");
+        }
+        assert!(Instant::now() < deadline, "a message within 30 seconds");
+    }
+}
+
+/// A subject a [`ScratchStream`] stores, and a durable consumer per subscriber, each of which gets every message.
+pub struct StoredSubject {
+    stream: ScratchStream,
+    consumers: Vec<Consumer<pull::Config>>,
+    /// Each subscriber's `messages()`, once [`BrokerFixture::handle_by_client`] has started it.
+    adapted: Vec<Mutex<Option<pull::Stream>>>,
 }
 
 /// What a JetStream delivery's acknowledgement subject says, as async-nats reads it (tracehop reads it itself).
@@ -451,38 +476,24 @@ impl BrokerFixture for JetStream {
     const TIMESTAMPS_MESSAGES: bool = true;
 
     async fn destination(&self, prefix: &str, subscribers: usize) -> StoredSubject {
-        let name = crate::unique_topic(prefix);
-        let stream = self
-            .context
-            .create_stream(jetstream::stream::Config {
-                name: name.clone(),
-                subjects: vec![name.clone()],
-                storage: StorageType::Memory,
-                ..Default::default()
-            })
-            .await
-            .expect("the stream is created");
+        let stream = ScratchStream::create(&self.context, prefix, StorageType::Memory).await;
         let mut consumers = Vec::new();
         for index in 0..subscribers {
-            let config = pull::Config {
-                durable_name: Some(format!("subscriber-{index}")),
-                ack_wait: ACK_WAIT,
-                ..Default::default()
-            };
-            consumers.push(stream.create_consumer(config).await.expect("the consumer is created"));
+            consumers.push(stream.consumer(&format!("subscriber-{index}"), ACK_WAIT).await);
         }
         let adapted = (0..subscribers).map(|_| Mutex::new(None)).collect();
-        StoredSubject { name, context: self.context.clone(), consumers, adapted }
+        StoredSubject { stream, consumers, adapted }
     }
 
     fn name(&self, subject: &StoredSubject) -> String {
-        subject.name.clone()
+        subject.stream.name().to_owned()
     }
 
     async fn publish(&self, subject: &StoredSubject, message: &Outgoing<'_>) {
         let payload = message.payload.to_vec();
-        let ack =
-            on_jetstream::publish(&self.context, &subject.name, headers_of(message), payload).await.expect("stored");
+        let ack = on_jetstream::publish(&self.context, subject.stream.name(), headers_of(message), payload)
+            .await
+            .expect("stored");
         assert!(!ack.duplicate, "every message of a body is new to its stream");
     }
 
@@ -492,7 +503,7 @@ impl BrokerFixture for JetStream {
         let jetstream = TracedJetStream::new(self.context.clone()).with_handler(&on_jetstream::PUBLISH);
         let payload = message.payload.to_vec();
         let ack = jetstream
-            .publish_with_headers(subject.name.clone(), headers_of(message), payload.into())
+            .publish_with_headers(subject.stream.name().to_owned(), headers_of(message), payload.into())
             .await
             .expect("stored");
         vec![
@@ -506,7 +517,7 @@ impl BrokerFixture for JetStream {
         let payload = message.payload.to_vec();
         let ack = self
             .context
-            .publish_with_headers(subject.name.clone(), headers_of(message), payload.into())
+            .publish_with_headers(subject.stream.name().to_owned(), headers_of(message), payload.into())
             .await
             .expect("published")
             .await
@@ -519,7 +530,7 @@ impl BrokerFixture for JetStream {
     }
 
     async fn receive(&self, subject: &StoredSubject, subscriber: usize) -> jetstream::Message {
-        subject.next(subscriber).await
+        next_delivery(&subject.consumers[subscriber]).await
     }
 
     fn id_of(&self, received: &jetstream::Message) -> String {
