@@ -194,8 +194,10 @@ fn receive_span<M: ConsumedMessage>(handler: &'static Handler, message: &M, inco
         if let Some(IncomingContext::Continued(context, _)) = incoming {
             span.add_link(context.span().span_context().clone(), Vec::new());
         }
-        if let Some(group) = handler.configured_group() {
-            attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+        // The group as the message's process span records it: the handler's, else the one the message names.
+        match handler.configured_group() {
+            Some(group) => attributes.add_static(semconv::MESSAGING_CONSUMER_GROUP_NAME, group),
+            None => attributes.add(semconv::MESSAGING_CONSUMER_GROUP_NAME, message.consumer_group()),
         }
         attributes.add_static(semconv::CODE_FUNCTION_NAME, handler.function());
         message.record_attributes(&mut attributes);
