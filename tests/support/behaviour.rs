@@ -3,7 +3,7 @@
 //! asserts exact span names, kinds, parents, links, trace ids and attributes: the values every broker shares are
 //! written here, the ones only a broker knows (its identifiers, offsets, delivery tags, routing keys) come from its
 //! fixture. `tests/shared_behaviour.rs` runs every body on every broker; a broker's own quirks stay in its own
-//! files (`tests/kafka_*.rs`, `tests/rabbitmq*.rs`).
+//! files (`tests/kafka_*.rs`, `tests/rabbitmq*.rs`, `tests/nats*.rs`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -352,7 +352,8 @@ pub fn header(key: &'static str, value: impl Into<Vec<u8>>) -> (&'static str, Ve
 /// The context-fallback table every broker's headers can carry: missing, malformed and ambiguous `traceparent`s
 /// (each a new root with its rejection code), `tracestate`s discarded or trimmed (the trace continues), and valid
 /// controls (continued, their tracestate whole up to the exact limits), so each rejection assertion can fail.
-/// Repeated header names are Kafka's alone (an AMQP header table holds a name once): `tests/kafka_context_fallback.rs`.
+/// Repeated header names are Kafka's and NATS's (an AMQP header table holds a name once):
+/// `tests/kafka_context_fallback.rs`, `tests/nats.rs`.
 pub fn fallback_cases() -> Vec<Case> {
     let mut cases = Vec::new();
 
