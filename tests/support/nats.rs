@@ -58,8 +58,8 @@ pub async fn connect() -> Client {
     async_nats::connect(&url).await.unwrap_or_else(|error| panic!("NATS at {url} is unreachable: {error}"))
 }
 
-/// Whether NATS can carry `headers` as they are: a header value is text on one line (async-nats refuses any other
-/// on the way out, and drops the connection of a message holding one on the way in).
+/// Whether NATS can carry `headers` as they are: a header value is text on one line. async-nats holds values as
+/// strings, writes a line break as a space, and takes a header block that is not UTF-8 for a broken connection.
 pub fn carries(headers: &[(&str, Vec<u8>)]) -> bool {
     headers.iter().all(|(_, value)| std::str::from_utf8(value).is_ok_and(|text| !text.contains(['\r', '\n'])))
 }
@@ -83,7 +83,8 @@ pub fn carried_fallback_cases() -> Vec<Case> {
     carried
 }
 
-/// `message`'s headers as NATS carries them: its own, in order, and its id as [`MESSAGE_ID_HEADER`].
+/// `message`'s headers as NATS carries them: its own (each name's values in order) and its id as
+/// [`MESSAGE_ID_HEADER`].
 fn headers_of(message: &Outgoing<'_>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(MESSAGE_ID_HEADER, message.id);
