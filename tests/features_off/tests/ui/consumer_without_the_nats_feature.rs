@@ -1,7 +1,7 @@
-use async_nats::jetstream::Message;
+use async_nats::jetstream;
 
 #[tracehop::traced_consumer(group = "inventory")]
-pub async fn on_order(message: Message) {
+pub async fn on_order(message: jetstream::Message) {
     let _ = message;
 }
 
