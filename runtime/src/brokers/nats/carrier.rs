@@ -32,16 +32,18 @@ use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMes
 use crate::consumer_extras::{DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 use crate::conventions as semconv;
 
-/// Attribute holding a JetStream message's stream name, as the draft NATS conventions name it
-/// (semantic-conventions #3680).
-pub const STREAM_ATTRIBUTE: &str = "messaging.nats.stream";
+// The NATS conventions are still a proposal (semantic-conventions #2297; #3680, which named
+// `messaging.nats.stream` and `messaging.nats.sequence`, closed unmerged): until they are written, JetStream's own
+// facts live in tracehop's namespace, as every name outside the conventions does.
 
-/// Attribute holding a JetStream message's sequence number in its stream, as the draft NATS conventions name it
-/// (semantic-conventions #3680).
-pub const STREAM_SEQUENCE_ATTRIBUTE: &str = "messaging.nats.sequence";
+/// Attribute holding a JetStream message's stream name.
+pub const STREAM_ATTRIBUTE: &str = "tracehop.nats.stream";
+
+/// Attribute holding a JetStream message's sequence number in its stream.
+pub const STREAM_SEQUENCE_ATTRIBUTE: &str = "tracehop.nats.stream_sequence";
 
 /// Attribute holding a JetStream message's sequence number in its consumer's deliveries (which counts
-/// redeliveries too); no convention names it yet.
+/// redeliveries too).
 pub const CONSUMER_SEQUENCE_ATTRIBUTE: &str = "tracehop.nats.consumer_sequence";
 
 /// The header a NATS publisher names a message by, which JetStream deduplicates on and tracehop records as
@@ -242,8 +244,8 @@ mod tests {
             attributes.into_inner(),
             vec![
                 KeyValue::new("messaging.message.body.size", 8_i64),
-                KeyValue::new("messaging.nats.stream", "ORDERS"),
-                KeyValue::new("messaging.nats.sequence", 41_i64),
+                KeyValue::new("tracehop.nats.stream", "ORDERS"),
+                KeyValue::new("tracehop.nats.stream_sequence", 41_i64),
                 KeyValue::new("tracehop.nats.consumer_sequence", 57_i64),
                 KeyValue::new("tracehop.message.delivery_count", 3_i64),
                 KeyValue::new("tracehop.message.redelivered", true),
@@ -255,7 +257,7 @@ mod tests {
         delivered.record_identity(&mut identity);
         assert_eq!(
             identity.into_inner(),
-            vec![KeyValue::new("messaging.nats.stream", "ORDERS"), KeyValue::new("messaging.nats.sequence", 41_i64)]
+            vec![KeyValue::new("tracehop.nats.stream", "ORDERS"), KeyValue::new("tracehop.nats.stream_sequence", 41_i64)]
         );
         let first = message("orders.created", Some("$JS.ACK.ORDERS.inventory.1.41.57.1700000000123456789.0"), None);
         let mut attributes = SpanAttributes::default();
