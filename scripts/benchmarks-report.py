@@ -89,7 +89,7 @@ say = lines.append
 
 say("# Benchmarks")
 say("")
-say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about twelve")
+say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about thirteen")
 say("minutes; `scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
 say("")
 say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('rustc', '?')}; "
@@ -99,16 +99,17 @@ say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {mac
 say("")
 say("How to run each part:")
 say("- instructions and allocations per message: `scripts/instructions` (callgrind over "
-    "`cargo bench -p tracehop --features kafka,rabbitmq --bench per_message -- --case NAME`; the bench alone prints "
+    "`cargo bench -p tracehop --features kafka,rabbitmq,nats --bench per_message -- --case NAME`; the bench alone prints "
     "allocations from a counting allocator);")
-say("- the timing matrix: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (criterion, medians);")
+say("- the timing matrix: `cargo bench -p tracehop --features kafka,rabbitmq,nats --bench message_span` (criterion, "
+    "medians);")
 say("- throughput through a broker: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (RabbitMQ when "
     "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
 say("- a message's cost while the collector is down: `cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench outage`;")
 say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`.")
 say("")
-say("The benches are built with the default features a service uses (`kafka`, `rabbitmq`; `otlp` for the outage): "
-    "with `--all-features` the `metrics` feature adds its cost to every path.")
+say("The benches are built with the default features a service uses (`kafka`, `rabbitmq`, and `nats` where NATS is "
+    "measured; `otlp` for the outage): with `--all-features` the `metrics` feature adds its cost to every path.")
 say("")
 say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
     "link, built the cheapest way the SDK allows for the sampler's decision: described up front when sampled, left "
@@ -131,17 +132,22 @@ say("")
 # Instructions
 say("## Instructions and allocations per message")
 say("")
-say("Built with the default features (`kafka`, `rabbitmq`). The `+metrics` rows are the same paths built with the "
-    "`metrics` feature: without a meter provider, and (`-metered-`) with the SDK's recording every message; "
+say("Built with the default features (`kafka`, `rabbitmq`, `nats`). The `+metrics` rows are the same paths built "
+    "with the `metrics` feature: without a meter provider, and (`-metered-`) with the SDK's recording every message; "
     "floors are those of the build without metrics. Each case is held to the floor and the careful glue "
     "(`glue-after-sampling`) of its own sampling and `tracestate`; `floor-deciding-first-sampled` and "
-    "`floor-up-front-unsampled` are the floor written the other way for that outcome.")
+    "`floor-up-front-unsampled` are the floor written the other way for that outcome. The `nats-` rows are the "
+    "consumer and producer paths on NATS: a core message, the Kafka message's twin (the same trace, `tracestate` and "
+    "headers, its key as `Nats-Msg-Id`), and a `HeaderMap` holding that id; they are held to the same floors, which "
+    "describe the Kafka message (ten attributes, seven for the publish, where tracehop records eight and six on "
+    "NATS).")
 say("")
 say("| case | instructions | allocations | instructions vs floor | vs glue-after-sampling |")
 say("|---|---:|---:|---:|---:|")
 for case, (count, allocations) in counts.items():
     path, variant = variant_of(case.removesuffix("+metrics"))
     sampling = "unsampled" if path.endswith("-unsampled") else "sampled"
+    path = path.removeprefix("nats-")
     floor = counts.get(f"{'producer-floor' if path.startswith('producer') else 'floor'}-{sampling}{variant}")
     against = "–" if path.startswith(("extraction", "upstream")) else ratio(count, floor and floor[0])
     careful = counts.get(f"glue-after-sampling-{sampling}{variant}")
@@ -174,18 +180,33 @@ for suffix, processors in [("", ["simple", "batch"]), ("/tracestate-varied", ["s
                 f" | {ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('glue'))} | "
                 f"{ratio(get('tracehop'), get('glue-after-sampling'))} | {ratio(get('tracehop'), get('tracing'))} |")
 say("")
+say("The same cells on NATS: `#[traced_consumer]` on each message's core NATS twin (the same trace, `tracestate` and "
+    "headers, its key as `Nats-Msg-Id`), beside the Kafka message of the table above.")
+say("")
+say("| sampler / processor / tracestate | tracehop, Kafka | tracehop, NATS | NATS vs Kafka |")
+say("|---|---:|---:|---:|")
+for suffix, processors in [("", ["simple", "batch"]), ("/tracestate-varied", ["simple"]),
+                           ("/tracestate-mixed", ["simple"])]:
+    for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
+        for processor in processors:
+            group = f"consumer/{sampler}/{processor}{suffix}"
+            get = lambda name: times.get(f"{group}/{name}")
+            tracestate = suffix.removeprefix("/tracestate-") or "constant"
+            say(f"| {sampler} / {processor} / {tracestate} | {ns(get('tracehop'))} | {ns(get('tracehop-nats'))} | "
+                f"{ratio(get('tracehop-nats'), get('tracehop'))} |")
+say("")
 
 # Extraction
 say("## Extraction alone")
 say("")
 say("The trace context of one message with N application headers besides `traceparent` and `tracestate` "
-    "(W3C trace context and baggage propagators in every case); on Kafka also with each message's own "
-    "`tracestate` (`varied`) and the mix (`mixed`).")
+    "(W3C trace context and baggage propagators in every case; on NATS also its `Nats-Msg-Id`); on Kafka also with "
+    "each message's own `tracestate` (`varied`) and the mix (`mixed`).")
 say("")
 say("| broker, headers, tracestate | tracehop | upstream, headers copied to a map | upstream, headers read in place | "
     "tracehop vs in place |")
 say("|---|---:|---:|---:|---:|")
-for broker in ["kafka", "amqp"]:
+for broker in ["kafka", "amqp", "nats"]:
     for count in [0, 3, 20]:
         for suffix in ["", "-tracestate-varied", "-tracestate-mixed"] if broker == "kafka" else [""]:
             get = lambda name: times.get(f"extraction/{broker}/{name}{suffix}/{count}")
@@ -203,6 +224,16 @@ for sampling in ["sampled", "unsampled"]:
     get = lambda name: times.get(f"producer/{sampling}/{name}")
     say(f"| {sampling} | {ns(get('floor'))} | {ns(get('tracehop'))} | {ns(get('glue'))} | "
         f"{ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('glue'))} |")
+say("")
+say("On NATS, `#[traced_producer]` on a function taking the message's `HeaderMap` (holding its `Nats-Msg-Id`), "
+    "beside the Kafka record of the table above:")
+say("")
+say("| sampler | tracehop, Kafka | tracehop, NATS | NATS vs Kafka |")
+say("|---|---:|---:|---:|")
+for sampling in ["sampled", "unsampled"]:
+    get = lambda name: times.get(f"producer/{sampling}/{name}")
+    say(f"| {sampling} | {ns(get('tracehop'))} | {ns(get('tracehop-nats'))} | "
+        f"{ratio(get('tracehop-nats'), get('tracehop'))} |")
 say("")
 
 # Batches and contexts

@@ -1,6 +1,6 @@
 //! The README's examples, run as a user runs them. `orders` runs the guide's whole order pipeline, on the embedded
-//! Kafka broker and (with `--amqp`) on RabbitMQ; with `--spans-json` it also prints every span as a line of JSON,
-//! from which these tests check the exact shape of its traces.
+//! Kafka broker, (with `--amqp`) on RabbitMQ and (with `--nats`) on NATS; with `--spans-json` it also prints every
+//! span as a line of JSON, from which these tests check the exact shape of its traces.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -76,10 +76,10 @@ fn run(command: &mut Command) -> String {
 struct Pipeline {
     stdout: String,
     spans: Vec<Value>,
-    /// The topic (Kafka) or exchange (RabbitMQ) of `OrderCreated`, and of `PaymentProcessed`.
+    /// The topic (Kafka), exchange (RabbitMQ) or subject (NATS) of `OrderCreated`, and of `PaymentProcessed`.
     orders: &'static str,
     payments: &'static str,
-    /// The consumer attribute that holds the order id: the Kafka key, or the AMQP message id.
+    /// The consumer attribute that holds the order id: the Kafka key, or the AMQP or NATS message id.
     order_id_attribute: &'static str,
     /// The module of the handlers, the `target` of their `tracing` events.
     handlers: &'static str,
@@ -122,6 +122,18 @@ impl Pipeline {
             order_id_attribute: "messaging.message.id",
             handlers: "orders::rabbitmq",
             ..Self::run(Command::new(build_example("orders")).args(["--amqp", &url]))
+        }
+    }
+
+    fn on_nats() -> Self {
+        let url =
+            std::env::var("NATS_URL").expect("NATS_URL is not set: ./scripts/test starts the server this runs on");
+        Self {
+            orders: "orders.created",
+            payments: "payments.processed",
+            order_id_attribute: "messaging.message.id",
+            handlers: "orders::nats",
+            ..Self::run(Command::new(build_example("orders")).args(["--nats", &url]))
         }
     }
 
@@ -468,6 +480,37 @@ fn orders_example_over_rabbitmq_traces_the_same_pipeline() {
     assert_eq!(attributes["messaging.destination.name"], "orders");
     assert_eq!(attributes["messaging.rabbitmq.destination.routing_key"], "order.created");
     assert_eq!(attributes["messaging.message.body.size"], 27);
+}
+
+/// The same flow over NATS: the orders and payments in a JetStream stream, inventory a queue group of two members
+/// behind a durable consumer, the others durable pull consumers, the replay a consumer made afterwards.
+#[test]
+#[ignore = "needs a NATS server with JetStream: ./scripts/test runs it against one of its own"]
+fn orders_example_over_nats_traces_the_same_pipeline() {
+    let pipeline = Pipeline::on_nats();
+    check_traces_and_picture(&pipeline);
+    check_shipping_parent_chain(&pipeline);
+    check_batch(&pipeline);
+    check_replays(&pipeline);
+    check_malformed_order(&pipeline);
+    check_tracing_inside_handlers(&pipeline);
+    // A queue member's core message says what JetStream's acknowledgement subject says: stream, sequence, delivery.
+    let inventory = pipeline.span_of("Consumer", "process orders.created", Some("inventory-service"), Some("ord-1001"));
+    let attributes = &inventory["attributes"];
+    assert_eq!(attributes["messaging.system"], "nats");
+    assert_eq!(attributes["messaging.destination.name"], "orders.created");
+    assert_eq!(attributes["messaging.message.id"], "ord-1001");
+    assert_eq!(attributes["messaging.message.body.size"], 27);
+    assert_eq!(attributes["messaging.nats.stream"], "ORDER_EVENTS");
+    assert_eq!(attributes["messaging.nats.sequence"], 1);
+    assert_eq!(attributes["tracehop.message.delivery_count"], 1);
+    // The payment went to the stream after both orders; the replay read the second order again, as sequence 2.
+    let shipping = pipeline.span_of("Consumer", "process payments.processed", Some("shipping-service"), None);
+    assert_eq!(shipping["attributes"]["messaging.nats.sequence"], 3);
+    let replay = pipeline.span_of("Consumer", "process orders.created", Some("order-history"), Some("ord-1002"));
+    assert_eq!(replay["attributes"]["messaging.nats.sequence"], 2);
+    let members = pipeline.stdout.lines().filter(|line| line.contains("inventory-service member took the order"));
+    assert_eq!(members.count(), 2, "one member took each order:\n{}", pipeline.stdout);
 }
 
 /// The log-correlation example: the lines written inside the handler start with the handler span's ids, the

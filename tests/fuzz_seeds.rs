@@ -42,7 +42,7 @@ fn every_seed_folder_belongs_to_a_target_replayed_here() {
         .map(|entry| entry.expect("a readable folder entry").file_name().to_string_lossy().into_owned())
         .collect();
     folders.sort();
-    assert_eq!(folders, ["amqp", "batch", "headers"]);
+    assert_eq!(folders, ["amqp", "batch", "headers", "nats"]);
 }
 
 #[test]
@@ -58,6 +58,11 @@ fn kafka_inject_seeds_keep_other_headers_and_round_trip_the_producer_context() {
 #[test]
 fn amqp_extract_seeds_are_read_as_the_w3c_oracles_read_them() {
     replay("amqp", wire::check_amqp_extract);
+}
+
+#[test]
+fn nats_extract_seeds_are_read_as_the_w3c_oracles_and_adr_15_read_them() {
+    replay("nats", wire::check_nats_extract);
 }
 
 #[test]

@@ -374,8 +374,8 @@ async fn a_batch_of_jetstream_messages_taken_by_value_is_one_span_linked_to_each
             let id = attribute(producer, "messaging.message.id").expect("an id").to_string();
             let identity = vec![
                 KeyValue::new("messaging.message.id", id),
-                KeyValue::new("messaging.nats.stream", stream.name().to_owned()),
-                KeyValue::new("messaging.nats.sequence", sequence),
+                KeyValue::new("tracehop.nats.stream", stream.name().to_owned()),
+                KeyValue::new("tracehop.nats.stream_sequence", sequence),
             ];
             (producer.span_context.trace_id(), producer.span_context.span_id(), identity)
         })
@@ -448,8 +448,8 @@ async fn a_jetstream_delivery_names_its_consumer_as_the_group_of_a_handler_namin
             ("messaging.consumer.group.name", text("warehouse-7")),
             ("messaging.message.id", text("r-1")),
             ("messaging.message.body.size", Value::I64(2)),
-            ("messaging.nats.stream", text(stream.name())),
-            ("messaging.nats.sequence", Value::I64(1)),
+            ("tracehop.nats.stream", text(stream.name())),
+            ("tracehop.nats.stream_sequence", Value::I64(1)),
             ("tracehop.nats.consumer_sequence", Value::I64(1)),
             ("tracehop.message.delivery_count", Value::I64(1)),
             ("tracehop.context.rejected", text("missing")),

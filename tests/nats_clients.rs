@@ -171,8 +171,8 @@ async fn a_jetstream_publish_s_span_records_where_the_stream_stored_the_message(
                 &[
                     ("messaging.message.id", text(id)),
                     ("messaging.message.body.size", Value::I64(2)),
-                    ("messaging.nats.stream", text(stream.name())),
-                    ("messaging.nats.sequence", Value::I64(sequence)),
+                    ("tracehop.nats.stream", text(stream.name())),
+                    ("tracehop.nats.stream_sequence", Value::I64(sequence)),
                 ]
             )
         );
@@ -194,7 +194,7 @@ async fn a_jetstream_publish_the_stream_had_already_is_recorded_as_a_duplicate()
     let mut spans = spans_to(stream.name());
     spans.sort_by_key(|span| span.start_time);
     assert_eq!(spans.len(), 2, "{spans:#?}");
-    let stored_once = [("messaging.nats.stream", text(stream.name())), ("messaging.nats.sequence", Value::I64(1))];
+    let stored_once = [("tracehop.nats.stream", text(stream.name())), ("tracehop.nats.stream_sequence", Value::I64(1))];
     assert_eq!(attribute(&spans[0], DUPLICATE_ATTRIBUTE), None);
     assert_eq!(
         attributes(&spans[1]),
@@ -230,7 +230,7 @@ async fn a_jetstream_publish_no_stream_takes_marks_its_span_failed() {
         attribute(&producer, "error.type"),
         Some(text("async_nats::error::Error<async_nats::jetstream::context::PublishErrorKind>"))
     );
-    assert_eq!(attribute(&producer, "messaging.nats.sequence"), None);
+    assert_eq!(attribute(&producer, "tracehop.nats.stream_sequence"), None);
 }
 
 static TALLY: Handler = Handler::consumer("nats_clients::tally_loop").group("tally");
@@ -322,8 +322,8 @@ async fn a_jetstream_consumer_s_messages_through_the_adapter_get_receive_and_pro
     let where_stored = [
         ("messaging.message.id", text("r-1")),
         ("messaging.message.body.size", Value::I64(2)),
-        ("messaging.nats.stream", text(stream.name())),
-        ("messaging.nats.sequence", Value::I64(1)),
+        ("tracehop.nats.stream", text(stream.name())),
+        ("tracehop.nats.stream_sequence", Value::I64(1)),
         ("tracehop.nats.consumer_sequence", Value::I64(1)),
         ("tracehop.message.delivery_count", Value::I64(1)),
     ];

@@ -45,8 +45,8 @@ fn settled(operation: &str, stream: &str, id: &str, sequence: i64) -> Vec<(Strin
         ("messaging.operation.name", text(operation)),
         ("messaging.destination.name", text(stream)),
         ("messaging.message.id", text(id)),
-        ("messaging.nats.stream", text(stream)),
-        ("messaging.nats.sequence", Value::I64(sequence)),
+        ("tracehop.nats.stream", text(stream)),
+        ("tracehop.nats.stream_sequence", Value::I64(sequence)),
     ])
 }
 
@@ -54,8 +54,8 @@ fn settled(operation: &str, stream: &str, id: &str, sequence: i64) -> Vec<(Strin
 /// handler and the message's id and size.
 fn delivered(stream: &str, delivery: i64) -> Vec<(&'static str, Value)> {
     let mut want = vec![
-        ("messaging.nats.stream", text(stream)),
-        ("messaging.nats.sequence", Value::I64(1)),
+        ("tracehop.nats.stream", text(stream)),
+        ("tracehop.nats.stream_sequence", Value::I64(1)),
         ("tracehop.nats.consumer_sequence", Value::I64(delivery)),
         ("tracehop.message.delivery_count", Value::I64(delivery)),
     ];

@@ -102,7 +102,7 @@ async fn messages_kept_across_a_server_restart_continue_their_producers_traces()
         let consumer = suite::finished_span(*span_id);
         assert_eq!(consumer.span_context.trace_id(), *trace_id);
         suite::assert_child_of(&consumer, producer);
-        assert_eq!(attribute(&consumer, "messaging.nats.sequence"), Some(Value::I64(sequence)));
+        assert_eq!(attribute(&consumer, "tracehop.nats.stream_sequence"), Some(Value::I64(sequence)));
         assert_eq!(attribute(&consumer, "tracehop.message.delivery_count"), Some(Value::I64(1)));
         traces.insert(*trace_id);
     }

@@ -1,15 +1,16 @@
-//! W3C Trace Context, Level 1 and Level 2, on both carriers: every case is a real message through a broker (a
-//! Kafka record with rdkafka headers, an AMQP message through RabbitMQ with its headers as long strings), handled
+//! W3C Trace Context, Level 1 and Level 2, on every carrier: every case is a real message through a broker (a
+//! Kafka record with rdkafka headers, an AMQP message through RabbitMQ with its headers as long strings, a NATS
+//! message with its multi-valued headers), handled
 //! by a `#[traced_consumer]` that forwards it with each of tracehop's writers: a `#[traced_producer]`,
 //! `tracehop::inject_creation_context` inside one, and the traced client (`TracedFutureProducer`,
-//! `TracedChannel`). What the case expects is checked on all three forwarded messages, as the next hop reads them,
+//! `TracedChannel`, `TracedClient`). What the case expects is checked on all three forwarded messages, as the next hop reads them,
 //! and on the consumer span.
 //!
 //! The cases mirror the official test suite (`test/test.py` of w3c/trace-context): its trace id
 //! `12345678901234567890123456789012` and parent id `1234567890123456`, its headers, and its verdicts, except where
 //! a message header is not an HTTP field: a Kafka or AMQP header name is matched exactly (`TraceParent` is another
 //! header). Spaces and tabs around a value are dropped, as an HTTP parser drops them. Several headers of one name
-//! exist only on Kafka: those cases run on Kafka alone.
+//! exist on Kafka and NATS (a NATS header's several values): those cases do not run on RabbitMQ.
 //!
 //! Each table goes out as one batch of messages on one topic or queue, is handled in order, and the forwarded
 //! messages are read back from a second one. `tracehop::set_random_trace_ids` is process-wide: a message is
@@ -34,6 +35,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use suite::{attribute, Broker};
 use tokio::sync::{RwLock, RwLockWriteGuard};
 use tracehop::clients::kafka::TracedFutureProducer;
+use tracehop::clients::nats::TracedClient;
 use tracehop::clients::rabbitmq::TracedChannel;
 
 /// The trace id and parent id of the W3C test suite's headers.
@@ -938,6 +940,119 @@ impl Carrier for Amqp {
     }
 }
 
+/// NATS: cases arrive on one subject of the server `scripts/test` starts and are forwarded to another, each read
+/// through a subscription made before anything is published (core NATS keeps nothing for later subscribers).
+struct Nats {
+    incoming: String,
+    forwarded: String,
+    client: async_nats::Client,
+    traced: TracedClient,
+    incoming_messages: tokio::sync::Mutex<async_nats::Subscriber>,
+    forwarded_messages: tokio::sync::Mutex<async_nats::Subscriber>,
+}
+
+impl Nats {
+    async fn start(table: &str) -> Self {
+        suite::spans();
+        let url = std::env::var("NATS_URL")
+            .expect("NATS_URL is not set: the NATS tests run against the server ./scripts/test starts");
+        let client = async_nats::connect(&url).await.unwrap_or_else(|error| panic!("NATS at {url}: {error}"));
+        let incoming = suite::unique_topic(&format!("w3c-{table}"));
+        let forwarded = suite::unique_topic(&format!("w3c-{table}-forwarded"));
+        let incoming_messages = client.subscribe(incoming.clone()).await.expect("a subscription");
+        let forwarded_messages = client.subscribe(forwarded.clone()).await.expect("a subscription");
+        // The subscriptions reach the server before the first publish.
+        client.flush().await.expect("flushed");
+        Self {
+            traced: TracedClient::new(client.clone()),
+            client,
+            incoming,
+            forwarded,
+            incoming_messages: tokio::sync::Mutex::new(incoming_messages),
+            forwarded_messages: tokio::sync::Mutex::new(forwarded_messages),
+        }
+    }
+
+    fn headers_named(id: String) -> async_nats::HeaderMap {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(tracehop::nats::MESSAGE_ID_HEADER, id.as_str());
+        headers
+    }
+}
+
+async fn next_nats(messages: &tokio::sync::Mutex<async_nats::Subscriber>) -> async_nats::Message {
+    use futures_util::StreamExt;
+    let mut messages = messages.lock().await;
+    tokio::time::timeout(TIMEOUT, messages.next())
+        .await
+        .expect("a message within the timeout")
+        .expect("the subscription is open")
+}
+
+#[tracehop::traced_consumer(group = "w3c-conformance")]
+async fn relay_nats(message: &async_nats::Message, nats: &Nats) -> Handled {
+    let mut handled = Handled::current(Nats::id(message));
+    handled.producer_span_id = nats.forward(&handled.id).await;
+    handled
+}
+
+#[tracehop::traced_producer(destination = subject)]
+async fn publish_nats(nats: &Nats, subject: &str, headers: async_nats::HeaderMap) -> SpanId {
+    let span_id = Context::current().span().span_context().span_id();
+    nats.client.publish_with_headers(subject.to_owned(), headers, "".into()).await.expect("published");
+    span_id
+}
+
+#[tracehop::traced_producer(system = "nats", destination = subject)]
+async fn publish_created_nats(nats: &Nats, subject: &str, id: String) {
+    let mut headers = Nats::headers_named(id);
+    tracehop::inject_creation_context(&mut headers);
+    nats.client.publish_with_headers(subject.to_owned(), headers, "".into()).await.expect("published");
+}
+
+impl Carrier for Nats {
+    const NAME: &'static str = "nats";
+    const REPEATS_HEADER_NAMES: bool = true;
+    type Message = async_nats::Message;
+
+    async fn publish(&self, id: &str, headers: &[(&'static str, String)]) {
+        let mut map = Self::headers_named(id.to_owned());
+        for (name, value) in headers {
+            map.append(*name, value.as_str());
+        }
+        self.client.publish_with_headers(self.incoming.clone(), map, "".into()).await.expect("published");
+    }
+
+    async fn receive(&self) -> async_nats::Message {
+        next_nats(&self.incoming_messages).await
+    }
+
+    fn id(message: &async_nats::Message) -> String {
+        let headers = message.headers.as_ref().expect("headers");
+        headers.get(tracehop::nats::MESSAGE_ID_HEADER).expect("a message id").as_str().to_owned()
+    }
+
+    async fn handle(&self, message: &async_nats::Message) -> Handled {
+        relay_nats(message, self).await
+    }
+
+    async fn forward(&self, id: &str) -> SpanId {
+        let producer_span_id = publish_nats(self, &self.forwarded, Self::headers_named(format!("{id}/producer"))).await;
+        publish_created_nats(self, &self.forwarded, format!("{id}/creation")).await;
+        let headers = Self::headers_named(format!("{id}/client"));
+        self.traced.publish_with_headers(self.forwarded.clone(), headers, "".into()).await.expect("published");
+        producer_span_id
+    }
+
+    async fn receive_forwarded(&self) -> Forwarded {
+        let message = next_nats(&self.forwarded_messages).await;
+        let headers = message.headers.as_ref().expect("tracehop wrote headers");
+        let values =
+            |name: &str| -> Vec<String> { headers.get_all(name).map(|value| value.as_str().to_owned()).collect() };
+        Forwarded { id: Self::id(&message), traceparents: values("traceparent"), tracestates: values("tracestate") }
+    }
+}
+
 // ---- The run and the checks ----
 
 /// Sends every case of `cases` that `C` can carry, handles each (forwarding it with every writer) and checks
@@ -1163,6 +1278,38 @@ async fn amqp_traces_tracehop_starts_carry_the_random_flag_only_with_random_trac
     let cases = random_trace_ids_cases();
     assert_eq!(conforms(&amqp, &cases).await, cases.len());
     writes_outside_any_trace(&amqp).await;
+}
+
+// ---- NATS ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
+async fn nats_traceparent_is_continued_only_when_valid_and_an_invalid_one_restarts_the_trace() {
+    let cases = traceparent_cases();
+    assert_eq!(conforms(&Nats::start("traceparent").await, &cases).await, cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
+async fn nats_trace_flags_keep_the_sampled_and_random_bits_and_write_no_other() {
+    let cases = trace_flags_cases();
+    assert_eq!(conforms(&Nats::start("flags").await, &cases).await, cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
+async fn nats_tracestate_is_forwarded_whole_discarded_whole_or_truncated_by_members() {
+    let cases = tracestate_cases();
+    assert_eq!(conforms(&Nats::start("tracestate").await, &cases).await, cases.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
+async fn nats_traces_tracehop_starts_carry_the_random_flag_only_with_random_trace_ids() {
+    let nats = Nats::start("random").await;
+    let cases = random_trace_ids_cases();
+    assert_eq!(conforms(&nats, &cases).await, cases.len());
+    writes_outside_any_trace(&nats).await;
 }
 
 // ---- Outside any handler ----

@@ -13,13 +13,16 @@
 //! At the end it prints the traces it produced (`tracehop::TracePicture`).
 //!
 //! Run: `cargo run --example orders` (no Kafka to install: librdkafka's mock cluster speaks the Kafka protocol
-//! over loopback, inside this process), or `cargo run --example orders -- --amqp amqp://guest:guest@127.0.0.1:5672/%2f`
-//! for the same flow over RabbitMQ. `--spans-json` also prints one JSON object per span (what the tests read).
+//! over loopback, inside this process), `cargo run --example orders -- --amqp amqp://guest:guest@127.0.0.1:5672/%2f`
+//! for the same flow over RabbitMQ, or `cargo run --example orders -- --nats nats://127.0.0.1:4222` over NATS
+//! (a server with JetStream on: `nats-server -js`). `--spans-json` also prints one JSON object per span (what the
+//! tests read).
 //! With `OTEL_EXPORTER_OTLP_ENDPOINT` set (e.g. `http://127.0.0.1:4318`), the spans are also exported to that
 //! OpenTelemetry Collector, configured by the standard `OTEL_*` variables (`examples/otel-collector-config.yaml`
 //! sends them on to Jaeger and Grafana Tempo).
 
 mod kafka;
+mod nats;
 mod rabbitmq;
 mod services;
 
@@ -31,24 +34,39 @@ use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SimpleSp
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 
-const USAGE: &str = "usage: orders [--amqp amqp://guest:guest@127.0.0.1:5672/%2f] [--spans-json]";
+const USAGE: &str = "usage: orders [--amqp amqp://guest:guest@127.0.0.1:5672/%2f | --nats nats://127.0.0.1:4222] \
+                     [--spans-json]";
+
+/// The broker the pipeline runs on: librdkafka's mock cluster, in this process, or the server at a URL.
+enum Broker {
+    EmbeddedKafka,
+    RabbitMq(String),
+    Nats(String),
+}
 
 struct Options {
-    /// The RabbitMQ broker to run on instead of the embedded Kafka one.
-    amqp_url: Option<String>,
+    broker: Broker,
     spans_json: bool,
 }
 
 impl Options {
     fn from_args() -> Result<Self, String> {
-        let mut options = Self { amqp_url: None, spans_json: false };
+        let mut options = Self { broker: Broker::EmbeddedKafka, spans_json: false };
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
-            match arg.as_str() {
-                "--amqp" => options.amqp_url = Some(args.next().ok_or("--amqp needs the broker's URL")?),
-                "--spans-json" => options.spans_json = true,
+            let broker = match arg.as_str() {
+                "--amqp" => Broker::RabbitMq(args.next().ok_or("--amqp needs the broker's URL")?),
+                "--nats" => Broker::Nats(args.next().ok_or("--nats needs the server's URL")?),
+                "--spans-json" => {
+                    options.spans_json = true;
+                    continue;
+                }
                 other => return Err(format!("unknown argument {other:?}")),
+            };
+            if !matches!(options.broker, Broker::EmbeddedKafka) {
+                return Err("--amqp and --nats each name the broker to run on: give one".to_owned());
             }
+            options.broker = broker;
         }
         Ok(options)
     }
@@ -132,9 +150,11 @@ async fn main() -> ExitCode {
         }
     };
 
-    let ran = match &options.amqp_url {
-        None => kafka::run().await,
-        Some(url) => rabbitmq::run(url).await,
+    let ran = match &options.broker {
+        Broker::EmbeddedKafka => kafka::run().await,
+        Broker::RabbitMq(url) => rabbitmq::run(url).await,
+        // `nats::run` fails with async-nats's own error type (`Send + Sync`), made the others' here.
+        Broker::Nats(url) => nats::run(url).await.map_err(|error| error as Box<dyn std::error::Error>),
     };
     if let Err(error) = ran {
         eprintln!("error: {error}");

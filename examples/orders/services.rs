@@ -1,6 +1,6 @@
-//! What the services do with an event, whichever broker carried it. The traced handlers in `kafka.rs` and
-//! `rabbitmq.rs` are thin: they read the message and call these, so the spans they get come from tracehop, and
-//! the spans and events of the work itself from `tracing`.
+//! What the services do with an event, whichever broker carried it. The traced handlers in `kafka.rs`,
+//! `rabbitmq.rs` and `nats.rs` are thin: they read the message and call these, so the spans they get come from
+//! tracehop, and the spans and events of the work itself from `tracing`.
 
 use std::error::Error;
 use std::fmt;
@@ -16,7 +16,7 @@ pub struct Order {
 }
 
 /// An `OrderCreated` body no service can act on. Retrying cannot help, so the caller settles such a message as
-/// done (Kafka: commits past it; RabbitMQ: rejects it without requeueing).
+/// done (Kafka: commits past it; RabbitMQ: rejects it without requeueing; NATS: terminates it).
 #[derive(Debug)]
 pub enum MalformedOrder {
     NotJson(serde_json::Error),

@@ -38,6 +38,12 @@ static KAFKA_EXTRACT: Handler =
 static AMQP_EXTRACT: Handler =
     Handler::consumer("fuzz::amqp_extract").group("fuzz").capture_headers(&["*"]).attempt_header("x-attempt");
 static BATCH_LINKS: Handler = Handler::consumer("fuzz::batch_links").group("fuzz");
+// No group: a JetStream consumer's name, read from the reply subject, becomes the span's.
+static NATS_EXTRACT: Handler =
+    Handler::consumer("fuzz::nats_extract").capture_headers(&["*"]).attempt_header("x-attempt");
+
+/// The header name that, in a `nats_extract` input, gives the message's reply subject instead of a header.
+pub const REPLY_HEADER: &[u8] = b"$reply";
 
 /// The headers an input describes.
 pub fn headers(data: &[u8]) -> Vec<(&[u8], Option<&[u8]>)> {
@@ -266,6 +272,121 @@ pub fn check_amqp_extract(data: &[u8]) {
     assert_extracted(&expected, &tracehop::extract_context(&delivery));
     MessageSpan::consumer(&AMQP_EXTRACT, &delivery).start().run(|| ());
     assert_consumer_span(&expected, &take_spans());
+}
+
+/// A NATS message of the headers an input describes: those a NATS header map can hold (UTF-8 names that
+/// async-nats accepts, UTF-8 values without CR or LF), several values of one name in the order given, and the
+/// value of a [`REPLY_HEADER`] as its reply subject.
+pub fn nats_message(headers: &[(&[u8], Option<&[u8]>)]) -> async_nats::Message {
+    let mut map = async_nats::HeaderMap::new();
+    let mut reply = None;
+    for (name, value) in headers {
+        let (Ok(name), Some(Ok(value))) = (std::str::from_utf8(name), value.map(std::str::from_utf8)) else { continue };
+        if name.as_bytes() == REPLY_HEADER {
+            reply = Some(value.to_owned());
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (name.parse::<async_nats::HeaderName>(), value.parse::<async_nats::HeaderValue>())
+        else {
+            continue;
+        };
+        map.append(name, value);
+    }
+    async_nats::Message {
+        subject: "orders.created".into(),
+        reply: reply.map(Into::into),
+        payload: "order".into(),
+        headers: Some(map),
+        status: None,
+        description: None,
+        length: 0,
+    }
+}
+
+/// `nats_extract`: NATS extraction of any header map (several values of one name, any reply subject) gives
+/// exactly what the W3C oracles say of its headers as NATS holds them, the consumer span continues that context
+/// or says why not, and a reply subject is read as a JetStream acknowledgement subject exactly when ADR-15's
+/// grammar says it is one ([`ack_subject`]), its facts recorded as they are written.
+pub fn check_nats_extract(data: &[u8]) {
+    set_up();
+    let message = nats_message(&headers(data));
+    let held: Vec<(&[u8], Option<&[u8]>)> = message
+        .headers
+        .iter()
+        .flat_map(|map| map.iter())
+        .flat_map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values.iter().map(move |value| (name.as_bytes(), Some(value.as_str().as_bytes())))
+        })
+        .collect();
+    let expected = w3c::incoming(&held);
+    take_spans();
+    assert_extracted(&expected, &tracehop::extract_context(&message));
+    MessageSpan::consumer(&NATS_EXTRACT, &message).start().run(|| ());
+    let spans = take_spans();
+    assert_consumer_span(&expected, &spans);
+    let Some(span) = spans.first() else { return };
+    let acknowledgement = message.reply.as_deref().and_then(ack_subject);
+    let recorded = [
+        "tracehop.nats.stream",
+        "messaging.consumer.group.name",
+        "tracehop.message.delivery_count",
+        "tracehop.nats.stream_sequence",
+        "tracehop.nats.consumer_sequence",
+        "tracehop.message.redelivered",
+    ]
+    .map(|key| attribute(span, key));
+    let expected_facts = acknowledgement.map_or([None, None, None, None, None, None], |ack| {
+        [
+            Some(Value::from(ack.stream.to_owned())),
+            Some(Value::from(ack.consumer.to_owned())),
+            Some(Value::I64(ack.delivered)),
+            Some(wide(ack.stream_sequence)),
+            Some(wide(ack.consumer_sequence)),
+            (ack.delivered > 1).then_some(Value::Bool(true)),
+        ]
+    });
+    assert_eq!(recorded, expected_facts, "the acknowledgement subject's facts");
+}
+
+/// A `u64` as tracehop records it: an integer when it fits `i64`, else its decimal text.
+fn wide(value: u64) -> Value {
+    i64::try_from(value).map_or_else(|_| Value::from(value.to_string()), Value::I64)
+}
+
+/// A JetStream acknowledgement subject's facts, as ADR-15 writes them (the oracle of `nats_extract`).
+#[derive(Debug)]
+pub struct AckFacts<'a> {
+    pub stream: &'a str,
+    pub consumer: &'a str,
+    pub delivered: i64,
+    pub stream_sequence: u64,
+    pub consumer_sequence: u64,
+}
+
+/// `$JS.ACK.` then either seven tokens (stream, consumer, delivered, stream sequence, consumer sequence, time in
+/// nanoseconds, pending) or nine and more (domain and account hash first, anything after the ninth ignored),
+/// every number a decimal that fits its type, stream and consumer not empty.
+pub fn ack_subject(reply: &str) -> Option<AckFacts<'_>> {
+    let tokens: Vec<&str> = reply.strip_prefix("$JS.ACK.")?.split('.').collect();
+    let fields = match tokens.len() {
+        7 => &tokens[..],
+        9.. => &tokens[2..],
+        _ => return None,
+    };
+    let (stream, consumer) = (fields[0], fields[1]);
+    if stream.is_empty() || consumer.is_empty() {
+        return None;
+    }
+    let _published: i64 = fields[5].parse().ok()?;
+    let _pending: &str = fields[6];
+    Some(AckFacts {
+        stream,
+        consumer,
+        delivered: fields[2].parse().ok()?,
+        stream_sequence: fields[3].parse().ok()?,
+        consumer_sequence: fields[4].parse().ok()?,
+    })
 }
 
 /// `batch_links`: a batch span links exactly the first [`LINK_CAP`] messages whose context is valid (each link

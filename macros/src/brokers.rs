@@ -17,6 +17,11 @@ pub(crate) struct Broker {
     pub(crate) messages: &'static [&'static str],
     /// The last path segment of the record types a producer writes the context into.
     pub(crate) records: &'static [&'static str],
+    /// For a broker whose type names are common words (`Message`, `HeaderMap`): the path segments that make a
+    /// type the broker's beyond doubt (`async_nats::Message`, `jetstream::Message`). A bare name is still taken
+    /// for a message or record, but its broker is left to the runtime, which asks the type: a user's own
+    /// `Message` must not be checked against NATS's feature. Empty when the names are the broker's alone.
+    pub(crate) qualifiers: &'static [&'static str],
     /// Whether a producer publishes with a routing key (`routing_key = ...`).
     pub(crate) routes_by_key: bool,
     /// The runtime call that makes a further record's headers with the current context, for errors.
@@ -32,6 +37,7 @@ pub(crate) static BROKERS: [Broker; 3] = [
         client: "rdkafka",
         messages: &["BorrowedMessage", "OwnedMessage"],
         records: &["FutureRecord", "BaseRecord"],
+        qualifiers: &[],
         routes_by_key: false,
         new_headers: "tracehop::kafka::trace_headers()",
         feature_trait: "KafkaEnabled",
@@ -42,6 +48,7 @@ pub(crate) static BROKERS: [Broker; 3] = [
         client: "lapin",
         messages: &["Delivery"],
         records: &["BasicProperties", "AMQPProperties"],
+        qualifiers: &[],
         routes_by_key: true,
         new_headers: "tracehop::rabbitmq::trace_properties()",
         feature_trait: "RabbitMqEnabled",
@@ -53,6 +60,7 @@ pub(crate) static BROKERS: [Broker; 3] = [
         // Core NATS's `async_nats::Message` and JetStream's `async_nats::jetstream::Message`.
         messages: &["Message"],
         records: &["HeaderMap"],
+        qualifiers: &["async_nats", "jetstream"],
         routes_by_key: false,
         new_headers: "tracehop::nats::trace_headers()",
         feature_trait: "NatsEnabled",
@@ -78,6 +86,14 @@ impl System {
                 names.iter().any(|name| type_name == name)
             })
             .map(System)
+    }
+
+    /// Whether a type named `path` is this broker's beyond doubt: its names are the broker's alone, or the path
+    /// names the broker's crate or module before the type's name.
+    pub(crate) fn certain_of(self, path: &syn::Path) -> bool {
+        let qualifiers = self.0.qualifiers;
+        let before_name = path.segments.iter().rev().skip(1);
+        qualifiers.is_empty() || before_name.into_iter().any(|segment| qualifiers.iter().any(|q| segment.ident == q))
     }
 
     pub(crate) fn broker(self) -> &'static Broker {
@@ -140,6 +156,19 @@ mod tests {
         assert_eq!(System::of_type(&ident("Message"), false).map(System::name), Some("NATS"));
         assert_eq!(System::of_type(&ident("HeaderMap"), true).map(System::name), Some("NATS"));
         assert!(System::of_type(&ident("Delivery"), true).is_none(), "a delivery is no record");
+    }
+
+    #[test]
+    fn a_common_type_name_is_a_brokers_only_when_its_path_says_so() {
+        let path = |text: &str| syn::parse_str::<syn::Path>(text).expect("a path");
+        let nats = System::named("nats").expect("nats");
+        assert!(nats.certain_of(&path("async_nats::Message")));
+        assert!(nats.certain_of(&path("async_nats::jetstream::Message")));
+        assert!(nats.certain_of(&path("jetstream::Message")));
+        assert!(!nats.certain_of(&path("Message")), "a user's own `Message` is not NATS's");
+        assert!(!nats.certain_of(&path("frames::Message")));
+        let kafka = System::named("kafka").expect("kafka");
+        assert!(kafka.certain_of(&path("OwnedMessage")), "Kafka's names are its own");
     }
 
     #[test]

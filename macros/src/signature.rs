@@ -173,7 +173,7 @@ fn recognise(ty: &Type, records: bool) -> Option<Shape> {
                 });
             }
             System::of_type(&last.ident, records).map(|system| Shape {
-                system: Some(system),
+                system: system.certain_of(&path.path).then_some(system),
                 by_reference: false,
                 mutable_reference: false,
                 batch: false,

@@ -5,13 +5,15 @@
 //! parent and a 1% ratio sampler (messages cycle through traces their producers sampled at 1%), with the simple
 //! and the batch span processor on an exporter that discards; every message carrying the same `tracestate`, and
 //! again (simple processor) with a `tracestate` of its own per message and with a realistic mix of repeated and
-//! unique ones ([`Tracestates`]: tracehop remembers the last one). Then: extraction alone against the upstream
-//! propagators (a map and in place) with 0, 3 and 20 application headers on Kafka and AMQP, and on Kafka with
-//! varied and mixed `tracestate` values; the producer path against a hand-written publish and the SDK floor with
-//! a bare header write; batches of 100 and 10,000; and missing and malformed contexts.
+//! unique ones ([`Tracestates`]: tracehop remembers the last one). In every cell, `#[traced_consumer]` also
+//! runs on each message's core NATS twin ([`nats_twin`]: same trace, `tracestate` and headers), as
+//! `tracehop-nats`. Then: extraction alone against the upstream propagators (a map and in place) with 0, 3 and
+//! 20 application headers on Kafka, AMQP and NATS, and on Kafka with varied and mixed `tracestate` values; the
+//! producer path (and on NATS, a `HeaderMap`) against a hand-written publish and the SDK floor with a bare header
+//! write; batches of 100 and 10,000; and missing and malformed contexts.
 //!
-//! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench message_span` (about seven minutes on two cores);
-//! `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq,nats --bench message_span` (about eight minutes on two
+//! cores); `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -29,6 +31,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use tracehop::{extract_context, Handler, MessageSpan};
 
 mod support;
+use support::nats::*;
 use support::*;
 
 /// A sampler every per-message case runs under: its name, how to make it, and the messages (with their
@@ -90,6 +93,7 @@ fn consumer_cell(
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
     let floor_tracer = provider.tracer("floor");
+    let nats_messages: Vec<async_nats::Message> = messages.iter().map(|(message, _)| nats_twin(message)).collect();
     let mut group = c.benchmark_group(group_name);
     let mut cycle = messages.iter().cycle();
     group.bench_function("untraced", |b| b.iter(|| black_box(cycle.next().unwrap().0.payload())));
@@ -98,6 +102,8 @@ fn consumer_cell(
     });
     group.bench_function("floor", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&cycle.next().unwrap().1))));
     group.bench_function("tracehop", |b| b.iter(|| tracehop_consumer(black_box(&cycle.next().unwrap().0))));
+    let mut nats_cycle = nats_messages.iter().cycle();
+    group.bench_function("tracehop-nats", |b| b.iter(|| tracehop_nats_consumer(black_box(nats_cycle.next().unwrap()))));
     group.bench_function("glue", |b| b.iter(|| hand_written(black_box(&cycle.next().unwrap().0))));
     group.bench_function("glue-after-sampling", |b| {
         b.iter(|| hand_written_after_sampling(black_box(&cycle.next().unwrap().0)))
@@ -191,6 +197,17 @@ fn extraction(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("amqp/upstream-in-place", count), &table, |b, table| {
             b.iter(|| drop(black_box(UPSTREAM.extract(&AmqpHeaders(black_box(table))))))
         });
+        let nats = nats_twin(&message);
+        let nats_headers = nats.headers.clone().expect("the message has headers");
+        group.bench_with_input(BenchmarkId::new("nats/tracehop", count), &nats, |b, nats| {
+            b.iter(|| drop(black_box(extract_context(black_box(nats)))))
+        });
+        group.bench_with_input(BenchmarkId::new("nats/upstream-map", count), &nats, |b, nats| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&nats_headers_as_map(black_box(nats))))))
+        });
+        group.bench_with_input(BenchmarkId::new("nats/upstream-in-place", count), &nats_headers, |b, headers| {
+            b.iter(|| drop(black_box(UPSTREAM.extract(&NatsHeaders(black_box(headers))))))
+        });
         for tracestates in [Tracestates::Varied, Tracestates::Mixed] {
             let messages: Vec<OwnedMessage> = (0..tracestates.pool())
                 .map(|index| kafka_message_with(&header_pairs(count, &tracestates.nth(index))))
@@ -220,6 +237,7 @@ fn producer(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("producer/{name}"));
         group.bench_function("floor", |b| b.iter(|| sdk_producer_floor(&floor_tracer)));
         group.bench_function("tracehop", |b| b.iter(tracehop_producer));
+        group.bench_function("tracehop-nats", |b| b.iter(tracehop_nats_producer));
         group.bench_function("glue", |b| b.iter(hand_written_producer));
         group.finish();
     }

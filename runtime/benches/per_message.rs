@@ -1,11 +1,12 @@
 //! Exact per-message costs, for numbers that do not drift on a busy machine: allocations (a counting global
 //! allocator) and, run under callgrind by `scripts/instructions`, instructions.
 //!
-//! `cargo bench -p tracehop --features kafka,rabbitmq --bench per_message` prints allocations per message for every case;
-//! with `-- --case NAME --iterations N` it runs one case N times and prints nothing (what callgrind measures);
-//! `-- --list` names the cases.
+//! `cargo bench -p tracehop --features kafka,rabbitmq,nats --bench per_message` prints allocations per message for
+//! every case; with `-- --case NAME --iterations N` it runs one case N times and prints nothing (what callgrind
+//! measures); `-- --list` names the cases.
 //!
-//! Cases: tracehop's consumer and producer paths; the floors they are held to (the OpenTelemetry SDK's own span
+//! Cases: tracehop's consumer and producer paths, on Kafka and (`nats-`) on a core NATS message, the Kafka
+//! message's twin, and a `HeaderMap`; the floors they are held to (the OpenTelemetry SDK's own span
 //! with a pre-built remote parent, described with the same ten attributes and one link once the sampler has
 //! recorded it; for producers, the SDK's span and a bare `traceparent` write); the guides' hand-written glue
 //! (built up front, and described only once sampled); the `tracing` + `tracing-opentelemetry` route; and
@@ -25,6 +26,7 @@ use opentelemetry_sdk::trace::Sampler;
 use rdkafka::message::Message;
 
 mod support;
+use support::nats::*;
 use support::*;
 
 struct CountingAllocator;
@@ -61,6 +63,9 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]); `floor-deciding-first-sampled` and
 /// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
 ///
+/// `nats-consumer-*` and `nats-producer-*` are the same two paths on NATS ([`nats_twin`] of each message, and a
+/// `HeaderMap` with its `Nats-Msg-Id`), held to the same floors.
+///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
 /// last, because the provider stays installed for the cases after them. Built without the `metrics` feature, they
@@ -84,6 +89,10 @@ const CASES: &[&str] = &[
     "producer-floor-unsampled",
     "extraction-sampled",
     "upstream-extraction-sampled",
+    "nats-consumer-sampled",
+    "nats-consumer-unsampled",
+    "nats-producer-sampled",
+    "nats-producer-unsampled",
     "consumer-sampled-varied",
     "consumer-unsampled-varied",
     "floor-sampled-varied",
@@ -130,15 +139,18 @@ fn run(case: &str, iterations: usize) {
         install_meter_provider();
     }
     // Producers have no parent to follow: "unsampled" is a sampler that drops them.
-    let sampler = if path.starts_with("producer") && !sampled {
-        Sampler::AlwaysOff
-    } else {
-        Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
-    };
+    let producer = path.starts_with("producer") || path == "nats-producer";
+    let sampler =
+        if producer && !sampled { Sampler::AlwaysOff } else { Sampler::ParentBased(Box::new(Sampler::AlwaysOn)) };
     let provider = provider(sampler, Processor::Simple);
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
     let messages = tracestates.messages(TRACE_ID, sampled);
+    // Made in the set-up, which the measurements take off, and only for the case that reads them.
+    let nats_messages: Vec<async_nats::Message> = match path {
+        "nats-consumer" => messages.iter().map(|(message, _)| nats_twin(message)).collect(),
+        _ => Vec::new(),
+    };
     let tracer = provider.tracer("floor");
     // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
     // as in a service that does not use `tracing`.
@@ -155,6 +167,8 @@ fn run(case: &str, iterations: usize) {
             "tracing" => tracing_route(black_box(message)),
             "producer" => tracehop_producer(),
             "producer-floor" => sdk_producer_floor(&tracer),
+            "nats-consumer" => tracehop_nats_consumer(black_box(&nats_messages[index % nats_messages.len()])),
+            "nats-producer" => tracehop_nats_producer(),
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
             "upstream-extraction" => {
                 let headers = message.headers().expect("the message has headers");

@@ -76,7 +76,8 @@
 //!
 //! ## Without an attribute
 //! A loop over a consumer's stream, a closure, a producer shared across tasks: [`clients`] has traced
-//! producers (`clients::kafka::TracedFutureProducer`, `clients::rabbitmq::TracedChannel`) and consumers
+//! producers (`clients::kafka::TracedFutureProducer`, `clients::rabbitmq::TracedChannel`,
+//! `clients::nats::TracedClient`, `clients::nats::TracedJetStream`) and consumers
 //! ([`clients::ConsumerTracing`]) that give them the same spans, through the same functions.
 //!
 //! ## Beyond spans
@@ -88,6 +89,8 @@
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
 //! - `rabbitmq`: lapin's deliveries and publish properties.
+//! - `nats`: async-nats's core and JetStream messages and the header maps publishes send (async-nats needs Rust
+//!   1.89).
 //! - `otlp`: `init`, one call in a service's `main` that installs the W3C propagators and a tracer provider
 //!   configured by the standard `OTEL_*` variables (service name and resource, sampler, OTLP export over gRPC,
 //!   HTTP/protobuf or HTTP/JSON), returning a `Telemetry` guard that flushes on drop; `Telemetry::builder`
@@ -153,8 +156,8 @@ pub use span::{
 /// Traces a message handler: a CONSUMER span that continues the producer's trace (parent and link), with the
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
 ///
-/// The handler takes one message (rdkafka's `BorrowedMessage`/`OwnedMessage`, lapin's `Delivery`; by value or by
-/// reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`: one span linked to every message). It may be
+/// The handler takes one message (rdkafka's `BorrowedMessage`/`OwnedMessage`, lapin's `Delivery`, async-nats's
+/// `Message` or `jetstream::Message`; by value or by reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`: one span linked to every message). It may be
 /// sync or `async`, a free function or a method, generic, and return anything; its result is passed through.
 ///
 /// Its options are those with a ✓ under "consumer" in the [crate's option table](crate#attribute-options).
@@ -186,9 +189,10 @@ pub use tracing_bridge::{HandlerEventsLayer, WithTraceIds};
 /// Traces a publish function: a PRODUCER span, a child of the current context, whose context reaches the
 /// published message's headers.
 ///
-/// Either the function takes the record (rdkafka's `FutureRecord`/`BaseRecord`, lapin's `BasicProperties`; by
-/// value or `&mut`) and the expansion writes the context into it before the body runs, or the body builds the
-/// headers with `kafka::trace_headers`/`rabbitmq::trace_properties` (or [`inject_current_context`],
+/// Either the function takes the record (rdkafka's `FutureRecord`/`BaseRecord`, lapin's `BasicProperties`,
+/// async-nats's `HeaderMap`; by value or `&mut`) and the expansion writes the context into it before the body
+/// runs, or the body builds the headers with `kafka::trace_headers`/`rabbitmq::trace_properties`/
+/// `nats::trace_headers` (or [`inject_current_context`],
 /// [`inject_creation_context`]). A span that ends with nothing injected is marked and warned about once.
 ///
 /// Its options are those with a ✓ under "producer" in the [crate's option table](crate#attribute-options);

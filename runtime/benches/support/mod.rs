@@ -21,6 +21,10 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Tim
 use rdkafka::producer::FutureRecord;
 use tracehop::{Handler, MessageSpan};
 
+// Only the benches that measure NATS need tracehop's `nats` feature (their `required-features`).
+#[cfg(feature = "nats")]
+pub mod nats;
+
 pub static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
 pub static PRODUCER: Handler = Handler::producer("bench::publish");
 

@@ -4,20 +4,22 @@
 //!
 //! Everything lives here, under `tracehop::clients`:
 //! - consumers: [`ConsumerTracing`] turns each message of a stream ([`TracedStream`]: rdkafka's
-//!   `StreamConsumer::stream()`, lapin's `Consumer`, any stream of [`ConsumedMessage`]s) or of a poll
+//!   `StreamConsumer::stream()`, lapin's `Consumer`, async-nats's `Subscriber` and a JetStream consumer's
+//!   `messages()`, any stream of [`ConsumedMessage`]s, see [`Received`]) or of a poll
 //!   (`ConsumerTracing::poll` for rdkafka's `BaseConsumer`) into a [`TracedMessage`]: the message with its
 //!   CONSUMER span started, ready to run the handling code in ([`TracedMessage::process`],
 //!   [`TracedMessage::process_async`], [`TracedMessage::enter`]);
 //! - producers: `kafka::TracedFutureProducer`, and `kafka::TracingProducerContext` with `kafka::SendTraced` for
-//!   a `BaseProducer` or `ThreadedProducer` (feature `kafka`), and `rabbitmq::TracedChannel` (feature
-//!   `rabbitmq`) send through the client and keep the PRODUCER span open until the broker acknowledges.
+//!   a `BaseProducer` or `ThreadedProducer` (feature `kafka`), `rabbitmq::TracedChannel` (feature
+//!   `rabbitmq`), and `nats::TracedClient` and `nats::TracedJetStream` (feature `nats`) send through the client and keep the PRODUCER span open until the broker acknowledges.
 //!
 //! They call the same runtime functions the macros' expansions call ([`MessageSpan::consumer`],
 //! [`MessageSpan::producer`], [`MessageSpan::inject`], [`MessageSpan::run`], [`MessageSpan::instrument`]) with
 //! the same [`Handler`] description, so a message gets the same spans either way: attributes, the fallback to a
 //! new root for a missing or malformed context, the [`ParentPolicy`] and replay handling. tracehop never
 //! acknowledges, commits or rejects a message on its own: the caller decides its fate. The settle helpers
-//! (`kafka::commit_message`, `kafka::store_offset`, `rabbitmq::ack`, `rabbitmq::nack`, `rabbitmq::reject`, and
+//! (`kafka::commit_message`, `kafka::store_offset`, `rabbitmq::ack`, `rabbitmq::nack`, `rabbitmq::reject`,
+//! `nats::ack`, `nats::nak`, `nats::term`, `nats::in_progress`, `nats::double_ack`, and
 //! [`Settle`](crate::Settle) for any other call) make the call the caller asks for in a settle span.
 
 // Empty when no broker feature is on.
@@ -158,8 +160,9 @@ impl ConsumerTracing {
         }
     }
 
-    /// Adapts a stream of messages (rdkafka's `StreamConsumer::stream()`, lapin's `Consumer`, any stream of
-    /// `Result<M, E>` with `M:` [`ConsumedMessage`]) so each message comes with its CONSUMER span. Errors pass
+    /// Adapts a stream of messages (rdkafka's `StreamConsumer::stream()`, lapin's `Consumer`, a JetStream
+    /// consumer's `messages()`, any stream of `Result<M, E>` with `M:` [`ConsumedMessage`], and async-nats's
+    /// `Subscriber`, whose messages come bare: see [`Received`]) so each message comes with its CONSUMER span. Errors pass
     /// through untouched; with the `metrics` feature each counts as a failed receive (no message, under
     /// `error.type` = the error's type name).
     ///

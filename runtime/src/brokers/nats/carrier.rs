@@ -23,7 +23,7 @@
 //! trace header with the one it writes.
 
 use async_nats::jetstream;
-use async_nats::{HeaderMap, HeaderValue, Message};
+use async_nats::{HeaderMap, HeaderName, HeaderValue, Message};
 use opentelemetry::Context;
 
 use super::AckSubject;
@@ -32,17 +32,20 @@ use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
 use crate::consumer_extras::{DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 use crate::conventions as semconv;
+use crate::w3c::{BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
-/// Attribute holding a JetStream message's stream name, as the draft NATS conventions name it
-/// (semantic-conventions #3680).
-pub const STREAM_ATTRIBUTE: &str = "messaging.nats.stream";
+// The NATS conventions are still a proposal (semantic-conventions #2297; #3680, which named
+// `messaging.nats.stream` and `messaging.nats.sequence`, closed unmerged): until they are written, JetStream's own
+// facts live in tracehop's namespace, as every name outside the conventions does.
 
-/// Attribute holding a JetStream message's sequence number in its stream, as the draft NATS conventions name it
-/// (semantic-conventions #3680).
-pub const STREAM_SEQUENCE_ATTRIBUTE: &str = "messaging.nats.sequence";
+/// Attribute holding a JetStream message's stream name.
+pub const STREAM_ATTRIBUTE: &str = "tracehop.nats.stream";
+
+/// Attribute holding a JetStream message's sequence number in its stream.
+pub const STREAM_SEQUENCE_ATTRIBUTE: &str = "tracehop.nats.stream_sequence";
 
 /// Attribute holding a JetStream message's sequence number in its consumer's deliveries (which counts
-/// redeliveries too); no convention names it yet.
+/// redeliveries too).
 pub const CONSUMER_SEQUENCE_ATTRIBUTE: &str = "tracehop.nats.consumer_sequence";
 
 /// The header a NATS publisher names a message by, which JetStream deduplicates on and tracehop records as
@@ -171,8 +174,23 @@ impl MessageFacts for HeaderMap {
 
 impl PublishedMessage for HeaderMap {
     fn set_header(&mut self, key: &str, value: &str) {
+        // The trace headers' names are static: no copy of them per message. Another propagator's name is checked,
+        // as async-nats would panic on one NATS cannot carry (it asserts when given a `&str`).
+        let name = match key {
+            TRACEPARENT_HEADER => HeaderName::from_static(TRACEPARENT_HEADER),
+            TRACESTATE_HEADER => HeaderName::from_static(TRACESTATE_HEADER),
+            BAGGAGE_HEADER => HeaderName::from_static(BAGGAGE_HEADER),
+            other => match other.parse() {
+                Ok(name) => name,
+                Err(_) => {
+                    tracing::debug!(header = other, "tracehop: a header name NATS cannot carry is not written");
+                    return;
+                }
+            },
+        };
         // `insert` replaces every value the name had: a map copied from a consumed message loses its old context.
-        self.insert(key, value);
+        // A value's CR and LF, which no propagator writes, become spaces (async-nats's `from_lossy`).
+        self.insert(name, value);
     }
 }
 
@@ -278,8 +296,8 @@ mod tests {
             attributes.into_inner(),
             vec![
                 KeyValue::new("messaging.message.body.size", 8_i64),
-                KeyValue::new("messaging.nats.stream", "ORDERS"),
-                KeyValue::new("messaging.nats.sequence", 41_i64),
+                KeyValue::new("tracehop.nats.stream", "ORDERS"),
+                KeyValue::new("tracehop.nats.stream_sequence", 41_i64),
                 KeyValue::new("tracehop.nats.consumer_sequence", 57_i64),
                 KeyValue::new("tracehop.message.delivery_count", 3_i64),
                 KeyValue::new("tracehop.message.redelivered", true),
@@ -291,7 +309,7 @@ mod tests {
         delivered.record_identity(&mut identity);
         assert_eq!(
             identity.into_inner(),
-            vec![KeyValue::new("messaging.nats.stream", "ORDERS"), KeyValue::new("messaging.nats.sequence", 41_i64)]
+            vec![KeyValue::new("tracehop.nats.stream", "ORDERS"), KeyValue::new("tracehop.nats.stream_sequence", 41_i64)]
         );
         let first = message("orders.created", Some("$JS.ACK.ORDERS.inventory.1.41.57.1700000000123456789.0"), None);
         let mut attributes = SpanAttributes::default();
@@ -318,5 +336,15 @@ mod tests {
         written.record_attributes(&mut attributes);
         assert_eq!(attributes.into_inner(), vec![KeyValue::new("messaging.message.id", "ord-2")]);
         assert_eq!(trace_headers().len(), 2);
+    }
+
+    #[test]
+    fn a_header_name_nats_cannot_carry_is_not_written_and_nothing_panics() {
+        let mut headers = HeaderMap::new();
+        headers.set_header("x-b3: sampled", "1");
+        headers.set_header("b3", "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1");
+        headers.set_header("traceparent", "a\r\nb");
+        assert_eq!(headers.len(), 2);
+        assert_eq!(headers.get("traceparent").map(|value| value.as_str()), Some("a  b"));
     }
 }
