@@ -501,14 +501,14 @@ fn orders_example_over_nats_traces_the_same_pipeline() {
     assert_eq!(attributes["messaging.destination.name"], "orders.created");
     assert_eq!(attributes["messaging.message.id"], "ord-1001");
     assert_eq!(attributes["messaging.message.body.size"], 27);
-    assert_eq!(attributes["messaging.nats.stream"], "ORDER_EVENTS");
-    assert_eq!(attributes["messaging.nats.sequence"], 1);
+    assert_eq!(attributes["tracehop.nats.stream"], "ORDER_EVENTS");
+    assert_eq!(attributes["tracehop.nats.stream_sequence"], 1);
     assert_eq!(attributes["tracehop.message.delivery_count"], 1);
     // The payment went to the stream after both orders; the replay read the second order again, as sequence 2.
     let shipping = pipeline.span_of("Consumer", "process payments.processed", Some("shipping-service"), None);
-    assert_eq!(shipping["attributes"]["messaging.nats.sequence"], 3);
+    assert_eq!(shipping["attributes"]["tracehop.nats.stream_sequence"], 3);
     let replay = pipeline.span_of("Consumer", "process orders.created", Some("order-history"), Some("ord-1002"));
-    assert_eq!(replay["attributes"]["messaging.nats.sequence"], 2);
+    assert_eq!(replay["attributes"]["tracehop.nats.stream_sequence"], 2);
     let members = pipeline.stdout.lines().filter(|line| line.contains("inventory-service member took the order"));
     assert_eq!(members.count(), 2, "one member took each order:\n{}", pipeline.stdout);
 }
