@@ -101,6 +101,7 @@ impl BrokerFixture for Kafka {
     const HANDLE_FUNCTION: &'static str = "suite::kafka::handle";
     const SETTLE_OPERATION: &'static str = "commit";
     const TIMESTAMPS_MESSAGES: bool = true;
+    const ORDERS_HEADER_NAMES: bool = true;
 
     async fn destination(&self, prefix: &str, subscribers: usize) -> Topic {
         let name = crate::unique_topic(prefix);

@@ -241,6 +241,7 @@ impl BrokerFixture for CoreNats {
     /// Never settled: core NATS keeps no message to settle.
     const SETTLE_OPERATION: &'static str = "ack";
     const TIMESTAMPS_MESSAGES: bool = false;
+    const ORDERS_HEADER_NAMES: bool = false;
 
     async fn destination(&self, prefix: &str, subscribers: usize) -> Subject {
         let name = crate::unique_topic(prefix);
@@ -469,6 +470,7 @@ impl BrokerFixture for JetStream {
     const HANDLE_FUNCTION: &'static str = "suite::nats::on_jetstream::handle";
     const SETTLE_OPERATION: &'static str = "ack";
     const TIMESTAMPS_MESSAGES: bool = true;
+    const ORDERS_HEADER_NAMES: bool = false;
 
     async fn destination(&self, prefix: &str, subscribers: usize) -> StoredSubject {
         let stream = ScratchStream::create(&self.context, prefix, StorageType::Memory).await;

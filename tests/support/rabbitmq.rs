@@ -155,6 +155,7 @@ impl BrokerFixture for RabbitMq {
     const HANDLE_FUNCTION: &'static str = "suite::rabbitmq::handle";
     const SETTLE_OPERATION: &'static str = "ack";
     const TIMESTAMPS_MESSAGES: bool = false;
+    const ORDERS_HEADER_NAMES: bool = true;
 
     async fn destination(&self, prefix: &str, subscribers: usize) -> Exchange {
         let name = crate::unique_topic(prefix);
