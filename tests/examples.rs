@@ -463,17 +463,22 @@ fn orders_example_tracing_spans_and_events_land_in_the_handlers_span() {
     check_tracing_inside_handlers(Pipeline::on_kafka());
 }
 
+/// Every check the Kafka flavour's tests make one by one, on a pipeline run over another broker.
+fn check_every_pattern(pipeline: &Pipeline) {
+    check_traces_and_picture(pipeline);
+    check_shipping_parent_chain(pipeline);
+    check_batch(pipeline);
+    check_replays(pipeline);
+    check_malformed_order(pipeline);
+    check_tracing_inside_handlers(pipeline);
+}
+
 /// The same flow over the broker `scripts/test` starts, checked the same way.
 #[test]
 #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
 fn orders_example_over_rabbitmq_traces_the_same_pipeline() {
     let pipeline = Pipeline::on_rabbitmq();
-    check_traces_and_picture(&pipeline);
-    check_shipping_parent_chain(&pipeline);
-    check_batch(&pipeline);
-    check_replays(&pipeline);
-    check_malformed_order(&pipeline);
-    check_tracing_inside_handlers(&pipeline);
+    check_every_pattern(&pipeline);
     let consumer = pipeline.span_of("Consumer", "process orders", Some("inventory-service"), Some("ord-1001"));
     let attributes = &consumer["attributes"];
     assert_eq!(attributes["messaging.system"], "rabbitmq");
@@ -488,12 +493,7 @@ fn orders_example_over_rabbitmq_traces_the_same_pipeline() {
 #[ignore = "needs a NATS server with JetStream: ./scripts/test runs it against one of its own"]
 fn orders_example_over_nats_traces_the_same_pipeline() {
     let pipeline = Pipeline::on_nats();
-    check_traces_and_picture(&pipeline);
-    check_shipping_parent_chain(&pipeline);
-    check_batch(&pipeline);
-    check_replays(&pipeline);
-    check_malformed_order(&pipeline);
-    check_tracing_inside_handlers(&pipeline);
+    check_every_pattern(&pipeline);
     // A queue member's core message says what JetStream's acknowledgement subject says: stream, sequence, delivery.
     let inventory = pipeline.span_of("Consumer", "process orders.created", Some("inventory-service"), Some("ord-1001"));
     let attributes = &inventory["attributes"];

@@ -83,6 +83,20 @@ pub fn carried_fallback_cases() -> Vec<Case> {
     carried
 }
 
+/// The attributes of a NATS CONSUMER span of `function` for a message on `subject`: the five every one has, then
+/// `more`, in the order [`expected`](crate::expected) compares them.
+pub fn processed(function: &str, subject: &str, more: &[(&str, Value)]) -> Vec<(String, Value)> {
+    let mut all = vec![
+        ("code.function.name", text(function)),
+        ("messaging.system", text("nats")),
+        ("messaging.operation.type", text("process")),
+        ("messaging.operation.name", text("process")),
+        ("messaging.destination.name", text(subject)),
+    ];
+    all.extend(more.iter().cloned());
+    crate::expected(&all)
+}
+
 /// `message`'s headers as NATS carries them: its own (each name's values in order) and its id as
 /// [`MESSAGE_ID_HEADER`].
 fn headers_of(message: &Outgoing<'_>) -> HeaderMap {
