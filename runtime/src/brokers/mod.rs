@@ -1,5 +1,5 @@
-//! The brokers tracehop knows, each a folder of its own (`kafka/`, `rabbitmq/`, `nats/`) holding everything about it: its
-//! facts, answered through [`Broker`] and compiled always (a span names its broker whether or not the broker's
+//! The brokers tracehop knows, each a folder of its own (`kafka/`, `rabbitmq/`, `nats/`) holding everything about
+//! it: its facts, answered through [`Broker`] and compiled always (a span names its broker whether or not the broker's
 //! feature is on); its message and record types, how their headers are read and written and their
 //! semantic-convention attributes (`carrier.rs`, the public `tracehop::<broker>` module); its traced clients and
 //! settle helpers (`client.rs`, the public `tracehop::clients::<broker>` module), both behind its cargo feature.

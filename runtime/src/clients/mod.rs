@@ -11,7 +11,8 @@
 //!   [`TracedMessage::process_async`], [`TracedMessage::enter`]);
 //! - producers: `kafka::TracedFutureProducer`, and `kafka::TracingProducerContext` with `kafka::SendTraced` for
 //!   a `BaseProducer` or `ThreadedProducer` (feature `kafka`), `rabbitmq::TracedChannel` (feature
-//!   `rabbitmq`), and `nats::TracedClient` and `nats::TracedJetStream` (feature `nats`) send through the client and keep the PRODUCER span open until the broker acknowledges.
+//!   `rabbitmq`), and `nats::TracedClient` and `nats::TracedJetStream` (feature `nats`) send through the client
+//!   and keep the PRODUCER span open until the broker acknowledges.
 //!
 //! They call the same runtime functions the macros' expansions call ([`MessageSpan::consumer`],
 //! [`MessageSpan::producer`], [`MessageSpan::inject`], [`MessageSpan::run`], [`MessageSpan::instrument`]) with
@@ -162,8 +163,8 @@ impl ConsumerTracing {
 
     /// Adapts a stream of messages (rdkafka's `StreamConsumer::stream()`, lapin's `Consumer`, a JetStream
     /// consumer's `messages()`, any stream of `Result<M, E>` with `M:` [`ConsumedMessage`], and async-nats's
-    /// `Subscriber`, whose messages come bare: see [`Received`]) so each message comes with its CONSUMER span. Errors pass
-    /// through untouched; with the `metrics` feature each counts as a failed receive (no message, under
+    /// `Subscriber`, whose messages come bare: see [`Received`]) so each message comes with its CONSUMER span.
+    /// Errors pass through untouched; with the `metrics` feature each counts as a failed receive (no message, under
     /// `error.type` = the error's type name).
     ///
     /// ```no_run

@@ -20,9 +20,9 @@
 //! a message's headers in a hash map, whose order differs from map to map, and sorting them would cost every message
 //! (a fifth of a sampled consumer span's instructions) for the one thing it changes, the order in which the values
 //! of two names alike but for case (`X-Tenant`, `x-tenant`) are captured into one attribute. A `traceparent`
-//! header with two values is two `traceparent` headers, which the W3C rules reject as ambiguous (the consumer starts a new trace recording
-//! `duplicate_traceparent`); two `tracestate` values are joined in order. Injection replaces every value of a
-//! trace header with the one it writes.
+//! header with two values is two `traceparent` headers, which the W3C rules reject as ambiguous (the consumer
+//! starts a new trace recording `duplicate_traceparent`); two `tracestate` values are joined in order. Injection
+//! replaces every value of a trace header with the one it writes.
 
 use async_nats::jetstream;
 use async_nats::{HeaderMap, HeaderName, Message};
