@@ -378,8 +378,8 @@ pub fn ack_subject(reply: &str) -> Option<AckFacts<'_>> {
     if stream.is_empty() || consumer.is_empty() {
         return None;
     }
+    // The time must be a number for the subject to be read; the pending count is not read at all.
     let _published: i64 = fields[5].parse().ok()?;
-    let _pending: &str = fields[6];
     Some(AckFacts {
         stream,
         consumer,

@@ -64,7 +64,9 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
 ///
 /// `nats-consumer-*` and `nats-producer-*` are the same two paths on NATS ([`nats_twin`] of each message, and a
-/// `HeaderMap` with its `Nats-Msg-Id`), held to the same floors.
+/// `HeaderMap` with its `Nats-Msg-Id`), held to the same floors. `nats-jetstream-consumer-*` is the consumer path on
+/// the twin as JetStream delivers it (its reply subject an acknowledgement subject, which gives it a stream, its
+/// sequences, a delivery count, an age and, for a handler naming none, its consumer as the group).
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
@@ -93,6 +95,8 @@ const CASES: &[&str] = &[
     "nats-consumer-unsampled",
     "nats-producer-sampled",
     "nats-producer-unsampled",
+    "nats-jetstream-consumer-sampled",
+    "nats-jetstream-consumer-unsampled",
     "consumer-sampled-varied",
     "consumer-unsampled-varied",
     "floor-sampled-varied",
@@ -149,6 +153,7 @@ fn run(case: &str, iterations: usize) {
     // Made in the set-up, which the measurements take off, and only for the case that reads them.
     let nats_messages: Vec<async_nats::Message> = match path {
         "nats-consumer" => messages.iter().map(|(message, _)| nats_twin(message)).collect(),
+        "nats-jetstream-consumer" => messages.iter().map(|(message, _)| jetstream_twin(message)).collect(),
         _ => Vec::new(),
     };
     let tracer = provider.tracer("floor");
@@ -169,6 +174,9 @@ fn run(case: &str, iterations: usize) {
             "producer-floor" => sdk_producer_floor(&tracer),
             "nats-consumer" => tracehop_nats_consumer(black_box(&nats_messages[index % nats_messages.len()])),
             "nats-producer" => tracehop_nats_producer(),
+            "nats-jetstream-consumer" => {
+                tracehop_jetstream_consumer(black_box(&nats_messages[index % nats_messages.len()]))
+            }
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
             "upstream-extraction" => {
                 let headers = message.headers().expect("the message has headers");

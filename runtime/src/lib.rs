@@ -157,8 +157,9 @@ pub use span::{
 /// messaging attributes of the message, current across every `.await` of the body, failed on `Err` or panic.
 ///
 /// The handler takes one message (rdkafka's `BorrowedMessage`/`OwnedMessage`, lapin's `Delivery`, async-nats's
-/// `Message` or `jetstream::Message`; by value or by reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`: one span linked to every message). It may be
-/// sync or `async`, a free function or a method, generic, and return anything; its result is passed through.
+/// `Message` or `jetstream::Message`; by value or by reference) or a batch of them (`&[M]`, `Vec<M>`, `&Vec<M>`:
+/// one span linked to every message). It may be sync or `async`, a free function or a method, generic, and return
+/// anything; its result is passed through.
 ///
 /// Its options are those with a ✓ under "consumer" in the [crate's option table](crate#attribute-options).
 ///

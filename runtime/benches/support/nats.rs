@@ -14,6 +14,8 @@ use tracehop::{Handler, MessageSpan};
 /// case caches on its handler serves the other's. A `HeaderMap` does not know its subject: the producer's
 /// handler names it, as `#[traced_producer(destination = "orders")]` does.
 pub static NATS_CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
+/// A JetStream handler naming no group: the message's consumer is its group.
+pub static JETSTREAM_CONSUMER: Handler = Handler::consumer("bench::on_stored_order");
 pub static NATS_PRODUCER: Handler = Handler::producer("bench::publish").destination("orders");
 
 /// A core NATS message on subject `orders` with `message`'s body and headers (in its order; a `HeaderMap` keeps
@@ -38,6 +40,16 @@ pub fn nats_twin(message: &OwnedMessage) -> Message {
     }
 }
 
+/// [`nats_twin`] as a JetStream pull consumer delivers it: its reply subject is the acknowledgement subject of its
+/// first delivery, stored a second before the run.
+pub fn jetstream_twin(message: &OwnedMessage) -> Message {
+    let stored = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_nanos()
+        - 1_000_000_000;
+    let reply =
+        format!("$JS.ACK.ORDERS.inventory-service.1.{}.{}.{stored}.0", message.offset() + 1, message.offset() + 1);
+    Message { reply: Some(reply.into()), ..nats_twin(message) }
+}
+
 fn text(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).expect("the bench messages' headers are text")
 }
@@ -49,6 +61,10 @@ pub fn tracehop_nats_consumer(message: &Message) {
 
 /// What `#[traced_producer(destination = "orders")]` does for a function taking the message's `HeaderMap`
 /// (holding its `Nats-Msg-Id`, as the Kafka record holds its key): describe, start, inject, run.
+pub fn tracehop_jetstream_consumer(message: &Message) {
+    MessageSpan::consumer(&JETSTREAM_CONSUMER, message).start().run(|| black_box(()))
+}
+
 pub fn tracehop_nats_producer() {
     let mut headers = HeaderMap::new();
     headers.insert(tracehop::nats::MESSAGE_ID_HEADER, "order-7");
