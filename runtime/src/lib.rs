@@ -110,6 +110,7 @@ mod consumer_extras;
 mod conventions;
 mod handler;
 mod injections;
+mod lineage;
 pub mod metrics;
 #[cfg(feature = "print")]
 mod picture;
@@ -138,6 +139,12 @@ pub use carrier::{
 };
 pub use consumer_extras::{AGE_ATTRIBUTE, ATTEMPT_ATTRIBUTE, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 pub use handler::{Handler, Role};
+pub use lineage::{
+    Coordinate, DeadLetter, Republish, ATTEMPT_HEADER, DEAD_LETTER_DESTINATION_ATTRIBUTE,
+    DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, DEAD_LETTER_ERROR_TYPE_HEADER, DEAD_LETTER_ORIGIN_ATTRIBUTE,
+    DEAD_LETTER_ORIGIN_HEADER, FAILED_PROCESS_HEADER, FIRST_CONTEXT_HEADER, HEADER_PREFIX as LINEAGE_HEADER_PREFIX,
+    LINK_RELATION_ATTRIBUTE, PREVIOUS_ATTEMPT_HEADER,
+};
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
 pub use settings::{

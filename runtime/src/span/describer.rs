@@ -154,7 +154,7 @@ pub(super) fn describe(
         Some(_) => None,
     };
     let mut links = Vec::new();
-    if let Some(link) = link {
+    if let Some(link) = &link {
         links.push(Link::with_context(link.span().span_context().clone()));
     }
     let mut attributes = SpanAttributes::with_capacity(16);
@@ -176,6 +176,7 @@ pub(super) fn describe(
         }
         if role == Role::Consumer {
             crate::consumer_extras::record_delivery(handler, facts, headers, &mut attributes);
+            crate::lineage::record_lineage(handler, link.as_ref(), headers, &mut attributes, &mut links);
         }
     }
     if let Some((count, _, BatchFacts { links: batch_links, dropped, .. })) = batch {

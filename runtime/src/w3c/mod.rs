@@ -200,6 +200,8 @@ pub(crate) struct TraceHeaders<'a> {
     /// More than one `tracestate` header: they are read again, together, if the trace continues.
     repeated_tracestate: bool,
     baggage: Option<Option<&'a [u8]>>,
+    /// A header of a message's lineage (`tracehop-*`): its consumer span, when recorded, reads them.
+    lineage: bool,
 }
 
 impl<'a> TraceHeaders<'a> {
@@ -219,13 +221,21 @@ impl<'a> TraceHeaders<'a> {
                     &mut found.tracestate
                 }
                 BAGGAGE_HEADER => &mut found.baggage,
-                _ => continue,
+                _ => {
+                    found.lineage |= crate::lineage::is_lineage_header(name);
+                    continue;
+                }
             };
             if slot.is_none() {
                 *slot = Some(value);
             }
         }
         found
+    }
+
+    /// Whether the message carries a header of its lineage (a retry's, a dead letter's).
+    pub(crate) fn carries_lineage(&self) -> bool {
+        self.lineage
     }
 
     /// Whether the message carries a `traceparent` header at all.

@@ -9,6 +9,8 @@ use crate::Settlement;
 pub mod carrier;
 #[cfg(feature = "kafka")]
 pub mod client;
+#[cfg(feature = "kafka")]
+mod lineage;
 
 /// Apache Kafka, and the brokers that speak its protocol.
 pub(crate) struct Kafka;

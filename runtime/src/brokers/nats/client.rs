@@ -22,6 +22,8 @@ use crate::handler::Handler;
 use crate::settle::{Settle, Settlement};
 use crate::span::MessageSpan;
 
+pub use super::lineage::{dead_letter, dead_letter_jetstream, retry, retry_jetstream};
+
 /// The handler of a [`TracedClient`] made without one.
 static PUBLISH: Handler = Handler::producer("tracehop::clients::nats::TracedClient::publish");
 

@@ -16,6 +16,8 @@ use crate::Settlement;
 pub mod carrier;
 #[cfg(feature = "nats")]
 pub mod client;
+#[cfg(feature = "nats")]
+mod lineage;
 
 /// NATS.
 pub(crate) struct Nats;

@@ -10,6 +10,8 @@ use crate::handler::Handler;
 use crate::settle::{Settle, Settlement};
 use crate::span::MessageSpan;
 
+pub use super::lineage::{dead_letter, retry};
+
 /// The handler of a [`TracedChannel`] made without one.
 static PUBLISH: Handler = Handler::producer("tracehop::clients::rabbitmq::TracedChannel::basic_publish");
 

@@ -10,6 +10,8 @@ use crate::Settlement;
 pub mod carrier;
 #[cfg(feature = "rabbitmq")]
 pub mod client;
+#[cfg(feature = "rabbitmq")]
+mod lineage;
 
 /// RabbitMQ.
 pub(crate) struct RabbitMq;
