@@ -6,6 +6,7 @@
 pub mod behaviour;
 #[cfg(feature = "kafka")]
 pub mod kafka;
+pub mod lineage;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "rabbitmq")]
