@@ -143,7 +143,8 @@ async fn a_handlers_own_attempt_header_is_the_one_incremented() {
     assert!(!headers.iter().any(|(name, _)| name == "tracehop-attempt"), "no second attempt header: {headers:?}");
     let _ = charge_counting(&retried, &producer, &retries).await;
 
-    let consumers: Vec<_> = spans_to(&retries).into_iter().filter(|span| span.span_kind == SpanKind::Consumer).collect();
+    let consumers: Vec<_> =
+        spans_to(&retries).into_iter().filter(|span| span.span_kind == SpanKind::Consumer).collect();
     assert_eq!(consumers.len(), 1);
     assert_eq!(attribute(&consumers[0], "tracehop.message.attempt"), Some(Value::I64(4)));
     let retry_spans: Vec<_> = finished()
@@ -186,9 +187,9 @@ async fn a_retry_replaces_the_trace_headers_and_keeps_the_others() {
         .into_iter()
         .find(|span| span.name == format!("send {retries}").as_str())
         .expect("the retry's PRODUCER span");
-    let traceparent =
-        format!("00-{:032x}-{:016x}-01", retry.span_context.trace_id(), retry.span_context.span_id());
-    let consumer = spans_to(&payments).into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("attempt 1");
+    let traceparent = format!("00-{:032x}-{:016x}-01", retry.span_context.trace_id(), retry.span_context.span_id());
+    let consumer =
+        spans_to(&payments).into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("attempt 1");
     let failed = format!("00-{:032x}-{:016x}-01", consumer.span_context.trace_id(), consumer.span_context.span_id());
     let expected: Vec<(String, String)> = [
         ("x-tenant", "acme"),

@@ -203,8 +203,7 @@ async fn a_dead_letter_keeps_headers_of_every_amqp_type_and_replaces_the_trace_h
         .into_iter()
         .find(|span| span.name == format!("dead_letter {payments}").as_str())
         .expect("the dead letter's span");
-    let traceparent =
-        format!("00-{:032x}-{:016x}-01", settle.span_context.trace_id(), settle.span_context.span_id());
+    let traceparent = format!("00-{:032x}-{:016x}-01", settle.span_context.trace_id(), settle.span_context.span_id());
     let headers = dead_letter.properties.headers().clone().expect("headers");
     let headers = headers.inner();
     assert_eq!(headers.get("x-priority-score"), Some(&AMQPValue::LongInt(7)), "an integer header stays an integer");

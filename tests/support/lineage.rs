@@ -30,9 +30,8 @@ pub struct Chain {
 pub fn chain(producer: &SpanData) -> Chain {
     let trace = spans_of_trace(producer.span_context.trace_id());
     let child = |parent: &SpanData, kind: SpanKind| -> Option<SpanData> {
-        let mut children = trace
-            .iter()
-            .filter(|span| span.parent_span_id == parent.span_context.span_id() && span.span_kind == kind);
+        let mut children =
+            trace.iter().filter(|span| span.parent_span_id == parent.span_context.span_id() && span.span_kind == kind);
         let found = children.next().cloned();
         assert!(children.next().is_none(), "one {kind:?} child of {}", parent.name);
         found
@@ -156,9 +155,8 @@ pub fn assert_five_attempts_then_a_dead_letter(chain: &Chain, expected: &Expecte
 /// (the message's own) once.
 pub fn assert_wire(chain: &Chain, consumed: &[Vec<(String, String)>], kept: (&str, &str)) {
     assert_eq!(consumed.len(), 6, "five attempts and the dead letter");
-    let traceparent_of = |span: &SpanData| {
-        format!("00-{:032x}-{:016x}-01", span.span_context.trace_id(), span.span_context.span_id())
-    };
+    let traceparent_of =
+        |span: &SpanData| format!("00-{:032x}-{:016x}-01", span.span_context.trace_id(), span.span_context.span_id());
     let all = |headers: &[(String, String)], name: &str| -> Vec<String> {
         headers.iter().filter(|(header, _)| header.eq_ignore_ascii_case(name)).map(|(_, value)| value.clone()).collect()
     };
