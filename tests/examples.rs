@@ -79,6 +79,9 @@ struct Pipeline {
     /// The topic (Kafka), exchange (RabbitMQ) or subject (NATS) of `OrderCreated`, and of `PaymentProcessed`.
     orders: &'static str,
     payments: &'static str,
+    /// Where payment republishes a declined order for another attempt, and where it dead-letters it.
+    retries: &'static str,
+    dead_letters: &'static str,
     /// The consumer attribute that holds the order id: the Kafka key, or the AMQP or NATS message id.
     order_id_attribute: &'static str,
     /// The module of the handlers, the `target` of their `tracing` events.
@@ -99,7 +102,16 @@ impl Pipeline {
             .filter(|line| line.starts_with('{'))
             .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
             .collect();
-        Self { stdout, spans, orders: "", payments: "", order_id_attribute: "", handlers: "" }
+        Self {
+            stdout,
+            spans,
+            orders: "",
+            payments: "",
+            retries: "",
+            dead_letters: "",
+            order_id_attribute: "",
+            handlers: "",
+        }
     }
 
     fn on_kafka() -> &'static Self {
@@ -107,6 +119,8 @@ impl Pipeline {
         RUN.get_or_init(|| Self {
             orders: "orders.created",
             payments: "payments.processed",
+            retries: "orders.retry",
+            dead_letters: "orders.dead-letter",
             order_id_attribute: "messaging.kafka.message.key",
             handlers: "orders::kafka",
             ..Self::run(&mut Command::new(build_example("orders")))
@@ -119,6 +133,8 @@ impl Pipeline {
         Self {
             orders: "orders",
             payments: "payments",
+            retries: "orders.retry",
+            dead_letters: "orders.dead-letter",
             order_id_attribute: "messaging.message.id",
             handlers: "orders::rabbitmq",
             ..Self::run(Command::new(build_example("orders")).args(["--amqp", &url]))
@@ -131,6 +147,8 @@ impl Pipeline {
         Self {
             orders: "orders.created",
             payments: "payments.processed",
+            retries: "retries.orders.created",
+            dead_letters: "dead-letters.orders.created",
             order_id_attribute: "messaging.message.id",
             handlers: "orders::nats",
             ..Self::run(Command::new(build_example("orders")).args(["--nats", &url]))
@@ -185,7 +203,7 @@ impl Pipeline {
     }
 
     /// The picture's span lines, up to their span id, each followed by " error" when the line under it gives the
-    /// span's error.
+    /// span's error. A name too long for its line ends in `…` there.
     fn picture_outline(&self) -> Vec<String> {
         let picture = self
             .stdout
@@ -200,7 +218,7 @@ impl Pipeline {
                 if let Some(span) = outline.last_mut() {
                     span.push_str(" error");
                 }
-            } else if [" Producer ", " Consumer ", " Internal "].iter().any(|kind| line.contains(kind)) {
+            } else if [" Producer ", " Consumer ", " Internal ", " Client "].iter().any(|kind| line.contains(kind)) {
                 let (head, _) = line.split_once(" span ").expect("`... span <id> ...`");
                 outline.push(head.to_owned());
             }
@@ -227,6 +245,16 @@ fn outline_span(lines: &mut Vec<String>, span: &Value, in_trace: &[&Value], dept
     }
 }
 
+/// Whether the picture drew `expected` as `drawn`: the same, or with the name cut short by `…` to fit the line.
+fn drawn_as(expected: &str, drawn: &str) -> bool {
+    match drawn.split_once('…') {
+        Some((head, tail)) => {
+            expected.len() > drawn.len() - '…'.len_utf8() && expected.starts_with(head) && expected.ends_with(tail)
+        }
+        None => expected == drawn,
+    }
+}
+
 fn ids(spans: &[&Value]) -> Vec<Value> {
     let mut ids: Vec<Value> = spans.iter().map(|span| json!({"trace": span["trace"], "span": span["span"]})).collect();
     ids.sort_by_key(|id| id.to_string());
@@ -239,10 +267,12 @@ fn sorted_links(span: &Value) -> Vec<Value> {
     links
 }
 
-/// Five traces: the good order through inventory, payment and shipping; the malformed order failing in both
-/// services that read it; the analytics batch; and one replay per order.
+/// Seven traces: the good order through inventory, payment and shipping; the malformed order failing in both
+/// services that read it; the declined order retried twice by payment, then dead-lettered and read by the support
+/// desk; the analytics batch; and one replay per order.
 fn check_traces_and_picture(pipeline: &Pipeline) {
     let (orders, payments) = (pipeline.orders, pipeline.payments);
+    let (retries, dead_letters) = (pipeline.retries, pipeline.dead_letters);
     let expected = vec![
         "trace".to_owned(),
         format!("  Producer \"send {orders}\""),
@@ -257,14 +287,35 @@ fn check_traces_and_picture(pipeline: &Pipeline) {
         format!("    Consumer \"process {orders}\" [inventory-service] error"),
         format!("    Consumer \"process {orders}\" [payment-service] error"),
         "trace".to_owned(),
+        format!("  Producer \"send {orders}\""),
+        format!("    Consumer \"process {orders}\" [inventory-service]"),
+        "      Internal \"UPDATE inventory\"".to_owned(),
+        format!("    Consumer \"process {orders}\" [payment-service] error"),
+        "      Internal \"POST /payment-gateway/charge\"".to_owned(),
+        format!("      Producer \"send {retries}\""),
+        format!("        Consumer \"process {retries}\" [payment-service] error"),
+        "          Internal \"POST /payment-gateway/charge\"".to_owned(),
+        format!("          Producer \"send {retries}\""),
+        format!("            Consumer \"process {retries}\" [payment-service] error"),
+        "              Internal \"POST /payment-gateway/charge\"".to_owned(),
+        format!("              Client \"dead_letter {retries}\""),
+        format!("                Consumer \"process {dead_letters}\" [support-desk]"),
+        "trace".to_owned(),
         "  Consumer \"process\" [analytics-service]".to_owned(),
+        "trace".to_owned(),
+        format!("  Consumer \"process {orders}\" [order-history]"),
         "trace".to_owned(),
         format!("  Consumer \"process {orders}\" [order-history]"),
         "trace".to_owned(),
         format!("  Consumer \"process {orders}\" [order-history]"),
     ];
     assert_eq!(pipeline.outline(), expected, "{}", pipeline.stdout);
-    assert_eq!(pipeline.picture_outline(), expected, "the picture draws the same trees:\n{}", pipeline.stdout);
+    let picture = pipeline.picture_outline();
+    assert!(
+        picture.len() == expected.len() && expected.iter().zip(&picture).all(|(line, drawn)| drawn_as(line, drawn)),
+        "the picture draws the same trees:\n{picture:#?}\n{}",
+        pipeline.stdout
+    );
 }
 
 /// shipping ← `PaymentProcessed` producer ← payment ← `OrderCreated` producer, the root: one trace.
@@ -290,22 +341,27 @@ fn check_shipping_parent_chain(pipeline: &Pipeline) {
 }
 
 /// The analytics span: a root of a trace of its own, with one link per message of the batch, to that message's
-/// producer: both orders and the one payment.
+/// producer: the three orders and the one payment (not the retries, which it does not read).
 fn check_batch(pipeline: &Pipeline) {
     let batch = pipeline.span_of("Consumer", "process", Some("analytics-service"), None);
     assert_eq!(batch["parent"], Value::Null, "{}", pipeline.stdout);
     let others = pipeline.spans.iter().filter(|span| span["span"] != batch["span"]);
     assert!(others.clone().all(|span| span["trace"] != batch["trace"]), "a trace of its own:\n{}", pipeline.stdout);
-    assert_eq!(batch["attributes"]["messaging.batch.message_count"], 3);
-    let producers: Vec<&Value> = pipeline.spans.iter().filter(|span| span["kind"] == "Producer").collect();
-    assert_eq!(producers.len(), 3);
+    assert_eq!(batch["attributes"]["messaging.batch.message_count"], 4);
+    let events = [format!("send {}", pipeline.orders), format!("send {}", pipeline.payments)];
+    let producers: Vec<&Value> = pipeline
+        .spans
+        .iter()
+        .filter(|span| span["kind"] == "Producer" && events.iter().any(|name| span["name"] == name.as_str()))
+        .collect();
+    assert_eq!(producers.len(), 4);
     assert_eq!(sorted_links(batch), ids(&producers), "{}", pipeline.stdout);
 }
 
 /// Each replayed order: a new trace whose root is the order-history span, linked to the span that first
 /// published that order, and marked as a replay.
 fn check_replays(pipeline: &Pipeline) {
-    for order_id in ["ord-1001", "ord-1002"] {
+    for order_id in ["ord-1001", "ord-1002", "ord-1003"] {
         let name = format!("process {}", pipeline.orders);
         let replay = pipeline.span_of("Consumer", &name, Some("order-history"), Some(order_id));
         let original = pipeline.span_of("Producer", &format!("send {}", pipeline.orders), None, Some(order_id));
@@ -318,18 +374,33 @@ fn check_replays(pipeline: &Pipeline) {
     }
 }
 
-/// The malformed order's handlers returned `Err`: their spans, and only theirs, have status Error, with the
-/// error's text.
+/// The malformed order's handlers returned `Err`, and so did payment's for each attempt at the declined order:
+/// their spans, and only theirs, have status Error, with the error's text.
 fn check_malformed_order(pipeline: &Pipeline) {
-    let failed: Vec<(&Value, &Value)> = pipeline
+    let mut failed: Vec<(&Value, &Value, &Value)> = pipeline
         .spans
         .iter()
         .filter(|span| span["status"] != "unset")
-        .map(|span| (&span["attributes"]["messaging.consumer.group.name"], &span["status"]))
+        .map(|span| {
+            (&span["attributes"]["messaging.consumer.group.name"], &span["status"], &span["status_description"])
+        })
         .collect();
+    failed.sort_by_key(|failure| format!("{failure:?}"));
+    let malformed = json!("malformed order: EOF while parsing a value at line 1 column 25");
+    let (retried, dead_lettered) =
+        (json!("card declined: retried"), json!("card declined on the last attempt: dead-lettered"));
+    let (inventory, payment, error) = (json!("inventory-service"), json!("payment-service"), json!("error"));
     assert_eq!(
         failed,
-        vec![(&json!("inventory-service"), &json!("error")), (&json!("payment-service"), &json!("error"))]
+        vec![
+            (&inventory, &error, &malformed),
+            (&payment, &error, &dead_lettered),
+            (&payment, &error, &retried),
+            (&payment, &error, &retried),
+            (&payment, &error, &malformed),
+        ],
+        "{}",
+        pipeline.stdout
     );
     for group in ["inventory-service", "payment-service"] {
         let name = format!("process {}", pipeline.orders);
@@ -343,11 +414,11 @@ fn check_malformed_order(pipeline: &Pipeline) {
 fn check_tracing_inside_handlers(pipeline: &Pipeline) {
     let orders = format!("process {}", pipeline.orders);
     let inventory = pipeline.span_of("Consumer", &orders, Some("inventory-service"), Some("ord-1001"));
-    let database = pipeline.span_of("Internal", "UPDATE inventory", None, None);
+    let database = pipeline.span_of("Internal", "UPDATE inventory", None, Some("ord-1001"));
     assert_eq!(database["parent"], inventory["span"], "{}", pipeline.stdout);
     assert_eq!(database["trace"], inventory["trace"]);
     let payment = pipeline.span_of("Consumer", &orders, Some("payment-service"), Some("ord-1001"));
-    let gateway = pipeline.span_of("Internal", "POST /payment-gateway/charge", None, None);
+    let gateway = pipeline.span_of("Internal", "POST /payment-gateway/charge", None, Some("ord-1001"));
     assert_eq!(gateway["parent"], payment["span"]);
     assert_eq!(
         inventory["events"],
@@ -360,8 +431,62 @@ fn check_tracing_inside_handlers(pipeline: &Pipeline) {
     );
 }
 
+/// The declined order, in its own trace: each retry's PRODUCER span a child of the attempt that failed and linked
+/// to the order's first creation; each retried attempt a child of its retry, linked to it and to the attempt
+/// before, counting its attempt; the dead letter a settle span under the last attempt, linked to it, naming where
+/// the order came from and why it was given up on; and the support desk's span under the dead letter, linked to
+/// the failed processing.
+fn check_retries_and_dead_letter(pipeline: &Pipeline) {
+    let (orders, retries, dead_letters) = (pipeline.orders, pipeline.retries, pipeline.dead_letters);
+    let order = pipeline.span_of("Producer", &format!("send {orders}"), None, Some("ord-1003"));
+    let first = pipeline.span_of("Consumer", &format!("process {orders}"), Some("payment-service"), Some("ord-1003"));
+    let started = |kind: &str, name: String| {
+        let mut spans: Vec<&Value> =
+            pipeline.spans.iter().filter(|span| span["kind"] == kind && span["name"] == name.as_str()).collect();
+        spans.sort_by_key(|span| span["start_ns"].as_u64());
+        spans
+    };
+    let republished = started("Producer", format!("send {retries}"));
+    let attempts = started("Consumer", format!("process {retries}"));
+    assert_eq!((republished.len(), attempts.len()), (2, 2), "two retries:\n{}", pipeline.stdout);
+    let dead_letter = pipeline.span(&format!("dead_letter {retries}"), |span| {
+        span["kind"] == "Client" && span["name"] == format!("dead_letter {retries}").as_str()
+    });
+    let ticket = pipeline.span_of("Consumer", &format!("process {dead_letters}"), Some("support-desk"), None);
+
+    let chain = [order, first, republished[0], attempts[0], republished[1], attempts[1], dead_letter, ticket];
+    for pair in chain.windows(2) {
+        assert_eq!(
+            pair[1]["parent"], pair[0]["span"],
+            "{} under {}:\n{}",
+            pair[1]["name"], pair[0]["name"], pipeline.stdout
+        );
+        assert_eq!(pair[1]["trace"], order["trace"]);
+    }
+    assert_eq!(sorted_links(republished[0]), ids(&[order]), "a retry links the order's first creation");
+    assert_eq!(sorted_links(republished[1]), ids(&[order]));
+    assert_eq!(sorted_links(attempts[0]), ids(&[republished[0], first]), "and its consumer the attempt before");
+    assert_eq!(sorted_links(attempts[1]), ids(&[republished[1], attempts[0]]));
+    assert_eq!(sorted_links(dead_letter), ids(&[attempts[1]]), "the dead letter links the failed processing");
+    assert_eq!(sorted_links(ticket), ids(&[dead_letter, attempts[1]]), "and so does the support desk's span");
+
+    assert_eq!(first["attributes"]["tracehop.message.attempt"], Value::Null);
+    assert_eq!(attempts[0]["attributes"]["tracehop.message.attempt"], 2);
+    assert_eq!(attempts[1]["attributes"]["tracehop.message.attempt"], 3);
+    let dead_letter = &dead_letter["attributes"];
+    assert_eq!(dead_letter["messaging.operation.type"], "settle");
+    assert_eq!(dead_letter["messaging.operation.name"], "dead_letter");
+    assert_eq!(dead_letter["messaging.destination.name"], retries);
+    assert_eq!(dead_letter["tracehop.dead_letter.destination"], dead_letters);
+    assert_eq!(dead_letter["tracehop.dead_letter.origin.destination"], retries);
+    assert_eq!(dead_letter["tracehop.dead_letter.error_type"], "CardDeclined");
+    assert_eq!(ticket["attributes"]["tracehop.dead_letter.origin.destination"], retries);
+    assert_eq!(ticket["attributes"]["tracehop.dead_letter.error_type"], "CardDeclined");
+    assert_eq!(ticket["status"], "unset");
+}
+
 #[test]
-fn orders_example_draws_five_traces_fan_out_and_payment_hop_failed_order_batch_and_replays() {
+fn orders_example_draws_seven_traces_fan_out_payment_hop_failed_order_retries_batch_and_replays() {
     check_traces_and_picture(Pipeline::on_kafka());
 }
 
@@ -459,6 +584,11 @@ fn orders_example_malformed_order_fails_the_spans_of_the_handlers_that_read_it()
 }
 
 #[test]
+fn orders_example_declined_payment_is_retried_twice_then_dead_lettered_in_one_trace() {
+    check_retries_and_dead_letter(Pipeline::on_kafka());
+}
+
+#[test]
 fn orders_example_tracing_spans_and_events_land_in_the_handlers_span() {
     check_tracing_inside_handlers(Pipeline::on_kafka());
 }
@@ -470,6 +600,7 @@ fn check_every_pattern(pipeline: &Pipeline) {
     check_batch(pipeline);
     check_replays(pipeline);
     check_malformed_order(pipeline);
+    check_retries_and_dead_letter(pipeline);
     check_tracing_inside_handlers(pipeline);
 }
 
@@ -504,13 +635,13 @@ fn orders_example_over_nats_traces_the_same_pipeline() {
     assert_eq!(attributes["tracehop.nats.stream"], "ORDER_EVENTS");
     assert_eq!(attributes["tracehop.nats.stream_sequence"], 1);
     assert_eq!(attributes["tracehop.message.delivery_count"], 1);
-    // The payment went to the stream after both orders; the replay read the second order again, as sequence 2.
+    // The payment went to the stream after the three orders; the replay read the second order again, as sequence 2.
     let shipping = pipeline.span_of("Consumer", "process payments.processed", Some("shipping-service"), None);
-    assert_eq!(shipping["attributes"]["tracehop.nats.stream_sequence"], 3);
+    assert_eq!(shipping["attributes"]["tracehop.nats.stream_sequence"], 4);
     let replay = pipeline.span_of("Consumer", "process orders.created", Some("order-history"), Some("ord-1002"));
     assert_eq!(replay["attributes"]["tracehop.nats.stream_sequence"], 2);
     let members = pipeline.stdout.lines().filter(|line| line.contains("inventory-service member took the order"));
-    assert_eq!(members.count(), 2, "one member took each order:\n{}", pipeline.stdout);
+    assert_eq!(members.count(), 3, "one member took each order:\n{}", pipeline.stdout);
 }
 
 /// The log-correlation example: the lines written inside the handler start with the handler span's ids, the

@@ -13,10 +13,18 @@ use rdkafka::message::{BorrowedMessage, Message, OwnedMessage};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
-use crate::services::{self, EventCounts, MalformedOrder, Order, PaymentFailed};
+use tracehop::clients::kafka as traced;
+use tracehop::{DeadLetter, Republish};
+
+use crate::services::{self, CardDeclined, EventCounts, MalformedOrder, Order, PaymentFailed};
 
 const ORDERS: &str = "orders.created";
 const PAYMENTS: &str = "payments.processed";
+/// Where the payment service republishes an order whose card was declined, for another attempt; it reads this
+/// topic beside `orders.created`.
+const ORDER_RETRIES: &str = "orders.retry";
+/// Where the payment service gives up on an order, for the support desk.
+const ORDER_DEAD_LETTERS: &str = "orders.dead-letter";
 
 /// The order service: the record carries the PRODUCER span's context in its headers.
 #[tracehop::traced_producer(attributes(app.order.id = order_id))]
@@ -39,18 +47,42 @@ async fn reserve_inventory(message: &BorrowedMessage<'_>) -> Result<(), Malforme
 }
 
 /// The payment service: publishes `PaymentProcessed` from inside its CONSUMER span, so shipping continues the
-/// same trace.
+/// same trace. A declined card is retried through `orders.retry`, then dead-lettered: from inside the
+/// span too, so each retry is a child of the attempt that failed.
 #[tracehop::traced_consumer(group = "payment-service")]
 async fn charge_payment(
     message: &BorrowedMessage<'_>,
     producer: &FutureProducer,
 ) -> Result<(), PaymentFailed<KafkaError>> {
     let order = Order::parse(message.payload().unwrap_or_default())?;
-    services::charge_payment_gateway(&order).await;
+    if let Err(declined) = services::charge_payment_gateway(&order).await {
+        return Err(retry_or_dead_letter(message, producer, declined).await);
+    }
     let payment = services::payment_processed(&order);
     publish_payment_processed(producer, FutureRecord::to(PAYMENTS).key(&order.id).payload(&payment))
         .await
         .map_err(PaymentFailed::NotPublished)
+}
+
+/// Another attempt, or, after the last, the dead-letter topic.
+async fn retry_or_dead_letter(
+    message: &BorrowedMessage<'_>,
+    producer: &FutureProducer,
+    declined: CardDeclined,
+) -> PaymentFailed<KafkaError> {
+    let timeout = Duration::from_secs(5);
+    if services::attempt(message) < services::PAYMENT_ATTEMPTS {
+        match traced::retry(producer, message, ORDER_RETRIES, Republish::new(), timeout).await {
+            Ok(_) => PaymentFailed::Retried(declined),
+            Err((error, _)) => PaymentFailed::NotPublished(error),
+        }
+    } else {
+        let dead_letter = DeadLetter::new(services::CARD_DECLINED);
+        match traced::dead_letter(producer, message, ORDER_DEAD_LETTERS, dead_letter, timeout).await {
+            Ok(_) => PaymentFailed::DeadLettered(declined),
+            Err((error, _)) => PaymentFailed::NotPublished(error),
+        }
+    }
 }
 
 #[tracehop::traced_producer]
@@ -66,6 +98,14 @@ async fn publish_payment_processed(
 fn book_shipment(message: &BorrowedMessage<'_>) {
     let order_id = String::from_utf8_lossy(message.key().unwrap_or_default());
     tracing::info!(app.order.id = %order_id, "booked shipment");
+}
+
+/// The support desk: reads the orders payment gave up on. Its span continues the order's trace and links the
+/// attempt that failed last.
+#[tracehop::traced_consumer(group = "support-desk")]
+fn open_support_ticket(message: &BorrowedMessage<'_>) {
+    let order_id = String::from_utf8_lossy(message.key().unwrap_or_default());
+    tracing::warn!(app.order.id = %order_id, "opened a ticket for a payment given up on");
 }
 
 /// The analytics service: one span for the whole batch, from both topics, linked to every message's producer.
@@ -90,10 +130,13 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     let broker = MockCluster::new(1)?;
     broker.create_topic(ORDERS, 1, 1)?;
     broker.create_topic(PAYMENTS, 1, 1)?;
+    broker.create_topic(ORDER_RETRIES, 1, 1)?;
+    broker.create_topic(ORDER_DEAD_LETTERS, 1, 1)?;
     let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", broker.bootstrap_servers()).create()?;
     let inventory = subscribe(&broker, "inventory-service", &[ORDERS])?;
-    let payment = subscribe(&broker, "payment-service", &[ORDERS])?;
+    let payment = subscribe(&broker, "payment-service", &[ORDERS, ORDER_RETRIES])?;
     let shipping = subscribe(&broker, "shipping-service", &[PAYMENTS])?;
+    let support = subscribe(&broker, "support-desk", &[ORDER_DEAD_LETTERS])?;
     let analytics = subscribe(&broker, "analytics-service", &[ORDERS, PAYMENTS])?;
     // The order-history service reads later, from the start of the topic; it subscribes now only so that its
     // group has joined by then, instead of making the example wait for it.
@@ -106,12 +149,25 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
         let message = receive(&inventory).await?;
         settle("inventory-service", &inventory, &message, reserve_inventory(&message).await)?;
     }
-    let mut paid = 0;
-    for _ in services::SAMPLE_ORDERS {
+    let (mut paid, mut dead_letters) = (0, 0);
+    let mut deliveries = services::SAMPLE_ORDERS.len();
+    while deliveries > 0 {
         let message = receive(&payment).await?;
         let charged = charge_payment(&message, &producer).await;
-        paid += usize::from(charged.is_ok());
+        deliveries -= 1;
+        match &charged {
+            Ok(()) => paid += 1,
+            Err(PaymentFailed::Retried(_)) => deliveries += 1,
+            Err(PaymentFailed::DeadLettered(_)) => dead_letters += 1,
+            Err(_) => {}
+        }
+        // A retried or dead-lettered order is committed too: its next attempt is its republished copy.
         settle("payment-service", &payment, &message, charged)?;
+    }
+    for _ in 0..dead_letters {
+        let message = receive(&support).await?;
+        open_support_ticket(&message);
+        settle("support-desk", &support, &message, Ok::<(), &str>(()))?;
     }
     for _ in 0..paid {
         let message = receive(&shipping).await?;
@@ -138,8 +194,8 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-/// The caller's part: a handled message is committed. So is one whose handler failed, in this example: the
-/// failures here are malformed orders, which no retry would mend (a real service would also dead-letter them).
+/// The caller's part: a handled message is committed. So is one whose handler failed, in this example: a malformed
+/// order no retry would mend, or a declined one already republished for another attempt or dead-lettered.
 fn settle(
     service: &str,
     consumer: &StreamConsumer,

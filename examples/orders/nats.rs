@@ -9,16 +9,17 @@
 //! - payment and shipping: pull consumers of `orders.created` and `payments.processed`;
 //! - analytics: a pull consumer of the whole stream, from which it fetches one batch;
 //! - order history: a consumer created once the rest has run, delivering every order from the start of the stream
-//!   (`DeliverPolicy::All`): the replay.
+//!   (`DeliverPolicy::All`): the replay;
+//! - payment retries an order whose card was declined through a second stream, `ORDER_RETRIES` (subjects
+//!   `retries.orders.created` and `dead-letters.orders.created`), read by a consumer of its own, then dead-letters
+//!   it there for the support desk's consumer.
 //!
 //! Each handler returns its result and the loop that received the message acks it, or terminates it when the
 //! handler failed: tracehop never settles a message.
 //!
-//! The fan-out, the payment hop, the batch and the replay run as on Kafka and RabbitMQ. Left out, and why: core
-//! NATS alone for the events, since a subject keeps nothing (no batch of past events, no replay), which is why
-//! they are in a stream; and a dead letter for the malformed order, which the other flavours point to (a Kafka
-//! service's own topic, RabbitMQ's dead-letter exchange): JetStream has none, and `+TERM` only ends the
-//! redeliveries.
+//! The fan-out, the payment hop, the retries and the dead letter, the batch and the replay run as on Kafka and
+//! RabbitMQ. Left out, and why: core NATS alone for the events, since a subject keeps nothing (no batch of past
+//! events, no replay), which is why they are in a stream.
 
 use std::fmt::Display;
 use std::time::Duration;
@@ -30,11 +31,19 @@ use async_nats::jetstream::{self, AckKind, Context};
 use async_nats::{Client, HeaderMap, Message};
 use futures_util::{Stream, StreamExt as _};
 
-use crate::services::{self, EventCounts, MalformedOrder, Order, PaymentFailed};
+use tracehop::clients::nats as traced;
+use tracehop::{DeadLetter, Republish};
+
+use crate::services::{self, CardDeclined, EventCounts, MalformedOrder, Order, PaymentFailed};
 
 const STREAM: &str = "ORDER_EVENTS";
 const ORDERS: &str = "orders.created";
 const PAYMENTS: &str = "payments.processed";
+/// The stream of the orders payment retries or gives up on: a stream of its own, so that the consumers of
+/// `ORDER_EVENTS` (analytics reads all of it) see only the events.
+const RETRY_STREAM: &str = "ORDER_RETRIES";
+const ORDER_RETRIES: &str = "retries.orders.created";
+const ORDER_DEAD_LETTERS: &str = "dead-letters.orders.created";
 /// Where the inventory service's consumer pushes the orders, and its queue group listens. Outside the stream's
 /// subjects: the stream would otherwise store its own deliveries.
 const INVENTORY_DELIVERIES: &str = "deliveries.inventory-service";
@@ -65,15 +74,39 @@ async fn reserve_inventory(message: &Message) -> Result<(), MalformedOrder> {
     Ok(())
 }
 
+/// The payment service, for an order or a retry of one. A declined card is retried, then dead-lettered, from
+/// inside its span, so each retry is a child of the attempt that failed.
 #[tracehop::traced_consumer(group = "payment-service")]
 async fn charge_payment(message: &jetstream::Message, jetstream: &Context) -> Result<(), PaymentFailed<PublishError>> {
     let order = Order::parse(&message.payload)?;
-    services::charge_payment_gateway(&order).await;
+    if let Err(declined) = services::charge_payment_gateway(&order).await {
+        return Err(retry_or_dead_letter(message, jetstream, declined).await);
+    }
     let mut headers = HeaderMap::new();
     headers.insert(MESSAGE_ID, format!("{}{PAID}", order.id));
     publish_payment_processed(jetstream, services::payment_processed(&order), headers)
         .await
         .map_err(PaymentFailed::NotPublished)
+}
+
+/// Another attempt, or, after the last, the dead-letter subject; each waits for the stream to store it.
+async fn retry_or_dead_letter(
+    message: &jetstream::Message,
+    jetstream: &Context,
+    declined: CardDeclined,
+) -> PaymentFailed<PublishError> {
+    if services::attempt(message) < services::PAYMENT_ATTEMPTS {
+        match traced::retry_jetstream(jetstream, message, ORDER_RETRIES, Republish::new()).await {
+            Ok(_) => PaymentFailed::Retried(declined),
+            Err(error) => PaymentFailed::NotPublished(error),
+        }
+    } else {
+        let dead_letter = DeadLetter::new(services::CARD_DECLINED);
+        match traced::dead_letter_jetstream(jetstream, message, ORDER_DEAD_LETTERS, dead_letter).await {
+            Ok(_) => PaymentFailed::DeadLettered(declined),
+            Err(error) => PaymentFailed::NotPublished(error),
+        }
+    }
 }
 
 #[tracehop::traced_producer(destination = PAYMENTS)]
@@ -89,6 +122,13 @@ async fn publish_payment_processed(
 fn book_shipment(message: &jetstream::Message) {
     let order_id = message_id(message).strip_suffix(PAID).unwrap_or_default();
     tracing::info!(app.order.id = %order_id, "booked shipment");
+}
+
+/// The support desk: reads the orders payment gave up on. Its span continues the order's trace and links the
+/// attempt that failed last.
+#[tracehop::traced_consumer(group = "support-desk")]
+fn open_support_ticket(message: &jetstream::Message) {
+    tracing::warn!(app.order.id = %message_id(message), "opened a ticket for a payment given up on");
 }
 
 /// The analytics service: one span for the whole batch, from both subjects, linked to every message's producer.
@@ -115,26 +155,35 @@ pub async fn run(url: &str) -> Result<(), async_nats::Error> {
     // Made afresh: a stream left by an interrupted run would hand its events to this run's consumers, and drop
     // this run's orders as duplicates of its own (same ids). None there is the usual case, and any other trouble
     // shows in the creation just after.
-    let _ = jetstream.delete_stream(STREAM).await;
-    let config = stream::Config {
-        name: STREAM.to_owned(),
-        subjects: vec![ORDERS.to_owned(), PAYMENTS.to_owned()],
-        storage: StorageType::Memory,
-        ..Default::default()
-    };
-    let stream = jetstream.create_stream(config).await.map_err(|error| {
-        format!("cannot create stream {STREAM} at {url} (JetStream on? `nats-server -js`): {error}")
-    })?;
-    let ran = pipeline(&client, &jetstream, &stream).await;
-    // Its consumers go with it: a server shared with others is left as this run found it.
-    let deleted = jetstream.delete_stream(STREAM).await;
+    let mut streams = Vec::new();
+    for (name, subjects) in [(STREAM, [ORDERS, PAYMENTS]), (RETRY_STREAM, [ORDER_RETRIES, ORDER_DEAD_LETTERS])] {
+        let _ = jetstream.delete_stream(name).await;
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: subjects.map(str::to_owned).to_vec(),
+            storage: StorageType::Memory,
+            ..Default::default()
+        };
+        streams.push(jetstream.create_stream(config).await.map_err(|error| {
+            format!("cannot create stream {name} at {url} (JetStream on? `nats-server -js`): {error}")
+        })?);
+    }
+    let ran = pipeline(&client, &jetstream, &streams[0], &streams[1]).await;
+    // Their consumers go with them: a server shared with others is left as this run found it.
+    let deleted = (jetstream.delete_stream(STREAM).await, jetstream.delete_stream(RETRY_STREAM).await);
     ran?;
-    deleted?;
+    deleted.0?;
+    deleted.1?;
     client.drain().await?;
     Ok(())
 }
 
-async fn pipeline(client: &Client, jetstream: &Context, stream: &stream::Stream) -> Result<(), async_nats::Error> {
+async fn pipeline(
+    client: &Client,
+    jetstream: &Context,
+    stream: &stream::Stream,
+    retry_stream: &stream::Stream,
+) -> Result<(), async_nats::Error> {
     let config = push::Config {
         durable_name: Some(INVENTORY.to_owned()),
         deliver_subject: INVENTORY_DELIVERIES.to_owned(),
@@ -148,6 +197,8 @@ async fn pipeline(client: &Client, jetstream: &Context, stream: &stream::Stream)
     let second = client.queue_subscribe(INVENTORY_DELIVERIES, INVENTORY.to_owned()).await?;
     let mut inventory = futures_util::stream::select(first.map(|order| (1, order)), second.map(|order| (2, order)));
     let payment = durable(stream, "payment-service", Some(ORDERS)).await?;
+    let payment_retries = durable(retry_stream, "payment-service-retries", Some(ORDER_RETRIES)).await?;
+    let support = durable(retry_stream, "support-desk", Some(ORDER_DEAD_LETTERS)).await?;
     let shipping = durable(stream, "shipping-service", Some(PAYMENTS)).await?;
     let analytics = durable(stream, "analytics-service", None).await?;
 
@@ -165,12 +216,31 @@ async fn pipeline(client: &Client, jetstream: &Context, stream: &stream::Stream)
         settle(INVENTORY, &message, handled).await?;
     }
     let mut orders = payment.messages().await?;
-    let mut paid = 0;
-    for _ in services::SAMPLE_ORDERS {
-        let message = next(&mut orders, "payment-service").await??;
+    let mut retries = payment_retries.messages().await?;
+    let (mut paid, mut retried, mut dead_letters) = (0, 0, 0);
+    for attempt in 0.. {
+        let message = if attempt < services::SAMPLE_ORDERS.len() {
+            next(&mut orders, "payment-service").await??
+        } else if retried > 0 {
+            retried -= 1;
+            next(&mut retries, "payment-service").await??
+        } else {
+            break;
+        };
         let charged = charge_payment(&message, jetstream).await;
-        paid += usize::from(charged.is_ok());
+        match &charged {
+            Ok(()) => paid += 1,
+            Err(PaymentFailed::Retried(_)) => retried += 1,
+            Err(PaymentFailed::DeadLettered(_)) => dead_letters += 1,
+            Err(_) => {}
+        }
         settle("payment-service", &message, charged).await?;
+    }
+    let mut given_up = support.messages().await?;
+    for _ in 0..dead_letters {
+        let message = next(&mut given_up, "support-desk").await??;
+        open_support_ticket(&message);
+        settle("support-desk", &message, Ok::<(), &str>(())).await?;
     }
     let mut payments = shipping.messages().await?;
     for _ in 0..paid {
@@ -224,7 +294,8 @@ async fn publish(
 }
 
 /// The caller's part: a handled message is acked; one whose handler failed is terminated (`+TERM`), never to be
-/// redelivered: the failures here are malformed orders, which no redelivery would mend.
+/// redelivered: the failures here are malformed orders, which no redelivery would mend, and declined ones already
+/// republished for another attempt or dead-lettered.
 async fn settle(
     service: &str,
     message: &jetstream::Message,

@@ -14,12 +14,20 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 
-use crate::services::{self, EventCounts, MalformedOrder, Order, PaymentFailed};
+use tracehop::clients::rabbitmq as traced;
+use tracehop::{DeadLetter, Republish};
+
+use crate::services::{self, CardDeclined, EventCounts, MalformedOrder, Order, PaymentFailed};
 
 const ORDERS: &str = "orders";
 const ORDER_CREATED: &str = "order.created";
 const PAYMENTS: &str = "payments";
 const PAYMENT_PROCESSED: &str = "payment.processed";
+/// Where the payment service republishes an order whose card was declined, for another attempt: its queue is bound
+/// to it beside `orders`.
+const ORDER_RETRIES: &str = "orders.retry";
+/// Where the payment service gives up on an order, for the support desk.
+const ORDER_DEAD_LETTERS: &str = "orders.dead-letter";
 
 /// The order service: the PRODUCER span's context reaches the message's AMQP headers through `properties`.
 #[tracehop::traced_producer(destination = ORDERS, routing_key = ORDER_CREATED, attributes(app.order.id = order_id))]
@@ -40,13 +48,41 @@ async fn reserve_inventory(delivery: &Delivery) -> Result<(), MalformedOrder> {
     Ok(())
 }
 
+/// The payment service. A declined card is retried through the `orders.retry` exchange, then dead-lettered, from
+/// inside its span, so each retry is a child of the attempt that failed.
 #[tracehop::traced_consumer(group = "payment-service")]
 async fn charge_payment(delivery: &Delivery, channel: &Channel) -> Result<(), PaymentFailed<lapin::Error>> {
     let order = Order::parse(&delivery.data)?;
-    services::charge_payment_gateway(&order).await;
+    if let Err(declined) = services::charge_payment_gateway(&order).await {
+        return Err(retry_or_dead_letter(delivery, channel, declined).await);
+    }
     let payment = services::payment_processed(&order);
     let properties = BasicProperties::default().with_message_id(order.id.as_str().into());
     publish_payment_processed(channel, payment.as_bytes(), properties).await.map_err(PaymentFailed::NotPublished)
+}
+
+/// Another attempt, or, after the last, the dead-letter exchange. The channel has publisher confirms on: a
+/// republish the broker refused is an error, recorded on its span.
+async fn retry_or_dead_letter(
+    delivery: &Delivery,
+    channel: &Channel,
+    declined: CardDeclined,
+) -> PaymentFailed<lapin::Error> {
+    let (republished, outcome) = if services::attempt(delivery) < services::PAYMENT_ATTEMPTS {
+        (
+            traced::retry(channel, delivery, ORDER_RETRIES, ORDER_CREATED, Republish::new()).await,
+            PaymentFailed::Retried(declined),
+        )
+    } else {
+        let dead_letter = DeadLetter::new(services::CARD_DECLINED);
+        let published = traced::dead_letter(channel, delivery, ORDER_DEAD_LETTERS, ORDER_CREATED, dead_letter).await;
+        (published, PaymentFailed::DeadLettered(declined))
+    };
+    match republished {
+        Ok(confirmation) if confirmation.is_ack() => outcome,
+        Ok(_) => PaymentFailed::Refused,
+        Err(error) => PaymentFailed::NotPublished(error),
+    }
 }
 
 #[tracehop::traced_producer(destination = PAYMENTS, routing_key = PAYMENT_PROCESSED)]
@@ -62,6 +98,14 @@ async fn publish_payment_processed(
 fn book_shipment(delivery: &Delivery) {
     let order_id = delivery.properties.message_id().as_ref().map(ShortString::as_str).unwrap_or_default();
     tracing::info!(app.order.id = %order_id, "booked shipment");
+}
+
+/// The support desk: reads the orders payment gave up on. Its span continues the order's trace and links the
+/// attempt that failed last.
+#[tracehop::traced_consumer(group = "support-desk")]
+fn open_support_ticket(delivery: &Delivery) {
+    let order_id = delivery.properties.message_id().as_ref().map(ShortString::as_str).unwrap_or_default();
+    tracing::warn!(app.order.id = %order_id, "opened a ticket for a payment given up on");
 }
 
 /// The analytics service: one span for the whole batch, from both exchanges, linked to every message's producer.
@@ -89,12 +133,13 @@ pub async fn run(url: &str) -> Result<(), Box<dyn Error>> {
         .map_err(|error| format!("cannot reach RabbitMQ at {url}: {error}"))?;
     let channel = connection.create_channel().await?;
     channel.confirm_select(ConfirmSelectOptions::default()).await?;
-    for exchange in [ORDERS, PAYMENTS] {
+    for exchange in [ORDERS, PAYMENTS, ORDER_RETRIES, ORDER_DEAD_LETTERS] {
         let options = ExchangeDeclareOptions::default();
         channel.exchange_declare(exchange.into(), ExchangeKind::Direct, options, FieldTable::default()).await?;
     }
     let inventory = queue(&channel, &[(ORDERS, ORDER_CREATED)]).await?;
-    let payment = queue(&channel, &[(ORDERS, ORDER_CREATED)]).await?;
+    let payment = queue(&channel, &[(ORDERS, ORDER_CREATED), (ORDER_RETRIES, ORDER_CREATED)]).await?;
+    let support = queue(&channel, &[(ORDER_DEAD_LETTERS, ORDER_CREATED)]).await?;
     let shipping = queue(&channel, &[(PAYMENTS, PAYMENT_PROCESSED)]).await?;
     let analytics = queue(&channel, &[(ORDERS, ORDER_CREATED), (PAYMENTS, PAYMENT_PROCESSED)]).await?;
     let order_archive = queue(&channel, &[(ORDERS, ORDER_CREATED)]).await?;
@@ -108,12 +153,24 @@ pub async fn run(url: &str) -> Result<(), Box<dyn Error>> {
         let delivery = fetch(&channel, &inventory).await?;
         settle("inventory-service", &delivery, reserve_inventory(&delivery).await).await?;
     }
-    let mut paid = 0;
-    for _ in services::SAMPLE_ORDERS {
+    let (mut paid, mut dead_letters) = (0, 0);
+    let mut deliveries = services::SAMPLE_ORDERS.len();
+    while deliveries > 0 {
         let delivery = fetch(&channel, &payment).await?;
         let charged = charge_payment(&delivery, &channel).await;
-        paid += usize::from(charged.is_ok());
+        deliveries -= 1;
+        match &charged {
+            Ok(()) => paid += 1,
+            Err(PaymentFailed::Retried(_)) => deliveries += 1,
+            Err(PaymentFailed::DeadLettered(_)) => dead_letters += 1,
+            Err(_) => {}
+        }
         settle("payment-service", &delivery, charged).await?;
+    }
+    for _ in 0..dead_letters {
+        let delivery = fetch(&channel, &support).await?;
+        open_support_ticket(&delivery);
+        settle("support-desk", &delivery, Ok::<(), &str>(())).await?;
     }
     for _ in 0..paid {
         let delivery = fetch(&channel, &shipping).await?;
@@ -155,8 +212,8 @@ async fn publish(
 }
 
 /// The caller's part: a handled delivery is acked; one whose handler failed is rejected without requeueing (the
-/// failures here are malformed orders, which no redelivery would mend; with a dead-letter exchange on the queue,
-/// that is where they would go).
+/// failures here are malformed orders, which no redelivery would mend, and declined ones already republished for
+/// another attempt or dead-lettered).
 async fn settle(service: &str, delivery: &Delivery, handled: Result<(), impl Display>) -> Result<(), lapin::Error> {
     match handled {
         Ok(()) => delivery.ack(BasicAckOptions::default()).await?,
