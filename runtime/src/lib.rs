@@ -129,6 +129,10 @@ pub use setup::otlp;
 
 pub use __private::MessageParameter;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
+pub use brokers::rabbitmq::death::{
+    DEATH_EXCHANGE_ATTRIBUTE, DEATH_QUEUE_ATTRIBUTE, DEATH_REASON_ATTRIBUTE, DEATH_ROUTING_KEYS_ATTRIBUTE,
+    FIRST_DEATH_EXCHANGE_ATTRIBUTE, FIRST_DEATH_QUEUE_ATTRIBUTE, FIRST_DEATH_REASON_ATTRIBUTE,
+};
 pub use brokers::rabbitmq::DEATH_COUNT_ATTRIBUTE;
 pub use brokers::MessagingSystem;
 pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};
