@@ -9,8 +9,9 @@
 //! redelivery ([`REDELIVERED_ATTRIBUTE`], when RabbitMQ set the `redelivered`
 //! flag), how many times a quorum queue delivered it before ([`DELIVERY_COUNT_ATTRIBUTE`],
 //! from `x-delivery-count`) and how many times it was dead-lettered
-//! ([`DEATH_COUNT_ATTRIBUTE`](crate::DEATH_COUNT_ATTRIBUTE), from `x-death`), with why and where RabbitMQ dead-lettered it
-//! ([`DEATH_REASON_ATTRIBUTE`](crate::DEATH_REASON_ATTRIBUTE) and the others of its `death` module).
+//! ([`DEATH_COUNT_ATTRIBUTE`](crate::DEATH_COUNT_ATTRIBUTE), from `x-death`), with why and where RabbitMQ
+//! dead-lettered it last, and first if elsewhere ([`DEATH_REASON_ATTRIBUTE`](crate::DEATH_REASON_ATTRIBUTE) and
+//! the other `DEATH_*` and `FIRST_DEATH_*` constants of the crate).
 //!
 //! AMQP headers arrive as long strings, short strings or byte arrays depending on the publishing client; each
 //! is read as bytes. A trace header of any other AMQP type is unreadable: the consumer starts a new trace that
