@@ -84,7 +84,8 @@
 //! The messaging metrics ([`metrics`], feature `metrics`), settle spans around acknowledgements and commits
 //! ([`Settle`], and the broker helpers in [`clients`]), captured headers ([`set_captured_headers`]), and on
 //! consumer spans the message's redelivery, attempt and age ([`REDELIVERED_ATTRIBUTE`], [`ATTEMPT_ATTRIBUTE`],
-//! [`AGE_ATTRIBUTE`], ...).
+//! [`AGE_ATTRIBUTE`], ...), and why and where RabbitMQ dead-lettered a dead letter, from its `x-death` header
+//! ([`DEATH_REASON_ATTRIBUTE`], [`DEATH_QUEUE_ATTRIBUTE`], ...): its headers kept, it continues the producer's trace.
 //!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
