@@ -157,11 +157,28 @@ pub fn amqp_table(data: &[u8]) -> FieldTable {
             Some([5, rest @ ..]) => {
                 AMQPValue::LongLongInt(rest.iter().fold(0_i64, |value, &byte| value << 8 | i64::from(byte)))
             }
+            // `x-death` entries with every field RabbitMQ writes, each piece of the input one entry.
+            Some([6, rest @ ..]) => AMQPValue::FieldArray(rest.chunks(4).map(amqp_death).collect::<Vec<_>>().into()),
             Some(bytes) => AMQPValue::LongString(LongString::from(bytes.to_vec())),
         };
         table.insert(short_string(name), value);
     }
     table
+}
+
+/// An `x-death` entry made of `piece`: its reason, queue, exchange and routing keys the piece as text (UTF-8 or
+/// not); for a piece of odd length, the queue and the second routing key of another type.
+fn amqp_death(piece: &[u8]) -> AMQPValue {
+    let text = || AMQPValue::LongString(LongString::from(piece.to_vec()));
+    let odd = piece.len() % 2 == 1;
+    let mut death = FieldTable::default();
+    death.insert("reason".into(), text());
+    death.insert("queue".into(), if odd { AMQPValue::LongInt(7) } else { text() });
+    death.insert("exchange".into(), text());
+    let second_key = if odd { AMQPValue::Boolean(true) } else { text() };
+    death.insert("routing-keys".into(), AMQPValue::FieldArray(vec![text(), second_key].into()));
+    death.insert("count".into(), AMQPValue::LongLongInt(piece.len() as i64));
+    AMQPValue::FieldTable(death)
 }
 
 /// The headers of an AMQP field table as tracehop documents reading them: a string or byte array is bytes, any

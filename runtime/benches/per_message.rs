@@ -6,11 +6,12 @@
 //! measures); `-- --list` names the cases.
 //!
 //! Cases: tracehop's consumer and producer paths, on Kafka and (`nats-`) on a core NATS message, the Kafka
-//! message's twin, and a `HeaderMap`; the floors they are held to (the OpenTelemetry SDK's own span
-//! with a pre-built remote parent, described with the same ten attributes and one link once the sampler has
-//! recorded it; for producers, the SDK's span and a bare `traceparent` write); the guides' hand-written glue
-//! (built up front, and described only once sampled); the `tracing` + `tracing-opentelemetry` route; and
-//! extraction alone, tracehop's and OpenTelemetry's propagators reading the headers in place.
+//! message's twin, and a `HeaderMap`; the consumer path (`rabbitmq-`) on a lapin delivery, plain or
+//! dead-lettered; the floors they are held to (the OpenTelemetry SDK's own span with a pre-built remote parent,
+//! described with the same ten attributes and one link once the sampler has recorded it; for producers, the SDK's
+//! span and a bare `traceparent` write); the guides' hand-written glue (built up front, and described only once
+//! sampled); the `tracing` + `tracing-opentelemetry` route; and extraction alone, tracehop's and OpenTelemetry's
+//! propagators reading the headers in place.
 //!
 //! Every message of a case carries the same `tracestate`, which tracehop recognises from the last message; the
 //! `-varied` cases give every message its own, the `-mixed` ones a realistic mix ([`Tracestates`]).
@@ -27,6 +28,7 @@ use rdkafka::message::Message;
 
 mod support;
 use support::nats::*;
+use support::rabbitmq::*;
 use support::*;
 
 struct CountingAllocator;
@@ -63,6 +65,10 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]); `floor-deciding-first-sampled` and
 /// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
 ///
+/// `rabbitmq-consumer-*` is the consumer path on a lapin delivery, the Kafka message's twin ([`rabbitmq_twin`]);
+/// `rabbitmq-dead-letter-consumer-*` the same delivery as a dead-letter queue receives it ([`dead_letter_twin`]:
+/// its `x-death` and `x-first-death-*` headers, which a recorded span reads).
+///
 /// `nats-consumer-*` and `nats-producer-*` are the same two paths on NATS ([`nats_twin`] of each message, and a
 /// `HeaderMap` with its `Nats-Msg-Id`), held to the same floors. `nats-jetstream-consumer-*` is the consumer path on
 /// the twin as JetStream delivers it (its reply subject an acknowledgement subject, which gives it a stream, its
@@ -97,6 +103,10 @@ const CASES: &[&str] = &[
     "nats-producer-unsampled",
     "nats-jetstream-consumer-sampled",
     "nats-jetstream-consumer-unsampled",
+    "rabbitmq-consumer-sampled",
+    "rabbitmq-consumer-unsampled",
+    "rabbitmq-dead-letter-consumer-sampled",
+    "rabbitmq-dead-letter-consumer-unsampled",
     "consumer-sampled-varied",
     "consumer-unsampled-varied",
     "floor-sampled-varied",
@@ -156,6 +166,11 @@ fn run(case: &str, iterations: usize) {
         "nats-jetstream-consumer" => messages.iter().map(|(message, _)| jetstream_twin(message)).collect(),
         _ => Vec::new(),
     };
+    let deliveries: Vec<lapin::message::Delivery> = match path {
+        "rabbitmq-consumer" => messages.iter().map(|(message, _)| rabbitmq_twin(message)).collect(),
+        "rabbitmq-dead-letter-consumer" => messages.iter().map(|(message, _)| dead_letter_twin(message)).collect(),
+        _ => Vec::new(),
+    };
     let tracer = provider.tracer("floor");
     // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
     // as in a service that does not use `tracing`.
@@ -176,6 +191,9 @@ fn run(case: &str, iterations: usize) {
             "nats-producer" => tracehop_nats_producer(),
             "nats-jetstream-consumer" => {
                 tracehop_jetstream_consumer(black_box(&nats_messages[index % nats_messages.len()]))
+            }
+            "rabbitmq-consumer" | "rabbitmq-dead-letter-consumer" => {
+                tracehop_rabbitmq_consumer(black_box(&deliveries[index % deliveries.len()]))
             }
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
             "upstream-extraction" => {

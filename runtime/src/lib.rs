@@ -84,7 +84,8 @@
 //! The messaging metrics ([`metrics`], feature `metrics`), settle spans around acknowledgements and commits
 //! ([`Settle`], and the broker helpers in [`clients`]), captured headers ([`set_captured_headers`]), and on
 //! consumer spans the message's redelivery, attempt and age ([`REDELIVERED_ATTRIBUTE`], [`ATTEMPT_ATTRIBUTE`],
-//! [`AGE_ATTRIBUTE`], ...).
+//! [`AGE_ATTRIBUTE`], ...), and why and where RabbitMQ dead-lettered a dead letter, from its `x-death` header
+//! ([`DEATH_REASON_ATTRIBUTE`], [`DEATH_QUEUE_ATTRIBUTE`], ...): its headers kept, it continues the producer's trace.
 //!
 //! ## Cargo features
 //! - `kafka`: rdkafka's messages and records.
@@ -130,6 +131,10 @@ pub use setup::otlp;
 
 pub use __private::MessageParameter;
 pub use attributes::{AttributeValue, DestinationName, SpanAttributes};
+pub use brokers::rabbitmq::death::{
+    DEATH_EXCHANGE_ATTRIBUTE, DEATH_QUEUE_ATTRIBUTE, DEATH_REASON_ATTRIBUTE, DEATH_ROUTING_KEYS_ATTRIBUTE,
+    FIRST_DEATH_EXCHANGE_ATTRIBUTE, FIRST_DEATH_QUEUE_ATTRIBUTE, FIRST_DEATH_REASON_ATTRIBUTE,
+};
 pub use brokers::rabbitmq::DEATH_COUNT_ATTRIBUTE;
 pub use brokers::MessagingSystem;
 pub use capture::{header_pattern_matches, is_protected_header, set_captured_headers, CAPTURED_HEADER_PREFIX};

@@ -24,6 +24,8 @@ use tracehop::{Handler, MessageSpan};
 // Only the benches that measure NATS need tracehop's `nats` feature (their `required-features`).
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 
 pub static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
 pub static PRODUCER: Handler = Handler::producer("bench::publish");

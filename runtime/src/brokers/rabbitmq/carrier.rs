@@ -9,7 +9,9 @@
 //! redelivery ([`REDELIVERED_ATTRIBUTE`], when RabbitMQ set the `redelivered`
 //! flag), how many times a quorum queue delivered it before ([`DELIVERY_COUNT_ATTRIBUTE`],
 //! from `x-delivery-count`) and how many times it was dead-lettered
-//! ([`DEATH_COUNT_ATTRIBUTE`], from `x-death`).
+//! ([`DEATH_COUNT_ATTRIBUTE`](crate::DEATH_COUNT_ATTRIBUTE), from `x-death`), with why and where RabbitMQ
+//! dead-lettered it last, and first if elsewhere ([`DEATH_REASON_ATTRIBUTE`](crate::DEATH_REASON_ATTRIBUTE) and
+//! the other `DEATH_*` and `FIRST_DEATH_*` constants of the crate).
 //!
 //! AMQP headers arrive as long strings, short strings or byte arrays depending on the publishing client; each
 //! is read as bytes. A trace header of any other AMQP type is unreadable: the consumer starts a new trace that
@@ -24,16 +26,13 @@ use crate::conventions as semconv;
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
-use super::DEATH_COUNT_ATTRIBUTE;
 use crate::consumer_extras::{whole_number, DELIVERY_COUNT_ATTRIBUTE, REDELIVERED_ATTRIBUTE};
 
 /// The header a quorum queue counts a message's earlier deliveries in.
 const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
-/// The header RabbitMQ lists a message's dead-letterings in: one table per queue and reason, each with a `count`.
-const DEATH_HEADER: &str = "x-death";
 
 /// The bytes of an AMQP header value, for the types clients use for strings.
-fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
+pub(super) fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
     match value {
         AMQPValue::LongString(value) => Some(value.as_bytes()),
         AMQPValue::ShortString(value) => Some(value.as_str().as_bytes()),
@@ -43,7 +42,7 @@ fn value_bytes(value: &AMQPValue) -> Option<&[u8]> {
 }
 
 /// An AMQP value as a whole number: any integer type, or decimal text. Anything else (a float, a table) is none.
-fn integer(value: &AMQPValue) -> Option<i64> {
+pub(super) fn integer(value: &AMQPValue) -> Option<i64> {
     match value {
         AMQPValue::ShortShortInt(value) => Some(i64::from(*value)),
         AMQPValue::ShortShortUInt(value) => Some(i64::from(*value)),
@@ -57,17 +56,6 @@ fn integer(value: &AMQPValue) -> Option<i64> {
     }
 }
 
-/// The total of the `count` fields of an `x-death` header; none when it is not an array of tables with counts.
-/// A malformed header (another type, entries without a count) is read as far as it makes sense, never trusted.
-fn death_count(x_death: &AMQPValue) -> Option<i64> {
-    let AMQPValue::FieldArray(deaths) = x_death else { return None };
-    let counts = deaths.as_slice().iter().filter_map(|death| match death {
-        AMQPValue::FieldTable(death) => death.inner().get("count").and_then(integer),
-        _ => None,
-    });
-    counts.fold(None, |total: Option<i64>, count| Some(total.unwrap_or(0).saturating_add(count.max(0))))
-}
-
 /// Whether the delivery is a redelivery, and the counts its headers keep, on its span.
 fn record_redelivery(delivery: &Delivery, attributes: &mut SpanAttributes) {
     if delivery.redelivered {
@@ -76,7 +64,7 @@ fn record_redelivery(delivery: &Delivery, attributes: &mut SpanAttributes) {
     let Some(headers) = delivery.properties.headers() else { return };
     let headers = headers.inner();
     attributes.add(DELIVERY_COUNT_ATTRIBUTE, headers.get(DELIVERY_COUNT_HEADER).and_then(integer));
-    attributes.add(DEATH_COUNT_ATTRIBUTE, headers.get(DEATH_HEADER).and_then(death_count));
+    super::death::record_deaths(headers, attributes);
 }
 
 fn record_properties(properties: &BasicProperties, attributes: &mut SpanAttributes) {
@@ -229,10 +217,9 @@ mod tests {
                 KeyValue::new("tracehop.message.redelivered", true),
                 KeyValue::new("tracehop.message.delivery_count", 2_i64),
                 KeyValue::new("tracehop.message.death_count", 4_i64),
+                KeyValue::new("tracehop.rabbitmq.death.queue", "orders"),
             ]
         );
-        assert_eq!(death_count(&AMQPValue::LongString("x".into())), None);
-        assert_eq!(death_count(&AMQPValue::FieldArray(FieldArray::from(vec![]))), None);
         assert_eq!(integer(&AMQPValue::LongString("5".into())), Some(5));
         assert_eq!(integer(&AMQPValue::Double(5.0)), None);
         let first = Delivery::mock(8, "orders".into(), "".into(), false, Vec::new());

@@ -10,6 +10,7 @@ use crate::Settlement;
 pub mod carrier;
 #[cfg(feature = "rabbitmq")]
 pub mod client;
+pub(crate) mod death;
 #[cfg(feature = "rabbitmq")]
 mod lineage;
 
