@@ -376,12 +376,14 @@ mod recording {
     pub(crate) struct Measurement {
         started: Option<(Instant, Operation, Target)>,
         error_type: OnceLock<&'static str>,
+        /// What became of the consumed message's context, counted when the span ends.
+        context: Option<ContextOutcome>,
     }
 
     impl Measurement {
         /// Nothing to measure: a message's span inside a batch (the batch's span is measured).
         pub(crate) const fn none() -> Self {
-            Measurement { started: None, error_type: OnceLock::new() }
+            Measurement { started: None, error_type: OnceLock::new(), context: None }
         }
 
         /// Starts measuring a handler's span (`Operation::Process` for a consumer, `Send` for a producer), and
@@ -403,15 +405,18 @@ mod recording {
                     });
                 }
             }
-            Measurement { started: Some((Instant::now(), operation, target)), error_type: OnceLock::new() }
+            Measurement {
+                started: Some((Instant::now(), operation, target)),
+                error_type: OnceLock::new(),
+                context: None,
+            }
         }
 
-        /// Counts the consumed message of this handler's span in [`CONTEXT_METRIC`], at the same place as its
-        /// other metrics: `incoming` is its extracted context (`None` when `policy` did not read it).
-        pub(crate) fn count_context(&self, incoming: Option<&IncomingContext>, policy: ParentPolicy) {
-            let Some((_, _, target)) = &self.started else { return };
-            let attributes = target.context_attributes(ContextOutcome::of(incoming, policy));
-            with_instruments(|instruments| instruments.contexts.add(1, attributes.as_slice()));
+        /// Counts the consumed message of this handler's span in [`CONTEXT_METRIC`]: `incoming` is its extracted
+        /// context (`None` when `policy` did not read it).
+        /// Counted when the span ends, with its other metrics: one look-up of the instruments for both.
+        pub(crate) fn count_context(&mut self, incoming: Option<&IncomingContext>, policy: ParentPolicy) {
+            self.context = Some(ContextOutcome::of(incoming, policy));
         }
 
         /// Marks the operation failed with `error_type` (the first one recorded wins, as the span's status).
@@ -429,8 +434,14 @@ mod recording {
             if let Some(error_type) = self.error_type.get() {
                 attributes.push(semconv::ERROR_TYPE, *error_type);
             }
+            let context = self.context.map(|outcome| target.context_attributes(outcome));
             with_instruments(|instruments| match operation {
-                Operation::Process => instruments.process_duration.record(seconds, attributes.as_slice()),
+                Operation::Process => {
+                    instruments.process_duration.record(seconds, attributes.as_slice());
+                    if let Some(context) = &context {
+                        instruments.contexts.add(1, context.as_slice());
+                    }
+                }
                 Operation::Send => {
                     instruments.operation_duration.record(seconds, attributes.as_slice());
                     instruments.sent_messages.add(u64::from(sent.max(1)), attributes.as_slice());
@@ -489,7 +500,7 @@ mod disabled {
         }
 
         #[inline(always)]
-        pub(crate) fn count_context(&self, _incoming: Option<&IncomingContext>, _policy: ParentPolicy) {}
+        pub(crate) fn count_context(&mut self, _incoming: Option<&IncomingContext>, _policy: ParentPolicy) {}
 
         #[inline(always)]
         pub(crate) fn fail(&self, _error_type: &'static str) {}

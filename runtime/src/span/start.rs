@@ -275,7 +275,7 @@ fn measure(
         (Origin::Current { .. }, Role::Consumer) => Measurement::none(),
         (Origin::Batch(batch), _) => Measurement::begin(handler, Operation::Process, batch.system, destination, None),
         (Origin::Message { incoming, policy }, Role::Consumer) => {
-            let measurement = Measurement::begin(handler, Operation::Process, None, destination, message);
+            let mut measurement = Measurement::begin(handler, Operation::Process, None, destination, message);
             // Counted for every message, sampled or not: where traces break (`tracehop.consumer.context`).
             measurement.count_context(incoming.as_ref(), *policy);
             measurement
