@@ -110,6 +110,11 @@ mod consumer_extras;
 mod conventions;
 mod handler;
 mod injections;
+#[cfg(feature = "logs")]
+pub mod logs;
+#[cfg(not(feature = "logs"))]
+#[path = "logs_off.rs"]
+mod logs;
 pub mod metrics;
 #[cfg(feature = "print")]
 mod picture;
