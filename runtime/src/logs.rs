@@ -36,21 +36,21 @@ use crate::conventions as semconv;
 /// ```
 /// assert_eq!(tracehop::logs::PROCESS_EXCEPTION_EVENT, "messaging.process.exception");
 /// ```
-pub const PROCESS_EXCEPTION_EVENT: &str = "messaging.process.exception";
+pub const PROCESS_EXCEPTION_EVENT: &str = semconv::MESSAGING_PROCESS_EXCEPTION_EVENT;
 
 /// The event of a failed publish.
 ///
 /// ```
 /// assert_eq!(tracehop::logs::SEND_EXCEPTION_EVENT, "messaging.send.exception");
 /// ```
-pub const SEND_EXCEPTION_EVENT: &str = "messaging.send.exception";
+pub const SEND_EXCEPTION_EVENT: &str = semconv::MESSAGING_SEND_EXCEPTION_EVENT;
 
 /// The event of a failed settle call (an ack, a nack, a commit, an offset store).
 ///
 /// ```
 /// assert_eq!(tracehop::logs::SETTLE_EXCEPTION_EVENT, "messaging.settle.exception");
 /// ```
-pub const SETTLE_EXCEPTION_EVENT: &str = "messaging.settle.exception";
+pub const SETTLE_EXCEPTION_EVENT: &str = semconv::MESSAGING_SETTLE_EXCEPTION_EVENT;
 
 /// Gives tracehop the logger provider its exception events go to, replacing any given before. The logger is made
 /// once, here, with tracehop's instrumentation scope (the one its spans and metrics have).

@@ -864,20 +864,20 @@ where
     crate::metrics();
     let destination = fixture.destination("contexts", 1).await;
     let name = fixture.name(&destination);
-    let unsampled = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    let uppercase = b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+    let unsampled: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let uppercase: &[u8] = b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
     for id in ["continued", "linked", "not-read"] {
         fixture.publish(&destination, &Outgoing { id, payload: b"{}", headers: &[] }).await;
     }
-    let raw: [(&str, &[(&str, &[u8])]); 5] = [
-        ("unsampled", &[("traceparent", unsampled)]),
-        ("missing", &[]),
-        ("short-1", &[("traceparent", b"00-XYZ")]),
-        ("short-2", &[("traceparent", b"00-XYZ")]),
-        ("uppercase", &[("traceparent", uppercase)]),
+    let raw = [
+        Outgoing { id: "unsampled", payload: b"{}", headers: &[("traceparent", unsampled)] },
+        Outgoing { id: "missing", payload: b"{}", headers: &[] },
+        Outgoing { id: "short-1", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] },
+        Outgoing { id: "short-2", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] },
+        Outgoing { id: "uppercase", payload: b"{}", headers: &[("traceparent", uppercase)] },
     ];
-    for (id, headers) in raw {
-        fixture.publish_raw(&destination, &Outgoing { id, payload: b"{}", headers }).await;
+    for message in &raw {
+        fixture.publish_raw(&destination, message).await;
     }
     for _ in 0..8 {
         let received = fixture.receive(&destination, 0).await;
