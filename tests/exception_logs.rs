@@ -18,8 +18,10 @@ use suite::kafka::Kafka;
 use suite::{spans_to, the_span, Broker};
 use tracehop::clients::kafka::TracedFutureProducer;
 
-/// The in-memory exporter behind the logger provider tracehop was given, installed once for this test process.
+/// The in-memory exporter behind the logger provider tracehop was given, installed once for this test process,
+/// beside the suite's span capture.
 fn logs() -> &'static InMemoryLogExporter {
+    suite::spans();
     static LOGS: OnceLock<(SdkLoggerProvider, InMemoryLogExporter)> = OnceLock::new();
     &LOGS
         .get_or_init(|| {
