@@ -849,9 +849,10 @@ pub async fn process_duration_is_recorded_on_success_and_failure<B: BrokerFixtur
 }
 
 /// Every consumed message counts once in `tracehop.consumer.context`, by what became of its context, sampled or
-/// not: `continued` (a sampled and an unsampled producer), `linked` (by a `parent = "link"` handler, and each
-/// message of a batch with a valid context), `not_read` (`parent = "none"`), `missing`, and `rejected` with the
-/// reason the span records, per system, group and destination. Producers count nothing.
+/// not: `continued` (a sampled and an unsampled producer, and a message of the traced consumer adapter), `linked`
+/// (by a `parent = "link"` handler, and each message of a batch with a valid context), `not_read`
+/// (`parent = "none"`), `missing`, and `rejected` with the reason the span records, per system, group and
+/// destination. The spans of a batch's messages (`MessageSpan::in_batch`) and producers count nothing.
 pub async fn consumer_context_outcomes_are_counted<B: BrokerFixture>(fixture: &B)
 where
     B::Message: tracehop::ConsumedMessage,
@@ -861,6 +862,7 @@ where
     static LINKING: Handler = Handler::consumer("suite::behaviour::linking").group(GROUP).parent(ParentPolicy::Link);
     static NOT_READING: Handler =
         Handler::consumer("suite::behaviour::not_reading").group(GROUP).parent(ParentPolicy::None);
+    static BATCHING: Handler = Handler::consumer("suite::behaviour::batching").group(GROUP);
     crate::metrics();
     let destination = fixture.destination("contexts", 1).await;
     let name = fixture.name(&destination);
@@ -887,7 +889,7 @@ where
             _ => assert!(fixture.handle(&received).await.is_ok()),
         }
     }
-    // A batch: two valid contexts (linked), one missing, one rejected.
+    // A batch: two valid contexts (linked), one missing, one rejected; the spans of its messages count nothing more.
     for id in ["batch-1", "batch-2"] {
         fixture.publish(&destination, &Outgoing { id, payload: b"{}", headers: &[] }).await;
     }
@@ -898,7 +900,15 @@ where
     for _ in 0..4 {
         batch.push(fixture.receive(&destination, 0).await);
     }
-    assert_eq!(fixture.handle_batch(&batch), 4);
+    MessageSpan::consumer_batch(&BATCHING, &batch).start().run(|| {
+        for message in &batch {
+            MessageSpan::in_batch(message).start().run(|| ());
+        }
+    });
+    // Through the broker's traced consumer adapter (`ConsumerTracing`): continued (last: on RabbitMQ it consumes
+    // the queue).
+    fixture.publish(&destination, &Outgoing { id: "by-client", payload: b"{}", headers: &[] }).await;
+    assert!(fixture.handle_by_client(&destination, 0, false).await.is_ok());
 
     let counter = |count: u64, outcome: &str, rejected: Option<&str>| {
         let mut attributes = vec![
@@ -920,7 +930,7 @@ where
     let mut points = metric_points("tracehop.consumer.context", &name);
     points.sort_by(|a, b| format!("{:?}", a.attributes).cmp(&format!("{:?}", b.attributes)));
     let mut want = vec![
-        counter(2, "continued", None),
+        counter(3, "continued", None),
         counter(3, "linked", None),
         counter(1, "not_read", None),
         counter(2, "missing", Some("missing")),
