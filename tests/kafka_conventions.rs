@@ -467,6 +467,7 @@ async fn every_semantic_convention_name_emitted_is_one_of_the_conventions_crate(
             "messaging.client.operation.duration",
             "messaging.client.sent.messages",
             "messaging.process.duration",
+            "tracehop.consumer.context",
             "tracehop.message.age",
         ]
     );
@@ -503,7 +504,9 @@ fn the_runtime_spells_out_no_semantic_convention_name() {
             }
         }
     }
-    // The captured-header prefix is the one exception, documented at its constant: the conventions define none.
+    // The captured-header prefix is an exception, documented at its constant: the conventions define none. So are
+    // the messaging exception events, spelled in `conventions.rs`: the conventions crate has no event names.
     offenders.retain(|line| !line.contains("pub const CAPTURED_HEADER_PREFIX"));
+    offenders.retain(|line| !line.contains("pub(crate) const MESSAGING_") || !line.contains("_EXCEPTION_EVENT"));
     assert_eq!(offenders, Vec::<String>::new());
 }

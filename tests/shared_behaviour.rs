@@ -67,6 +67,12 @@ mod kafka {
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
         behaviour::process_duration_is_recorded_on_success_and_failure(&Kafka::start()).await;
     }
+
+    #[cfg(feature = "metrics")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_consumed_message_s_context_outcome_is_counted() {
+        behaviour::consumer_context_outcomes_are_counted(&Kafka::start()).await;
+    }
 }
 
 #[cfg(feature = "rabbitmq")]
@@ -141,6 +147,13 @@ mod rabbitmq {
     async fn a_handler_records_its_processing_duration_on_success_and_failure() {
         behaviour::process_duration_is_recorded_on_success_and_failure(&RabbitMq::connect().await).await;
     }
+
+    #[cfg(feature = "metrics")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs RabbitMQ: ./scripts/test runs it against a broker of its own"]
+    async fn every_consumed_message_s_context_outcome_is_counted() {
+        behaviour::consumer_context_outcomes_are_counted(&RabbitMq::connect().await).await;
+    }
 }
 
 /// Core NATS and JetStream, each body on the side it is honest on (`support/nats.rs`): the redelivery and settle
@@ -198,6 +211,13 @@ mod nats {
         #[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
         async fn a_handler_records_its_processing_duration_on_success_and_failure() {
             behaviour::process_duration_is_recorded_on_success_and_failure(&CoreNats::connect().await).await;
+        }
+
+        #[cfg(feature = "metrics")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs NATS: ./scripts/test runs it against a server of its own"]
+        async fn every_consumed_message_s_context_outcome_is_counted() {
+            behaviour::consumer_context_outcomes_are_counted(&CoreNats::connect().await).await;
         }
     }
 

@@ -24,6 +24,16 @@ pub(crate) use opentelemetry_semantic_conventions::SCHEMA_URL;
 /// The name of the event that records an exception, with `exception.type` and `exception.message`.
 pub(crate) const EXCEPTION_EVENT: &str = "exception";
 
+/// The messaging conventions' exception events, log records named for the operation that failed ("Semantic
+/// conventions for messaging exceptions", status Development): the conventions crate has no constants for event
+/// names, so they are spelled here, the one place a later version of the conventions changes.
+#[cfg(feature = "logs")]
+pub(crate) const MESSAGING_PROCESS_EXCEPTION_EVENT: &str = "messaging.process.exception";
+#[cfg(feature = "logs")]
+pub(crate) const MESSAGING_SEND_EXCEPTION_EVENT: &str = "messaging.send.exception";
+#[cfg(feature = "logs")]
+pub(crate) const MESSAGING_SETTLE_EXCEPTION_EVENT: &str = "messaging.settle.exception";
+
 /// The messaging operations of the conventions, each the `messaging.operation.type` of the spans and metrics
 /// tracehop records for it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

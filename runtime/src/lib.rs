@@ -81,7 +81,8 @@
 //! ([`clients::ConsumerTracing`]) that give them the same spans, through the same functions.
 //!
 //! ## Beyond spans
-//! The messaging metrics ([`metrics`], feature `metrics`), settle spans around acknowledgements and commits
+//! The messaging metrics ([`metrics`], feature `metrics`; `tracehop.consumer.context` counts where traces
+//! break), exception log records (feature `logs`), settle spans around acknowledgements and commits
 //! ([`Settle`], and the broker helpers in [`clients`]), captured headers ([`set_captured_headers`]), and on
 //! consumer spans the message's redelivery, attempt and age ([`REDELIVERED_ATTRIBUTE`], [`ATTEMPT_ATTRIBUTE`],
 //! [`AGE_ATTRIBUTE`], ...), and why and where RabbitMQ dead-lettered a dead letter, from its `x-death` header
@@ -100,6 +101,9 @@
 //! - `tracing`: `HandlerEventsLayer`, so `tracing` events written in a handler's body become events of its span.
 //! - `metrics`: the messaging metrics on the global meter provider ([`metrics`]); off by default, since it costs
 //!   instructions on every message even when no meter provider is installed (BENCHMARKS.md, the `+metrics` rows).
+//! - `logs`: a failed processing, publish or settle is also the messaging conventions' exception event
+//!   (`messaging.process.exception`, ...) as an OpenTelemetry log record, to the logger provider given to
+//!   `logs::set_logger_provider`; costs nothing until a span fails.
 #![warn(missing_docs)]
 
 mod attributes;
@@ -112,6 +116,11 @@ mod conventions;
 mod handler;
 mod injections;
 mod lineage;
+#[cfg(feature = "logs")]
+pub mod logs;
+#[cfg(not(feature = "logs"))]
+#[path = "logs_off.rs"]
+mod logs;
 pub mod metrics;
 #[cfg(feature = "print")]
 mod picture;

@@ -8,12 +8,17 @@
 //! | `messaging.client.sent.messages` | counter, `{message}` | every traced publish: the records its context was written into, at least 1 |
 //! | `messaging.client.consumed.messages` | counter, `{message}` | every message a [`ConsumerTracing`](crate::clients::ConsumerTracing) receives; a failed receive adds 0 under its `error.type` |
 //! | `tracehop.message.age` | histogram, `s` | every consumed message with a timestamp: how long it waited (see [`AGE_ATTRIBUTE`](crate::AGE_ATTRIBUTE)) |
+//! | `tracehop.consumer.context` | counter, `{message}` | every consumed message, by what became of its trace context ([`CONTEXT_METRIC`]) |
 //!
 //! Their attributes: `messaging.system`, `messaging.operation.name`, `messaging.operation.type` (client
 //! operations), `messaging.consumer.group.name` (consumers with a group), `messaging.destination.name` (the topic
 //! or exchange; left out when the destination is unknown) and `error.type` when the operation failed (the same
 //! value as on the span). Partition ids are not recorded: they multiply the series for little gain. Histograms
 //! carry the conventions' advised bucket boundaries ([`DURATION_BUCKETS`]).
+//!
+//! `tracehop.consumer.context` has no operation attributes; it adds [`CONTEXT_OUTCOME_ATTRIBUTE`] and, when the
+//! context was not continued, [`CONTEXT_REJECTED_ATTRIBUTE`](crate::CONTEXT_REJECTED_ATTRIBUTE) (see
+//! [`CONTEXT_METRIC`]).
 //!
 //! Metrics are recorded for every message, sampled or not. tracehop creates its instruments once, from the global
 //! meter provider, and creates them again when it sees another provider installed (`global::set_meter_provider`):
@@ -53,6 +58,42 @@ pub const AGE_BUCKETS: [f64; 20] = [
     3600.0,
 ];
 
+/// The name of the counter of consumed messages by what became of the trace context each carried: where traces
+/// break, per `messaging.system`, `messaging.destination.name` and `messaging.consumer.group.name`, so the
+/// topics and queues fed by producers that do not propagate a context show without reading a span.
+///
+/// Its attribute [`CONTEXT_OUTCOME_ATTRIBUTE`] is one of
+/// - `continued`: the message's context is the consumer span's parent;
+/// - `linked`: a valid context, linked and not adopted, by the handler's policy (`parent = "link"`, a replay
+///   handler) or because the message was handled in a batch;
+/// - `not_read`: the handler's policy is `parent = "none"`, so its headers were not read;
+/// - `missing`: the message carried no context;
+/// - `rejected`: it carried one tracehop did not continue.
+///
+/// With `missing` and `rejected` the counter also has
+/// [`CONTEXT_REJECTED_ATTRIBUTE`](crate::CONTEXT_REJECTED_ATTRIBUTE), with the value the consumer span records
+/// ([`ContextRejection::as_str`](crate::ContextRejection::as_str): `missing`, `traceparent_wrong_length`, ...).
+///
+/// Every message a traced consumer handles counts once, sampled or not: the message of a handler's own span when
+/// its span starts, each message of a batch when the batch span is prepared (a batch links its messages, so a
+/// valid context counts as `linked`; a valid `traceparent` counts so without asking the propagator, whose
+/// answer the batch span needs only when recorded). A span started for one message inside a batch
+/// ([`MessageSpan::in_batch`](crate::MessageSpan::in_batch)) counts nothing more: its batch counted it. A
+/// producer counts nothing.
+///
+/// ```
+/// assert_eq!(tracehop::metrics::CONTEXT_METRIC, "tracehop.consumer.context");
+/// ```
+pub const CONTEXT_METRIC: &str = "tracehop.consumer.context";
+
+/// The attribute of [`CONTEXT_METRIC`] saying what became of a consumed message's trace context: `continued`,
+/// `linked`, `not_read`, `missing` or `rejected`.
+///
+/// ```
+/// assert_eq!(tracehop::metrics::CONTEXT_OUTCOME_ATTRIBUTE, "tracehop.context.outcome");
+/// ```
+pub const CONTEXT_OUTCOME_ATTRIBUTE: &str = "tracehop.context.outcome";
+
 #[cfg(feature = "metrics")]
 pub(crate) use recording::*;
 
@@ -68,11 +109,14 @@ mod recording {
     use opentelemetry::metrics::{Counter, Histogram, MeterProvider};
     use opentelemetry::{Key, KeyValue, StringValue, Value};
 
-    use super::{AGE_BUCKETS, DURATION_BUCKETS, MESSAGE_AGE_METRIC};
+    use super::{AGE_BUCKETS, CONTEXT_METRIC, CONTEXT_OUTCOME_ATTRIBUTE, DURATION_BUCKETS, MESSAGE_AGE_METRIC};
     use crate::brokers::MessagingSystem;
-    use crate::carrier::MessageFacts;
+    use crate::carrier::{extract_context, ConsumedMessage, IncomingContext, MessageFacts};
     use crate::conventions::{self as semconv, self as metric, Operation};
     use crate::handler::Handler;
+    use crate::settings::ParentPolicy;
+    use crate::w3c::{ContextRejection, TraceHeaders};
+    use crate::CONTEXT_REJECTED_ATTRIBUTE;
 
     /// tracehop's instruments, made from one meter provider.
     struct Instruments {
@@ -81,6 +125,7 @@ mod recording {
         sent_messages: Counter<u64>,
         consumed_messages: Counter<u64>,
         message_age: Histogram<f64>,
+        contexts: Counter<u64>,
     }
 
     impl Instruments {
@@ -114,6 +159,11 @@ mod recording {
                     .with_description("How long a consumed message waited before its handler started.")
                     .with_unit("s")
                     .with_boundaries(AGE_BUCKETS.to_vec())
+                    .build(),
+                contexts: meter
+                    .u64_counter(CONTEXT_METRIC)
+                    .with_description("Consumed messages, by what became of the trace context each carried.")
+                    .with_unit("{message}")
                     .build(),
             }
         }
@@ -221,6 +271,104 @@ mod recording {
             }
             attributes
         }
+
+        /// The attributes of [`CONTEXT_METRIC`]: where the message was consumed, and its `outcome`.
+        fn context_attributes(&self, outcome: ContextOutcome) -> MetricAttributes {
+            let mut attributes = MetricAttributes::new();
+            if let Some(system) = self.system {
+                attributes.push(semconv::MESSAGING_SYSTEM, system.as_str());
+            }
+            if let Some(group) = self.group {
+                attributes.push(semconv::MESSAGING_CONSUMER_GROUP_NAME, group);
+            }
+            if let Some(destination) = &self.destination {
+                attributes.push(semconv::MESSAGING_DESTINATION_NAME, destination.clone());
+            }
+            attributes.push(CONTEXT_OUTCOME_ATTRIBUTE, outcome.as_str());
+            if let ContextOutcome::NotContinued(rejection) = outcome {
+                attributes.push(CONTEXT_REJECTED_ATTRIBUTE, rejection.as_str());
+            }
+            attributes
+        }
+    }
+
+    /// What became of a consumed message's trace context: the value of [`CONTEXT_OUTCOME_ATTRIBUTE`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum ContextOutcome {
+        Continued,
+        Linked,
+        NotRead,
+        /// `missing` for [`ContextRejection::Missing`], `rejected` for any other reason.
+        NotContinued(ContextRejection),
+    }
+
+    impl ContextOutcome {
+        /// The outcome of a message handled in a span of its own, under `policy`: `incoming` is `None` when the
+        /// policy did not read the headers.
+        fn of(incoming: Option<&IncomingContext>, policy: ParentPolicy) -> Self {
+            match incoming {
+                None => ContextOutcome::NotRead,
+                Some(IncomingContext::Continued(..)) if policy == ParentPolicy::Continue => ContextOutcome::Continued,
+                Some(IncomingContext::Continued(..)) => ContextOutcome::Linked,
+                Some(IncomingContext::NewRoot(rejection)) => ContextOutcome::NotContinued(*rejection),
+            }
+        }
+
+        /// The outcome of a message of a batch, which links the contexts it reads. A valid W3C `traceparent`
+        /// answers at once, with no `Context` built; only a message without one goes to the propagator.
+        fn of_batch_member<M: ConsumedMessage + ?Sized>(message: &M, policy: ParentPolicy) -> Self {
+            if policy == ParentPolicy::None {
+                return ContextOutcome::NotRead;
+            }
+            match TraceHeaders::scan(message.headers()).has_valid_traceparent() {
+                Ok(true) => ContextOutcome::Linked,
+                Err(rejection) => ContextOutcome::NotContinued(rejection),
+                Ok(false) => match extract_context(message) {
+                    IncomingContext::Continued(..) => ContextOutcome::Linked,
+                    IncomingContext::NewRoot(rejection) => ContextOutcome::NotContinued(rejection),
+                },
+            }
+        }
+
+        const fn as_str(self) -> &'static str {
+            match self {
+                ContextOutcome::Continued => "continued",
+                ContextOutcome::Linked => "linked",
+                ContextOutcome::NotRead => "not_read",
+                ContextOutcome::NotContinued(ContextRejection::Missing) => "missing",
+                ContextOutcome::NotContinued(_) => "rejected",
+            }
+        }
+    }
+
+    /// Counts the messages of a batch in [`CONTEXT_METRIC`], each by its own outcome and destination. Messages
+    /// in a row with the same destination and outcome (most batches: one topic, one kind of producer) are
+    /// added at once.
+    pub(crate) fn count_batch_contexts<M: ConsumedMessage>(handler: &Handler, messages: &[M]) {
+        let policy = handler.parent_policy();
+        let add = |instruments: &Instruments, first: &M, outcome: ContextOutcome, count: u64| {
+            let target = Target::of(handler, None, None, Some(first));
+            instruments.contexts.add(count, target.context_attributes(outcome).as_slice());
+        };
+        with_instruments(|instruments| {
+            let mut run: Option<(&M, ContextOutcome, u64)> = None;
+            for message in messages {
+                let outcome = ContextOutcome::of_batch_member(message, policy);
+                match &mut run {
+                    Some((first, same, count)) if *same == outcome && first.destination() == message.destination() => {
+                        *count += 1;
+                    }
+                    _ => {
+                        if let Some((first, outcome, count)) = run.replace((message, outcome, 1)) {
+                            add(instruments, first, outcome, count);
+                        }
+                    }
+                }
+            }
+            if let Some((first, outcome, count)) = run {
+                add(instruments, first, outcome, count);
+            }
+        });
     }
 
     /// One operation being measured: started with the span, recorded when it ends.
@@ -228,12 +376,14 @@ mod recording {
     pub(crate) struct Measurement {
         started: Option<(Instant, Operation, Target)>,
         error_type: OnceLock<&'static str>,
+        /// What became of the consumed message's context, counted when the span ends.
+        context: Option<ContextOutcome>,
     }
 
     impl Measurement {
         /// Nothing to measure: a message's span inside a batch (the batch's span is measured).
         pub(crate) const fn none() -> Self {
-            Measurement { started: None, error_type: OnceLock::new() }
+            Measurement { started: None, error_type: OnceLock::new(), context: None }
         }
 
         /// Starts measuring a handler's span (`Operation::Process` for a consumer, `Send` for a producer), and
@@ -255,7 +405,18 @@ mod recording {
                     });
                 }
             }
-            Measurement { started: Some((Instant::now(), operation, target)), error_type: OnceLock::new() }
+            Measurement {
+                started: Some((Instant::now(), operation, target)),
+                error_type: OnceLock::new(),
+                context: None,
+            }
+        }
+
+        /// Counts the consumed message of this handler's span in [`CONTEXT_METRIC`]: `incoming` is its extracted
+        /// context (`None` when `policy` did not read it).
+        /// Counted when the span ends, with its other metrics: one look-up of the instruments for both.
+        pub(crate) fn count_context(&mut self, incoming: Option<&IncomingContext>, policy: ParentPolicy) {
+            self.context = Some(ContextOutcome::of(incoming, policy));
         }
 
         /// Marks the operation failed with `error_type` (the first one recorded wins, as the span's status).
@@ -273,8 +434,14 @@ mod recording {
             if let Some(error_type) = self.error_type.get() {
                 attributes.push(semconv::ERROR_TYPE, *error_type);
             }
+            let context = self.context.map(|outcome| target.context_attributes(outcome));
             with_instruments(|instruments| match operation {
-                Operation::Process => instruments.process_duration.record(seconds, attributes.as_slice()),
+                Operation::Process => {
+                    instruments.process_duration.record(seconds, attributes.as_slice());
+                    if let Some(context) = &context {
+                        instruments.contexts.add(1, context.as_slice());
+                    }
+                }
                 Operation::Send => {
                     instruments.operation_duration.record(seconds, attributes.as_slice());
                     instruments.sent_messages.add(u64::from(sent.max(1)), attributes.as_slice());
@@ -307,9 +474,10 @@ mod recording {
 #[cfg(not(feature = "metrics"))]
 mod disabled {
     use crate::brokers::MessagingSystem;
-    use crate::carrier::MessageFacts;
+    use crate::carrier::{ConsumedMessage, IncomingContext, MessageFacts};
     use crate::conventions::Operation;
     use crate::handler::Handler;
+    use crate::settings::ParentPolicy;
 
     /// Without the `metrics` feature a measurement is nothing, and none of its inputs is computed.
     #[derive(Debug)]
@@ -332,6 +500,9 @@ mod disabled {
         }
 
         #[inline(always)]
+        pub(crate) fn count_context(&mut self, _incoming: Option<&IncomingContext>, _policy: ParentPolicy) {}
+
+        #[inline(always)]
         pub(crate) fn fail(&self, _error_type: &'static str) {}
 
         #[inline(always)]
@@ -340,6 +511,9 @@ mod disabled {
 
     #[inline(always)]
     pub(crate) fn count_consumed(_handler: &Handler, _message: &dyn MessageFacts) {}
+
+    #[inline(always)]
+    pub(crate) fn count_batch_contexts<M: ConsumedMessage>(_handler: &Handler, _messages: &[M]) {}
 
     pub(crate) fn count_failed_receive(
         _handler: &Handler,

@@ -11,6 +11,7 @@ use crate::attributes::SpanAttributes;
 use crate::carrier::MessageFacts;
 use crate::conventions::{self as semconv, Operation};
 use crate::handler::Handler;
+use crate::logs::Event;
 use crate::metrics::Measurement;
 use crate::span::MessagingSpan;
 
@@ -58,7 +59,8 @@ static SETTLE: Handler = Handler::consumer("tracehop::settle");
 /// consumer span; with `messaging.system`, `messaging.operation.type = settle`, `messaging.operation.name`
 /// ([`Settlement::operation_name`]), the destination and the message's identity (partition and offset, or message
 /// id and delivery tag). A failed call marks it failed (status Error, `error.type`, an `exception` event). With the
-/// `metrics` feature, its duration goes to `messaging.client.operation.duration`.
+/// `metrics` feature, its duration goes to `messaging.client.operation.duration`; with the `logs` feature, a
+/// failure is also the conventions' `messaging.settle.exception` log record ([`logs`](crate::logs)).
 ///
 /// The broker helpers (`tracehop::clients::kafka::commit_message`, `tracehop::clients::rabbitmq::ack`, ...) are
 /// built on it; use it directly for another settle call.
@@ -159,6 +161,7 @@ impl SettleSpan {
             let error_type = self.error_type.unwrap_or_else(std::any::type_name::<E>);
             self.measurement.fail(error_type);
             crate::span::mark_failed(&self.context.span(), error_type, error);
+            crate::logs::exception(Event::Settle, self.context.span().span_context(), error_type, error);
         }
         self.measurement.finish(0);
         self.context.span().end();

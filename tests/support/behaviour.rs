@@ -848,6 +848,99 @@ pub async fn process_duration_is_recorded_on_success_and_failure<B: BrokerFixtur
     assert_eq!(metric_points("tracehop.message.age", &name), ages);
 }
 
+/// Every consumed message counts once in `tracehop.consumer.context`, by what became of its context, sampled or
+/// not: `continued` (a sampled and an unsampled producer, and a message of the traced consumer adapter), `linked`
+/// (by a `parent = "link"` handler, and each message of a batch with a valid context), `not_read`
+/// (`parent = "none"`), `missing`, and `rejected` with the reason the span records, per system, group and
+/// destination. The spans of a batch's messages (`MessageSpan::in_batch`) and producers count nothing.
+pub async fn consumer_context_outcomes_are_counted<B: BrokerFixture>(fixture: &B)
+where
+    B::Message: tracehop::ConsumedMessage,
+{
+    use crate::{metric_points, MetricPoint};
+    use tracehop::{Handler, MessageSpan, ParentPolicy};
+    static LINKING: Handler = Handler::consumer("suite::behaviour::linking").group(GROUP).parent(ParentPolicy::Link);
+    static NOT_READING: Handler =
+        Handler::consumer("suite::behaviour::not_reading").group(GROUP).parent(ParentPolicy::None);
+    static BATCHING: Handler = Handler::consumer("suite::behaviour::batching").group(GROUP);
+    crate::metrics();
+    let destination = fixture.destination("contexts", 1).await;
+    let name = fixture.name(&destination);
+    let unsampled: &[u8] = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let uppercase: &[u8] = b"00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01";
+    for id in ["continued", "linked", "not-read"] {
+        fixture.publish(&destination, &Outgoing { id, payload: b"{}", headers: &[] }).await;
+    }
+    let raw = [
+        Outgoing { id: "unsampled", payload: b"{}", headers: &[("traceparent", unsampled)] },
+        Outgoing { id: "missing", payload: b"{}", headers: &[] },
+        Outgoing { id: "short-1", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] },
+        Outgoing { id: "short-2", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] },
+        Outgoing { id: "uppercase", payload: b"{}", headers: &[("traceparent", uppercase)] },
+    ];
+    for message in &raw {
+        fixture.publish_raw(&destination, message).await;
+    }
+    for _ in 0..8 {
+        let received = fixture.receive(&destination, 0).await;
+        match fixture.id_of(&received).as_str() {
+            "linked" => MessageSpan::consumer(&LINKING, &received).start().run(|| ()),
+            "not-read" => MessageSpan::consumer(&NOT_READING, &received).start().run(|| ()),
+            _ => assert!(fixture.handle(&received).await.is_ok()),
+        }
+    }
+    // A batch: two valid contexts (linked), one missing, one rejected; the spans of its messages count nothing more.
+    for id in ["batch-1", "batch-2"] {
+        fixture.publish(&destination, &Outgoing { id, payload: b"{}", headers: &[] }).await;
+    }
+    fixture.publish_raw(&destination, &Outgoing { id: "batch-missing", payload: b"{}", headers: &[] }).await;
+    let short = Outgoing { id: "batch-short", payload: b"{}", headers: &[("traceparent", b"00-XYZ")] };
+    fixture.publish_raw(&destination, &short).await;
+    let mut batch = Vec::new();
+    for _ in 0..4 {
+        batch.push(fixture.receive(&destination, 0).await);
+    }
+    MessageSpan::consumer_batch(&BATCHING, &batch).start().run(|| {
+        for message in &batch {
+            MessageSpan::in_batch(message).start().run(|| ());
+        }
+    });
+    // Through the broker's traced consumer adapter (`ConsumerTracing`): continued (last: on RabbitMQ it consumes
+    // the queue).
+    fixture.publish(&destination, &Outgoing { id: "by-client", payload: b"{}", headers: &[] }).await;
+    assert!(fixture.handle_by_client(&destination, 0, false).await.is_ok());
+
+    let counter = |count: u64, outcome: &str, rejected: Option<&str>| {
+        let mut attributes = vec![
+            ("messaging.system", text(B::SYSTEM)),
+            ("messaging.consumer.group.name", text(GROUP)),
+            ("messaging.destination.name", text(&name)),
+            ("tracehop.context.outcome", text(outcome)),
+        ];
+        attributes.extend(rejected.map(|reason| ("tracehop.context.rejected", text(reason))));
+        MetricPoint {
+            name: "tracehop.consumer.context".to_owned(),
+            unit: "{message}".to_owned(),
+            kind: "counter",
+            attributes: expected(&attributes),
+            bounds: Vec::new(),
+            count,
+        }
+    };
+    let mut points = metric_points("tracehop.consumer.context", &name);
+    points.sort_by(|a, b| format!("{:?}", a.attributes).cmp(&format!("{:?}", b.attributes)));
+    let mut want = vec![
+        counter(3, "continued", None),
+        counter(3, "linked", None),
+        counter(1, "not_read", None),
+        counter(2, "missing", Some("missing")),
+        counter(3, "rejected", Some("traceparent_wrong_length")),
+        counter(1, "rejected", Some("traceparent_uppercase_hex")),
+    ];
+    want.sort_by(|a, b| format!("{:?}", a.attributes).cmp(&format!("{:?}", b.attributes)));
+    assert_eq!(points, want);
+}
+
 // ---- Redelivery ----
 
 /// At-least-once stays the caller's: a handler that fails leaves its message unsettled (tracehop settles nothing);

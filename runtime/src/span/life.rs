@@ -17,6 +17,7 @@ use super::{CONTEXT_INJECTED_ATTRIBUTE, CONTEXT_NOT_INJECTED_EVENT};
 use crate::carrier::{propagate, PublishedMessage};
 use crate::handler::{Handler, Role};
 use crate::injections::InjectionScope;
+use crate::logs::Event;
 use crate::metrics::Measurement;
 
 /// The span of one handled or published message, current while the handler runs and ended when it is dropped.
@@ -119,11 +120,18 @@ impl MessageSpan {
     }
 
     /// Marks the span as failed: status Error with `message`, `error.type = error_type`, and an `exception`
-    /// event. Nothing is formatted when the span is not recorded.
+    /// event. Nothing is formatted when the span is not recorded. With the `logs` feature, the failure is also
+    /// the conventions' `messaging.process.exception` (a consumer) or `messaging.send.exception` (a producer)
+    /// log record ([`logs`](crate::logs)).
     pub fn record_error(&self, error_type: &'static str, message: &dyn Display) {
         // The metrics see every failure, recorded span or not.
         self.measurement.fail(error_type);
         mark_failed(&self.context.span(), error_type, message);
+        let event = match self.handler.role() {
+            Role::Consumer => Event::Process,
+            Role::Producer => Event::Send,
+        };
+        crate::logs::exception(event, self.context.span().span_context(), error_type, message);
     }
 
     /// Records a panic caught while `doing` as the span's error.

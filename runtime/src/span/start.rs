@@ -67,6 +67,7 @@ impl MessageSpan {
     /// `messaging.batch.message_count`, and the destination only when every message has the same one.
     pub fn consumer_batch<'a, M: ConsumedMessage>(handler: &'static Handler, messages: &'a [M]) -> SpanStart<'a> {
         let policy = handler.parent_policy();
+        crate::metrics::count_batch_contexts(handler, messages);
         let facts = move |cap: usize| {
             let destination = messages
                 .first()
@@ -273,7 +274,12 @@ fn measure(
     match (origin, handler.role()) {
         (Origin::Current { .. }, Role::Consumer) => Measurement::none(),
         (Origin::Batch(batch), _) => Measurement::begin(handler, Operation::Process, batch.system, destination, None),
-        (_, Role::Consumer) => Measurement::begin(handler, Operation::Process, None, destination, message),
+        (Origin::Message { incoming, policy }, Role::Consumer) => {
+            let mut measurement = Measurement::begin(handler, Operation::Process, None, destination, message);
+            // Counted for every message, sampled or not: where traces break (`tracehop.consumer.context`).
+            measurement.count_context(incoming.as_ref(), *policy);
+            measurement
+        }
         (_, Role::Producer) => Measurement::begin(handler, Operation::Send, None, destination, message),
     }
 }
