@@ -18,7 +18,7 @@ use crate::consumer_extras::HeaderSource;
 use crate::conventions::Operation;
 use crate::handler::{Handler, Role};
 use crate::metrics::Measurement;
-use crate::settings::ParentPolicy;
+use crate::settings::{max_links_per_span, ParentPolicy};
 
 /// The handler per-message spans belong to when no batch span is current: [`MessageSpan::in_batch`] called
 /// outside a batch handler.
@@ -61,7 +61,8 @@ impl MessageSpan {
     /// linked to every message whose context is valid (up to [`max_links_per_span`](crate::max_links_per_span); the number left out is
     /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
     /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
-    /// count but add no link. The links are computed only when the span is recorded; under
+    /// count but add no link. The links are computed only when the span is recorded (or, with
+    /// [`links_before_sampling`](crate::links_before_sampling), before it is sampled); under
     /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions 1.42.0
     /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
     /// `messaging.batch.message_count`, and the destination only when every message has the same one.
@@ -208,7 +209,9 @@ impl<'a> SpanStart<'a> {
     ///
     /// A span whose parent is sampled is described before it starts, so its name, links and attributes go to
     /// the SDK in the span builder (the sampler sees them, and no per-attribute call is made on the span).
-    /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded.
+    /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded;
+    /// with [`links_before_sampling`](crate::links_before_sampling) on (a [`LinkSampler`](crate::LinkSampler)
+    /// turns it on), a span that starts a trace and has links gives the sampler those links, and only them.
     pub fn start(self) -> MessageSpan {
         let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes, headers } = self;
         let measurement = measure(handler, &origin, message, destination);
@@ -234,8 +237,20 @@ impl<'a> SpanStart<'a> {
             }
             span
         } else {
-            let mut span =
-                tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context);
+            let mut builder = tracer.span_builder(initial_name).with_kind(kind);
+            // A sampler that reads links (`LinkSampler`) judges a span that starts a trace by them: they go in the
+            // builder; its name and attributes still wait for the decision.
+            let (link, batch) = if crate::sampling::links_before_sampling()
+                && (link.is_some() || batch.is_some())
+                && !parent.context.span().span_context().is_valid()
+            {
+                let (links, batch) = links_first(link, batch);
+                builder = builder.with_links(links);
+                (None, batch)
+            } else {
+                (link, batch)
+            };
+            let mut span = builder.start_with_context(&tracer, &parent.context);
             if span.is_recording() {
                 let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
                 if let Some(name) = name {
@@ -260,6 +275,27 @@ impl<'a> SpanStart<'a> {
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
         MessageSpan::new(context, handler).measured(measurement)
     }
+}
+
+/// The links of a span that starts a trace, made before it is sampled so that the sampler can read them, and its
+/// batch, left with what is described only once it is recorded. The links are those `describe` would make.
+fn links_first<'a>(link: Option<Context>, batch: Option<Batch<'a>>) -> (Vec<Link>, Option<Batch<'a>>) {
+    let mut links = Vec::new();
+    if let Some(link) = link {
+        links.push(Link::with_context(link.span().span_context().clone()));
+    }
+    let batch = batch.map(|Batch { count, system, facts }| {
+        let BatchFacts { destination, links: batch_links, dropped } = facts(max_links_per_span());
+        if links.is_empty() {
+            links = batch_links;
+        } else {
+            links.extend(batch_links);
+        }
+        let described_later: Box<dyn FnOnce(usize) -> BatchFacts<'a> + 'a> =
+            Box::new(move |_| BatchFacts { destination, links: Vec::new(), dropped });
+        Batch { count, system, facts: described_later }
+    });
+    (links, batch)
 }
 
 /// Starts the metrics of a span (feature `metrics`): a handler's own span is measured; a message's span inside a
