@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use opentelemetry::global;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider;
-use opentelemetry_sdk::trace::Sampler;
+use opentelemetry_sdk::trace::{Sampler, ShouldSample};
 use rdkafka::message::{Message, OwnedMessage};
-use tracehop::{Handler, MessageSpan, ParentPolicy};
+use tracehop::{Handler, LinkSampler, MessageSpan, ParentPolicy};
 
 mod support;
 use support::nats::*;
@@ -72,6 +72,9 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// `linked-consumer-*` is the consumer path of a `parent = "link"` handler (a new trace linked to the producer's),
 /// and `batch-consumer-*` the span of a batch of [`BATCH_SIZE`] messages (a new trace linked to each); both start
 /// traces, so "unsampled" is a sampler that drops new traces (parent-based, always off), whatever the messages say.
+/// `link-sampler-*` are the consumer, `linked-consumer` and `batch-consumer` paths under a [`LinkSampler`] over
+/// that sampler, so a span that starts a trace is sampled as its producers were: their messages' producers are
+/// sampled in the `-sampled` cases and not in the `-unsampled` ones.
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
@@ -130,6 +133,12 @@ const CASES: &[&str] = &[
     "linked-consumer-unsampled",
     "batch-consumer-sampled",
     "batch-consumer-unsampled",
+    "link-sampler-consumer-sampled",
+    "link-sampler-consumer-unsampled",
+    "link-sampler-linked-consumer-sampled",
+    "link-sampler-linked-consumer-unsampled",
+    "link-sampler-batch-consumer-sampled",
+    "link-sampler-batch-consumer-unsampled",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
@@ -154,11 +163,18 @@ fn run(case: &str, iterations: usize) {
     // Producers have no parent to follow: "unsampled" is a sampler that drops them; the same for the spans that
     // start traces of their own.
     let producer = path.starts_with("producer") || path == "nats-producer";
+    let (honours_links, path) = match path.strip_prefix("link-sampler-") {
+        Some(path) => (true, path),
+        None => (false, path),
+    };
     let starts_traces = matches!(path, "linked-consumer" | "batch-consumer");
-    let sampler = match (producer, starts_traces, sampled) {
-        (true, _, false) => Sampler::AlwaysOff,
-        (_, true, false) => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
-        _ => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+    // Each case as a process of its own would have it: on only where a `LinkSampler` is made.
+    tracehop::set_links_before_sampling(false);
+    let sampler: Box<dyn ShouldSample> = match (honours_links, producer, starts_traces, sampled) {
+        (true, ..) => Box::new(LinkSampler::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))),
+        (_, true, _, false) => Box::new(Sampler::AlwaysOff),
+        (_, _, true, false) => Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
+        _ => Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
     };
     let provider = provider(sampler, Processor::Simple);
     global::set_tracer_provider(provider.clone());

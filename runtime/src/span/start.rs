@@ -5,7 +5,8 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use opentelemetry::trace::{Link, Span, TraceContextExt, Tracer};
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 
 use super::describer::{describe, Described, Description};
@@ -221,7 +222,7 @@ impl<'a> SpanStart<'a> {
         let kind = handler.role().messaging_operation().span_kind();
         let initial_name = handler.configured_span_name().unwrap_or(handler.role().operation());
         let described = Described { handler, message, destination, routing_key, server, headers };
-        let (link, batch) = (parent.link.take(), parent.batch.take());
+        let (mut link, mut batch) = (parent.link.take(), parent.batch.take());
 
         let span = if parent.context.span().span_context().is_sampled() {
             let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
@@ -237,20 +238,15 @@ impl<'a> SpanStart<'a> {
             }
             span
         } else {
-            let mut builder = tracer.span_builder(initial_name).with_kind(kind);
-            // A sampler that reads links (`LinkSampler`) judges a span that starts a trace by them: they go in the
-            // builder; its name and attributes still wait for the decision.
-            let (link, batch) = if crate::sampling::links_before_sampling()
+            // A sampler that reads links (`LinkSampler`) judges a span that starts a trace by them.
+            let mut span = if crate::sampling::links_before_sampling()
                 && (link.is_some() || batch.is_some())
                 && !parent.context.span().span_context().is_valid()
             {
-                let (links, batch) = links_first(link, batch);
-                builder = builder.with_links(links);
-                (None, batch)
+                start_with_links(&tracer, initial_name, kind, &parent.context, &mut link, &mut batch)
             } else {
-                (link, batch)
+                tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context)
             };
-            let mut span = builder.start_with_context(&tracer, &parent.context);
             if span.is_recording() {
                 let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
                 if let Some(name) = name {
@@ -277,14 +273,24 @@ impl<'a> SpanStart<'a> {
     }
 }
 
-/// The links of a span that starts a trace, made before it is sampled so that the sampler can read them, and its
-/// batch, left with what is described only once it is recorded. The links are those `describe` would make.
-fn links_first<'a>(link: Option<Context>, batch: Option<Batch<'a>>) -> (Vec<Link>, Option<Batch<'a>>) {
+/// Starts a span that starts a trace with its links in the builder, for the sampler to read; its name and
+/// attributes still wait for the decision. The links are those `describe` would add once it is recorded: `link`
+/// is taken, and `batch` left with what is described only once the span is recorded. Out of line, and nothing
+/// moved on the way: the common path (a parent to continue, or no sampler that reads links) stays as it was.
+#[inline(never)]
+fn start_with_links<'a>(
+    tracer: &BoxedTracer,
+    name: &'static str,
+    kind: SpanKind,
+    parent: &Context,
+    link: &mut Option<Context>,
+    batch: &mut Option<Batch<'a>>,
+) -> BoxedSpan {
     let mut links = Vec::new();
-    if let Some(link) = link {
+    if let Some(link) = link.take() {
         links.push(Link::with_context(link.span().span_context().clone()));
     }
-    let batch = batch.map(|Batch { count, system, facts }| {
+    *batch = batch.take().map(|Batch { count, system, facts }| {
         let BatchFacts { destination, links: batch_links, dropped } = facts(max_links_per_span());
         if links.is_empty() {
             links = batch_links;
@@ -295,7 +301,7 @@ fn links_first<'a>(link: Option<Context>, batch: Option<Batch<'a>>) -> (Vec<Link
             Box::new(move |_| BatchFacts { destination, links: Vec::new(), dropped });
         Batch { count, system, facts: described_later }
     });
-    (links, batch)
+    tracer.span_builder(name).with_kind(kind).with_links(links).start_with_context(tracer, parent)
 }
 
 /// Starts the metrics of a span (feature `metrics`): a handler's own span is measured; a message's span inside a
