@@ -6,14 +6,13 @@
 //!
 //! The global tracer provider is process-wide: every test here installs one, so they run one at a time.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry::{global, Context, KeyValue, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider, SpanData};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use suite::{attribute, receive, Broker};
+use tokio::sync::{Mutex, MutexGuard};
 use tracehop::LinkSampler;
 
 /// The trace of the producers that were sampled, and its `tracestate`.
@@ -22,9 +21,10 @@ const SAMPLED_TRACESTATE: &str = "vendor=producer";
 /// The trace of the producers that were not.
 const UNSAMPLED_TRACE: u128 = 0x5a3c_0000_0000_0000_0000_0000_0000_0002;
 
-fn one_test_at_a_time() -> MutexGuard<'static, ()> {
-    static GLOBAL_PROVIDER: Mutex<()> = Mutex::new(());
-    GLOBAL_PROVIDER.lock().unwrap_or_else(PoisonError::into_inner)
+/// Held for a whole test, across its `.await`s: an async lock, which a failed test does not poison.
+async fn one_test_at_a_time() -> MutexGuard<'static, ()> {
+    static GLOBAL_PROVIDER: Mutex<()> = Mutex::const_new(());
+    GLOBAL_PROVIDER.lock().await
 }
 
 /// What the tests sample with: keep no new trace, follow a parent, keep a consumer trace linked to a kept one.
@@ -198,14 +198,14 @@ async fn a_linked_root_is_kept_as_its_producer(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parent_link_consumer_span_is_kept_when_its_producer_was_sampled_and_not_when_it_was_not() {
-    let _serial = one_test_at_a_time();
+    let _serial = one_test_at_a_time().await;
     let exporter = install(link_sampler());
     a_linked_root_is_kept_as_its_producer(&exporter, handle_linked, "partner").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replayed_message_span_is_kept_when_its_original_producer_was_sampled_and_not_when_it_was_not() {
-    let _serial = one_test_at_a_time();
+    let _serial = one_test_at_a_time().await;
     let exporter = install(link_sampler());
     a_linked_root_is_kept_as_its_producer(&exporter, handle_replayed, "audit").await;
     let replayed = finished(&exporter).into_iter().find(|span| span.span_kind == SpanKind::Consumer).expect("kept");
@@ -214,7 +214,7 @@ async fn a_replayed_message_span_is_kept_when_its_original_producer_was_sampled_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_span_is_kept_when_any_linked_producer_was_sampled_and_not_when_none_was() {
-    let _serial = one_test_at_a_time();
+    let _serial = one_test_at_a_time().await;
     let exporter = install(link_sampler());
     let broker = Broker::start();
     let topic = suite::unique_topic("link-sampler-batch");
@@ -275,7 +275,7 @@ async fn a_batch_span_is_kept_when_any_linked_producer_was_sampled_and_not_when_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_span_that_continues_its_producers_trace_follows_its_producer() {
-    let _serial = one_test_at_a_time();
+    let _serial = one_test_at_a_time().await;
     let exporter = install(link_sampler());
     let broker = Broker::start();
     let (topic, kept, dropped) = one_sampled_and_one_not(&broker, "link-sampler-continued", "inventory").await;
@@ -301,7 +301,7 @@ async fn a_consumer_span_that_continues_its_producers_trace_follows_its_producer
 /// What the same sampler without [`LinkSampler`] does: the issue it solves, shown.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_link_sampler_a_parent_link_consumer_of_a_sampled_producer_is_dropped() {
-    let _serial = one_test_at_a_time();
+    let _serial = one_test_at_a_time().await;
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(0.0))))
@@ -333,7 +333,7 @@ mod installed_by_tracehop {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn otel_traces_sampler_tracehop_links_parentbased_traceidratio_selects_it_through_init() {
-        let _serial = one_test_at_a_time();
+        let _serial = one_test_at_a_time().await;
         let exporter = InMemorySpanExporter::default();
         let _telemetry = tracehop::Telemetry::builder()
             .variables(variables(&[
@@ -349,7 +349,7 @@ mod installed_by_tracehop {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn telemetry_builder_takes_a_link_sampler() {
-        let _serial = one_test_at_a_time();
+        let _serial = one_test_at_a_time().await;
         let exporter = InMemorySpanExporter::default();
         let _telemetry = tracehop::Telemetry::builder()
             .variables(variables(&[("OTEL_TRACES_EXPORTER", "none"), ("OTEL_TRACES_SAMPLER", "always_on")]))
