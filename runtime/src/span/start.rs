@@ -212,7 +212,8 @@ impl<'a> SpanStart<'a> {
     /// the SDK in the span builder (the sampler sees them, and no per-attribute call is made on the span).
     /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded;
     /// with [`links_before_sampling`](crate::links_before_sampling) on (a [`LinkSampler`](crate::LinkSampler)
-    /// turns it on), a span that starts a trace and has links gives the sampler those links, and only them.
+    /// turns it on), a span that starts a trace and has links starts with those links, for the sampler to read;
+    /// its name and attributes still wait until it is recorded.
     pub fn start(self) -> MessageSpan {
         let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes, headers } = self;
         let measurement = measure(handler, &origin, message, destination);
