@@ -23,8 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use opentelemetry::global;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider;
-use opentelemetry_sdk::trace::Sampler;
-use rdkafka::message::Message;
+use opentelemetry_sdk::trace::{Sampler, ShouldSample};
+use rdkafka::message::{Message, OwnedMessage};
+use tracehop::{Handler, LinkSampler, MessageSpan, ParentPolicy};
 
 mod support;
 use support::nats::*;
@@ -73,6 +74,13 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// `HeaderMap` with its `Nats-Msg-Id`), held to the same floors. `nats-jetstream-consumer-*` is the consumer path on
 /// the twin as JetStream delivers it (its reply subject an acknowledgement subject, which gives it a stream, its
 /// sequences, a delivery count, an age and, for a handler naming none, its consumer as the group).
+///
+/// `linked-consumer-*` is the consumer path of a `parent = "link"` handler (a new trace linked to the producer's),
+/// and `batch-consumer-*` the span of a batch of [`BATCH_SIZE`] messages (a new trace linked to each); both start
+/// traces, so "unsampled" is a sampler that drops new traces (parent-based, always off), whatever the messages say.
+/// `link-sampler-*` are the consumer, `linked-consumer` and `batch-consumer` paths under a [`LinkSampler`] over
+/// that sampler, so a span that starts a trace is sampled as its producers were: their messages' producers are
+/// sampled in the `-sampled` cases and not in the `-unsampled` ones.
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
@@ -131,6 +139,16 @@ const CASES: &[&str] = &[
     "glue-after-sampling-unsampled-level2",
     "extraction-sampled-level2",
     "upstream-extraction-sampled-level2",
+    "linked-consumer-sampled",
+    "linked-consumer-unsampled",
+    "batch-consumer-sampled",
+    "batch-consumer-unsampled",
+    "link-sampler-consumer-sampled",
+    "link-sampler-consumer-unsampled",
+    "link-sampler-linked-consumer-sampled",
+    "link-sampler-linked-consumer-unsampled",
+    "link-sampler-batch-consumer-sampled",
+    "link-sampler-batch-consumer-unsampled",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
@@ -152,10 +170,22 @@ fn run(case: &str, iterations: usize) {
     if metered {
         install_meter_provider();
     }
-    // Producers have no parent to follow: "unsampled" is a sampler that drops them.
+    // Producers have no parent to follow: "unsampled" is a sampler that drops them; the same for the spans that
+    // start traces of their own.
     let producer = path.starts_with("producer") || path == "nats-producer";
-    let sampler =
-        if producer && !sampled { Sampler::AlwaysOff } else { Sampler::ParentBased(Box::new(Sampler::AlwaysOn)) };
+    let (honours_links, path) = match path.strip_prefix("link-sampler-") {
+        Some(path) => (true, path),
+        None => (false, path),
+    };
+    let starts_traces = matches!(path, "linked-consumer" | "batch-consumer");
+    // Each case as a process of its own would have it: on only where a `LinkSampler` is made.
+    tracehop::set_links_before_sampling(false);
+    let sampler: Box<dyn ShouldSample> = match (honours_links, producer, starts_traces, sampled) {
+        (true, ..) => Box::new(LinkSampler::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)))),
+        (_, true, _, false) => Box::new(Sampler::AlwaysOff),
+        (_, _, true, false) => Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOff))),
+        _ => Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
+    };
     let provider = provider(sampler, Processor::Simple);
     global::set_tracer_provider(provider.clone());
     tracehop::install_propagator();
@@ -169,6 +199,10 @@ fn run(case: &str, iterations: usize) {
     let deliveries: Vec<lapin::message::Delivery> = match path {
         "rabbitmq-consumer" => messages.iter().map(|(message, _)| rabbitmq_twin(message)).collect(),
         "rabbitmq-dead-letter-consumer" => messages.iter().map(|(message, _)| dead_letter_twin(message)).collect(),
+        _ => Vec::new(),
+    };
+    let batch: Vec<OwnedMessage> = match path {
+        "batch-consumer" => messages.iter().take(BATCH_SIZE).map(|(message, _)| message.clone()).collect(),
         _ => Vec::new(),
     };
     let tracer = provider.tracer("floor");
@@ -189,6 +223,12 @@ fn run(case: &str, iterations: usize) {
             "producer-floor" => sdk_producer_floor(&tracer),
             "nats-consumer" => tracehop_nats_consumer(black_box(&nats_messages[index % nats_messages.len()])),
             "nats-producer" => tracehop_nats_producer(),
+            "linked-consumer" => {
+                MessageSpan::consumer(&LINKED_CONSUMER, black_box(message)).start().run(|| black_box(()))
+            }
+            "batch-consumer" => {
+                MessageSpan::consumer_batch(&BATCH_CONSUMER, black_box(&batch)).start().run(|| black_box(()))
+            }
             "nats-jetstream-consumer" => {
                 tracehop_jetstream_consumer(black_box(&nats_messages[index % nats_messages.len()]))
             }
@@ -204,6 +244,16 @@ fn run(case: &str, iterations: usize) {
         }
     }
 }
+
+/// The messages of one `batch-consumer` span.
+const BATCH_SIZE: usize = 8;
+
+/// `#[traced_consumer(group = "inventory-service", parent = "link")]`.
+static LINKED_CONSUMER: Handler =
+    Handler::consumer("bench::on_order").group("inventory-service").parent(ParentPolicy::Link);
+
+/// `#[traced_consumer(group = "inventory-service")]` on a function taking `&[OwnedMessage]`.
+static BATCH_CONSUMER: Handler = Handler::consumer("bench::on_orders").group("inventory-service");
 
 /// An SDK meter provider on the global, once: what a service exporting metrics has.
 fn install_meter_provider() {

@@ -124,6 +124,7 @@ mod logs;
 pub mod metrics;
 #[cfg(feature = "print")]
 mod picture;
+mod sampling;
 mod settings;
 mod settle;
 mod setup;
@@ -161,6 +162,7 @@ pub use lineage::{
 };
 #[cfg(feature = "print")]
 pub use picture::{print as print_traces, TracePicture};
+pub use sampling::{links_before_sampling, set_links_before_sampling, LinkSampler};
 pub use settings::{
     default_parent_policy, max_links_per_span, random_trace_ids, set_default_parent_policy, set_max_links_per_span,
     set_random_trace_ids, ParentPolicy, DEFAULT_MAX_LINKS_PER_SPAN,

@@ -255,7 +255,7 @@ pub enum Processor {
 }
 
 /// A tracer provider with `sampler`, exporting through `processor` to [`DiscardingExporter`].
-pub fn provider(sampler: Sampler, processor: Processor) -> SdkTracerProvider {
+pub fn provider(sampler: impl Into<Box<dyn ShouldSample>>, processor: Processor) -> SdkTracerProvider {
     let builder = SdkTracerProvider::builder().with_sampler(sampler);
     match processor {
         Processor::Simple => builder.with_simple_exporter(DiscardingExporter),

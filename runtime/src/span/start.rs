@@ -5,7 +5,8 @@ use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
-use opentelemetry::trace::{Link, Span, TraceContextExt, Tracer};
+use opentelemetry::global::{BoxedSpan, BoxedTracer};
+use opentelemetry::trace::{Link, Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{global, Context};
 
 use super::describer::{describe, Described, Description};
@@ -18,7 +19,7 @@ use crate::consumer_extras::HeaderSource;
 use crate::conventions::Operation;
 use crate::handler::{Handler, Role};
 use crate::metrics::Measurement;
-use crate::settings::ParentPolicy;
+use crate::settings::{max_links_per_span, ParentPolicy};
 
 /// The handler per-message spans belong to when no batch span is current: [`MessageSpan::in_batch`] called
 /// outside a batch handler.
@@ -61,7 +62,8 @@ impl MessageSpan {
     /// linked to every message whose context is valid (up to [`max_links_per_span`](crate::max_links_per_span); the number left out is
     /// recorded as `tracehop.links.dropped`), each link carrying that message's identity (partition and offset,
     /// or message id and delivery tag), with `messaging.batch.message_count`. Messages without a valid context
-    /// count but add no link. The links are computed only when the span is recorded; under
+    /// count but add no link. The links are computed only when the span is recorded (or, with
+    /// [`links_before_sampling`](crate::links_before_sampling), before it is sampled); under
     /// [`ParentPolicy::None`] there are none. Attributes follow the messaging semantic conventions 1.42.0
     /// ([`SCHEMA_URL`](opentelemetry_semantic_conventions::SCHEMA_URL)): operation type `process`,
     /// `messaging.batch.message_count`, and the destination only when every message has the same one.
@@ -209,7 +211,10 @@ impl<'a> SpanStart<'a> {
     ///
     /// A span whose parent is sampled is described before it starts, so its name, links and attributes go to
     /// the SDK in the span builder (the sampler sees them, and no per-attribute call is made on the span).
-    /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded.
+    /// Any other span (a new root, an unsampled parent) starts first and is described only if it is recorded;
+    /// with [`links_before_sampling`](crate::links_before_sampling) on (a [`LinkSampler`](crate::LinkSampler)
+    /// turns it on), a span that starts a trace and has links starts with those links, for the sampler to read;
+    /// its name and attributes still wait until it is recorded.
     pub fn start(self) -> MessageSpan {
         let SpanStart { handler, origin, message, destination, routing_key, server, user_attributes, headers } = self;
         let measurement = measure(handler, &origin, message, destination);
@@ -219,7 +224,7 @@ impl<'a> SpanStart<'a> {
         let kind = handler.role().messaging_operation().span_kind();
         let initial_name = handler.configured_span_name().unwrap_or(handler.role().operation());
         let described = Described { handler, message, destination, routing_key, server, headers };
-        let (link, batch) = (parent.link.take(), parent.batch.take());
+        let (mut link, mut batch) = (parent.link.take(), parent.batch.take());
 
         let span = if parent.context.span().span_context().is_sampled() {
             let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
@@ -235,8 +240,15 @@ impl<'a> SpanStart<'a> {
             }
             span
         } else {
-            let mut span =
-                tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context);
+            // A sampler that reads links (`LinkSampler`) judges a span that starts a trace by them.
+            let mut span = if crate::sampling::links_before_sampling()
+                && (link.is_some() || batch.is_some())
+                && !parent.context.span().span_context().is_valid()
+            {
+                start_with_links(&tracer, initial_name, kind, &parent.context, &mut link, &mut batch)
+            } else {
+                tracer.span_builder(initial_name).with_kind(kind).start_with_context(&tracer, &parent.context)
+            };
             if span.is_recording() {
                 let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
                 if let Some(name) = name {
@@ -261,6 +273,37 @@ impl<'a> SpanStart<'a> {
         let context = if is_batch { context.with_value(BatchHandler(handler)) } else { context };
         MessageSpan::new(context, handler).measured(measurement)
     }
+}
+
+/// Starts a span that starts a trace with its links in the builder, for the sampler to read; its name and
+/// attributes still wait for the decision. The links are those `describe` would add once it is recorded: `link`
+/// is taken, and `batch` left with what is described only once the span is recorded. Out of line, and nothing
+/// moved on the way: the common path (a parent to continue, or no sampler that reads links) stays as it was.
+#[inline(never)]
+fn start_with_links<'a>(
+    tracer: &BoxedTracer,
+    name: &'static str,
+    kind: SpanKind,
+    parent: &Context,
+    link: &mut Option<Context>,
+    batch: &mut Option<Batch<'a>>,
+) -> BoxedSpan {
+    let mut links = Vec::new();
+    if let Some(link) = link.take() {
+        links.push(Link::with_context(link.span().span_context().clone()));
+    }
+    *batch = batch.take().map(|Batch { count, system, facts }| {
+        let BatchFacts { destination, links: batch_links, dropped } = facts(max_links_per_span());
+        if links.is_empty() {
+            links = batch_links;
+        } else {
+            links.extend(batch_links);
+        }
+        let described_later: Box<dyn FnOnce(usize) -> BatchFacts<'a> + 'a> =
+            Box::new(move |_| BatchFacts { destination, links: Vec::new(), dropped });
+        Batch { count, system, facts: described_later }
+    });
+    tracer.span_builder(name).with_kind(kind).with_links(links).start_with_context(tracer, parent)
 }
 
 /// Starts the metrics of a span (feature `metrics`): a handler's own span is measured; a message's span inside a

@@ -61,7 +61,7 @@ impl fmt::Display for OtlpProtocol {
 /// | `OTEL_SERVICE_NAME` | the `service.name` resource attribute | `unknown_service:<executable>` |
 /// | `OTEL_RESOURCE_ATTRIBUTES` | `key=value,...`, values percent-encoded | none |
 /// | `OTEL_TRACES_EXPORTER` | `otlp`, `none` | `otlp` |
-/// | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio` | `parentbased_always_on` |
+/// | `OTEL_TRACES_SAMPLER` | `always_on`, `always_off`, `traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `parentbased_traceidratio`; any of them after `tracehop_links_`, inside a [`LinkSampler`](crate::LinkSampler) (`tracehop_links_parentbased_always_on`, `tracehop_links_parentbased_traceidratio`, ...) | `parentbased_always_on` |
 /// | `OTEL_TRACES_SAMPLER_ARG` | the ratio of the ratio samplers, from 0 to 1 | `1` |
 /// | `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` | `grpc`, `http/protobuf`, `http/json` | `http/protobuf` |
 /// | `OTEL_EXPORTER_OTLP_ENDPOINT` | base URL; HTTP appends `/v1/traces` | `http://localhost:4317` (gRPC), `http://localhost:4318` (HTTP) |
@@ -281,7 +281,7 @@ impl TelemetryBuilder {
             .map(|url| variables::checked_endpoint("TelemetryBuilder::endpoint", url))
             .transpose()?;
         let resource = self.resource(&variables);
-        let sampler = self.sampler.unwrap_or_else(|| Box::new(variables.sampler));
+        let sampler = self.sampler.unwrap_or(variables.sampler);
         let mut provider = SdkTracerProvider::builder().with_resource(resource).with_sampler(sampler);
         let mut grpc_runtime = None;
         if variables.traces_exporter == TracesExporter::Otlp {

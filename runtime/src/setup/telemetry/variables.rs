@@ -4,9 +4,10 @@
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry_sdk::trace::Sampler;
+use opentelemetry_sdk::trace::{Sampler, ShouldSample};
 
 use super::{OtlpProtocol, TelemetryError};
+use crate::LinkSampler;
 
 pub(crate) const OTEL_SDK_DISABLED: &str = "OTEL_SDK_DISABLED";
 pub(crate) const OTEL_SERVICE_NAME: &str = "OTEL_SERVICE_NAME";
@@ -30,7 +31,10 @@ const DEFAULT_HTTP_ENDPOINT: &str = "http://localhost:4318";
 const HTTP_TRACES_PATH: &str = "v1/traces";
 
 const SAMPLERS: &str = "one of always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off, \
-                        parentbased_traceidratio";
+                        parentbased_traceidratio, or one of them after tracehop_links_ (that sampler inside \
+                        tracehop::LinkSampler), such as tracehop_links_parentbased_always_on";
+/// Before a standard sampler's name, `OTEL_TRACES_SAMPLER` asks for that sampler inside a [`LinkSampler`].
+const LINK_SAMPLER_PREFIX: &str = "tracehop_links_";
 const RATIO: &str = "a number from 0 to 1, such as 0.25";
 const ENDPOINT: &str = "an absolute http:// or https:// URL, such as http://collector:4317";
 const TIMEOUT: &str = "a whole number of milliseconds greater than 0, such as 10000";
@@ -49,7 +53,7 @@ pub(crate) struct Variables {
     pub(crate) service_name: Option<String>,
     pub(crate) resource_attributes: Vec<KeyValue>,
     pub(crate) traces_exporter: TracesExporter,
-    pub(crate) sampler: Sampler,
+    pub(crate) sampler: Box<dyn ShouldSample>,
     pub(crate) otlp: OtlpVariables,
 }
 
@@ -95,7 +99,7 @@ impl Variables {
             service_name: None,
             resource_attributes: Vec::new(),
             traces_exporter: TracesExporter::Otlp,
-            sampler: Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            sampler: Box::new(Sampler::ParentBased(Box::new(Sampler::AlwaysOn))),
             otlp: OtlpVariables::default(),
         };
         if variables.sdk_disabled {
@@ -168,19 +172,33 @@ pub(crate) fn protocol(name: &str, value: &str) -> Result<OtlpProtocol, Telemetr
     }
 }
 
-/// The sampler `OTEL_TRACES_SAMPLER` names; `argument` is read only by the ratio samplers, as the specification
-/// says, and defaults to 1 when they have none.
-fn sampler(value: &str, argument: Option<&str>) -> Result<Sampler, TelemetryError> {
+/// The sampler `OTEL_TRACES_SAMPLER` names: one of the specification's, or `tracehop_links_` and one of them for
+/// that sampler inside a [`LinkSampler`].
+fn sampler(value: &str, argument: Option<&str>) -> Result<Box<dyn ShouldSample>, TelemetryError> {
+    let name = value.trim().to_ascii_lowercase();
+    let (name, honours_links) = match name.strip_prefix(LINK_SAMPLER_PREFIX) {
+        Some(standard) => (standard, true),
+        None => (name.as_str(), false),
+    };
+    let Some(sampler) = standard_sampler(name, argument)? else {
+        return Err(TelemetryError::invalid(OTEL_TRACES_SAMPLER, value, SAMPLERS));
+    };
+    Ok(if honours_links { Box::new(LinkSampler::new(sampler)) } else { Box::new(sampler) })
+}
+
+/// The specification's sampler of that name, if it is one; `argument` is read only by the ratio samplers, as the
+/// specification says, and defaults to 1 when they have none.
+fn standard_sampler(name: &str, argument: Option<&str>) -> Result<Option<Sampler>, TelemetryError> {
     let ratio = || argument.map(ratio).transpose().map(|ratio| ratio.unwrap_or(1.0));
-    Ok(match value.trim().to_ascii_lowercase().as_str() {
+    Ok(Some(match name {
         "always_on" => Sampler::AlwaysOn,
         "always_off" => Sampler::AlwaysOff,
         "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
         "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
         "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
         "parentbased_traceidratio" => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?))),
-        _ => return Err(TelemetryError::invalid(OTEL_TRACES_SAMPLER, value, SAMPLERS)),
-    })
+        _ => return Ok(None),
+    }))
 }
 
 fn ratio(value: &str) -> Result<f64, TelemetryError> {

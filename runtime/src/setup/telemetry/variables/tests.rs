@@ -44,7 +44,7 @@ fn decision(sampler: &dyn ShouldSample, parent: Option<&Context>) -> SamplingDec
         .decision
 }
 
-fn sampler_of(pairs: &[(&str, &str)]) -> Sampler {
+fn sampler_of(pairs: &[(&str, &str)]) -> Box<dyn ShouldSample> {
     variables(pairs).sampler
 }
 
@@ -78,66 +78,66 @@ fn empty_values_count_as_unset() {
 #[test]
 fn the_default_sampler_is_parent_based_always_on() {
     let sampler = sampler_of(&[]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::RecordAndSample);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
 }
 
 #[test]
 fn always_on_samples_even_under_an_unsampled_parent() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "always_on")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::RecordAndSample);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::RecordAndSample);
 }
 
 #[test]
 fn always_off_drops_even_under_a_sampled_parent() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "always_off")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::Drop);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::Drop);
 }
 
 #[test]
 fn trace_id_ratio_zero_drops_a_root_span_and_one_samples_it() {
     let zero = sampler_of(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0")]);
-    assert_eq!(decision(&zero, ROOT), SamplingDecision::Drop);
+    assert_eq!(decision(&*zero, ROOT), SamplingDecision::Drop);
     let one = sampler_of(&[("OTEL_TRACES_SAMPLER", "traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "1")]);
-    assert_eq!(decision(&one, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*one, ROOT), SamplingDecision::RecordAndSample);
 }
 
 #[test]
 fn a_ratio_sampler_without_an_argument_samples_everything() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "traceidratio")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::RecordAndSample);
 }
 
 #[test]
 fn parent_based_always_off_follows_a_sampled_remote_parent_and_drops_a_root() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "parentbased_always_off")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::Drop);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
 }
 
 #[test]
 fn parent_based_ratio_zero_follows_a_sampled_remote_parent_and_drops_a_root() {
     let sampler =
         sampler_of(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0.0")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::Drop);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
 }
 
 #[test]
 fn parent_based_always_on_follows_an_unsampled_remote_parent() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "PARENTBASED_ALWAYS_ON")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::RecordAndSample);
-    assert_eq!(decision(&sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
 }
 
 #[test]
 fn a_sampler_argument_is_ignored_by_samplers_without_a_ratio() {
     let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "always_on"), ("OTEL_TRACES_SAMPLER_ARG", "lots")]);
-    assert_eq!(decision(&sampler, ROOT), SamplingDecision::RecordAndSample);
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::RecordAndSample);
 }
 
 #[test]
@@ -145,7 +145,8 @@ fn an_unknown_sampler_names_the_variable_and_the_samplers() {
     assert_eq!(
         error(&[("OTEL_TRACES_SAMPLER", "jaeger_remote")]),
         "OTEL_TRACES_SAMPLER=\"jaeger_remote\" is not valid: expected one of always_on, always_off, traceidratio, \
-         parentbased_always_on, parentbased_always_off, parentbased_traceidratio"
+         parentbased_always_on, parentbased_always_off, parentbased_traceidratio, or one of them after \
+         tracehop_links_ (that sampler inside tracehop::LinkSampler), such as tracehop_links_parentbased_always_on"
     );
 }
 
@@ -357,4 +358,70 @@ fn the_traces_endpoint_is_used_as_it_is_over_http() {
 #[test]
 fn service_name_is_read() {
     assert_eq!(variables(&[("OTEL_SERVICE_NAME", "orders")]).service_name.as_deref(), Some("orders"));
+}
+
+/// What `sampler` decides for a CONSUMER span that starts a trace, linked to a producer's span that was sampled
+/// or not.
+fn decision_of_linked_root(sampler: &dyn ShouldSample, producer_sampled: bool) -> SamplingDecision {
+    let flags = if producer_sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let producer = remote_parent(flags).span().span_context().clone();
+    sampler
+        .should_sample(
+            None,
+            TraceId::from(0xffff_ffff_ffff_ffff_ffff_ffff_ffff_fffe),
+            "process orders",
+            &SpanKind::Consumer,
+            &[],
+            &[opentelemetry::trace::Link::with_context(producer)],
+        )
+        .decision
+}
+
+#[test]
+fn tracehop_links_before_a_standard_name_samples_a_linked_root_as_its_producer_and_the_rest_as_that_sampler() {
+    let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "tracehop_links_parentbased_always_on")]);
+    assert_eq!(decision_of_linked_root(&*sampler, true), SamplingDecision::RecordAndSample);
+    assert_eq!(decision_of_linked_root(&*sampler, false), SamplingDecision::RecordAndSample, "always on");
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::default()))), SamplingDecision::Drop);
+
+    let sampler = sampler_of(&[
+        ("OTEL_TRACES_SAMPLER", "Tracehop_Links_ParentBased_TraceIdRatio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0"),
+    ]);
+    assert_eq!(decision_of_linked_root(&*sampler, true), SamplingDecision::RecordAndSample);
+    assert_eq!(decision_of_linked_root(&*sampler, false), SamplingDecision::Drop, "ratio 0");
+    assert_eq!(decision(&*sampler, ROOT), SamplingDecision::Drop);
+    assert_eq!(decision(&*sampler, Some(&remote_parent(TraceFlags::SAMPLED))), SamplingDecision::RecordAndSample);
+
+    let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "tracehop_links_always_off")]);
+    assert_eq!(decision_of_linked_root(&*sampler, true), SamplingDecision::RecordAndSample);
+    assert_eq!(decision_of_linked_root(&*sampler, false), SamplingDecision::Drop);
+}
+
+#[test]
+fn the_standard_samplers_do_not_follow_links() {
+    let sampler = sampler_of(&[("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "0")]);
+    assert_eq!(decision_of_linked_root(&*sampler, true), SamplingDecision::Drop);
+}
+
+#[test]
+fn tracehop_links_before_anything_but_a_standard_name_is_an_unknown_sampler() {
+    for value in
+        ["tracehop_links_", "tracehop_links", "tracehop_links_jaeger_remote", "tracehop_links_tracehop_links_always_on"]
+    {
+        let message = error(&[("OTEL_TRACES_SAMPLER", value)]);
+        assert!(
+            message.starts_with(&format!("OTEL_TRACES_SAMPLER={value:?} is not valid: expected one of always_on,")),
+            "{message}"
+        );
+        assert!(message.ends_with("such as tracehop_links_parentbased_always_on"), "{message}");
+    }
+}
+
+#[test]
+fn a_link_samplers_ratio_is_checked_as_the_standard_ones_are() {
+    assert_eq!(
+        error(&[("OTEL_TRACES_SAMPLER", "tracehop_links_parentbased_traceidratio"), ("OTEL_TRACES_SAMPLER_ARG", "2")]),
+        "OTEL_TRACES_SAMPLER_ARG=\"2\" is not valid: expected a number from 0 to 1, such as 0.25"
+    );
 }
