@@ -132,6 +132,8 @@ struct Covered {
 pub(super) struct Accounted {
     handled: Vec<(Arc<str>, Handled)>,
     evicted: usize,
+    // The counters `evicted` sums, to give back after a failed commit.
+    given_back_evicted: Vec<Evicted>,
 }
 
 impl Default for CommitLedger {
@@ -275,9 +277,8 @@ impl CommitLedger {
     {
         let mut offsets = TopicPartitionList::with_capacity(1);
         offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
-        let accounted = self.take(&offsets);
         let target = CommitTarget::of_message(message);
-        traced_commit(Settlement::Commit, target, accounted, None, || consumer.commit(&offsets, mode))
+        self.traced(Settlement::Commit, target, &offsets, None, || consumer.commit(&offsets, mode))
     }
 
     /// [`Consumer::commit`] of `offsets`, in a settle span linked to the process spans of the offsets it commits
@@ -301,10 +302,7 @@ impl CommitLedger {
         X: ConsumerContext,
         C: Consumer<X> + ?Sized,
     {
-        let accounted = self.take(offsets);
-        traced_commit(Settlement::Commit, CommitTarget::of_list(offsets), accounted, None, || {
-            consumer.commit(offsets, mode)
-        })
+        self.traced(Settlement::Commit, CommitTarget::of_list(offsets), offsets, None, || consumer.commit(offsets, mode))
     }
 
     /// [`Consumer::commit_consumer_state`] (the consumer's current position), in a settle span as
@@ -316,8 +314,7 @@ impl CommitLedger {
         C: Consumer<X> + ?Sized,
     {
         let position = consumer.position().unwrap_or_default();
-        let accounted = self.take(&position);
-        traced_commit(Settlement::Commit, CommitTarget::of_list(&position), accounted, None, || {
+        self.traced(Settlement::Commit, CommitTarget::of_list(&position), &position, None, || {
             consumer.commit_consumer_state(mode)
         })
     }
@@ -338,12 +335,54 @@ impl CommitLedger {
     {
         let mut offsets = TopicPartitionList::with_capacity(1);
         offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
-        let accounted = self.take(&offsets);
         let target = CommitTarget::of_message(message);
         // `store_offset` stores the offset after the given one, as `store_offset_from_message` does.
-        traced_commit(Settlement::StoreOffset, target, accounted, None, || {
+        self.traced(Settlement::StoreOffset, target, &offsets, None, || {
             consumer.store_offset(message.topic(), message.partition(), message.offset())
         })
+    }
+
+    /// Runs `commit` of `offsets` in a settle span (see [`traced_commit`]) linked to the process spans of
+    /// `offsets`, which leave the ledger; a failed call gives them back, for the commit that follows.
+    pub(super) fn traced<T, E: std::fmt::Display>(
+        &self,
+        settlement: Settlement,
+        target: CommitTarget<'_>,
+        offsets: &TopicPartitionList,
+        parent: Option<&Context>,
+        commit: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, E> {
+        let accounted = self.take(offsets);
+        let result = traced_commit(settlement, target, &accounted, parent, commit);
+        if result.is_err() {
+            self.give_back(accounted);
+        }
+        result
+    }
+
+    /// Puts back what a failed commit took, before what was recorded since, within the capacity.
+    fn give_back(&self, accounted: Accounted) {
+        if accounted.handled.is_empty() && accounted.evicted == 0 {
+            return;
+        }
+        let mut state = self.lock();
+        for (_, handled) in accounted.handled.into_iter().rev() {
+            state.handled.push_front(handled);
+        }
+        while state.handled.len() > self.capacity {
+            if let Some(oldest) = state.handled.pop_front() {
+                state.evict(oldest);
+            }
+        }
+        for evicted in accounted.given_back_evicted {
+            match state.evicted.iter_mut().find(|known| known.topic == evicted.topic && known.partition == evicted.partition) {
+                Some(known) => {
+                    known.count += evicted.count;
+                    known.highest = known.highest.max(evicted.highest);
+                }
+                None => state.evicted.push(evicted),
+            }
+        }
     }
 
     /// The process spans of `offsets` (each partition's offsets below its `Offset::Offset`), out of the ledger.
@@ -379,6 +418,7 @@ impl CommitLedger {
             });
             if covers {
                 accounted.evicted += entry.count;
+                accounted.given_back_evicted.push(*entry);
             }
             !covers
         });
@@ -478,7 +518,7 @@ impl<'a> CommitTarget<'a> {
 pub(super) fn traced_commit<T, E: std::fmt::Display>(
     settlement: Settlement,
     target: CommitTarget<'_>,
-    accounted: Accounted,
+    accounted: &Accounted,
     parent: Option<&Context>,
     commit: impl FnOnce() -> Result<T, E>,
 ) -> Result<T, E> {

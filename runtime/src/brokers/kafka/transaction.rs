@@ -167,7 +167,7 @@ where
         group_metadata: &ConsumerGroupMetadata,
         timeout: T,
     ) -> KafkaResult<()> {
-        self.send_offsets(Accounted::default(), offsets, group_metadata, timeout)
+        self.send_offsets(None, offsets, group_metadata, timeout)
     }
 
     /// [`Producer::commit_transaction`]; on success the span ends as `committed`.
@@ -184,15 +184,17 @@ where
 
     fn send_offsets<T: Into<Timeout>>(
         &self,
-        accounted: Accounted,
+        ledger: Option<&CommitLedger>,
         offsets: &TopicPartitionList,
         group_metadata: &ConsumerGroupMetadata,
         timeout: T,
     ) -> KafkaResult<()> {
         let target = CommitTarget::of_list(offsets);
-        traced_commit(Settlement::SendOffsets, target, accounted, Some(&self.context), || {
-            self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout)
-        })
+        let send = || self.producer.send_offsets_to_transaction(offsets, group_metadata, timeout);
+        match ledger {
+            Some(ledger) => ledger.traced(Settlement::SendOffsets, target, offsets, Some(&self.context), send),
+            None => traced_commit(Settlement::SendOffsets, target, &Accounted::default(), Some(&self.context), send),
+        }
     }
 
     fn settle(&mut self, result: KafkaResult<()>, outcome: &'static str) -> KafkaResult<()> {
@@ -270,7 +272,7 @@ impl CommitLedger {
         Part: Partitioner,
         T: Into<Timeout>,
     {
-        transaction.send_offsets(self.take(offsets), offsets, group_metadata, timeout)
+        transaction.send_offsets(Some(self), offsets, group_metadata, timeout)
     }
 }
 
