@@ -239,8 +239,9 @@ async fn a_failed_begin_returns_its_error_and_ends_the_span_as_failed() {
 }
 
 /// A commit that fails returns its error unchanged and records it on the still open span; the abort that follows
-/// ends it as `aborted`, the failure kept (status Error, `error.type`). The commit fails on the mock cluster's
-/// injected refusal of `EndTxn`.
+/// ends it as `aborted`, the failure kept (status Error with the commit's error, `error.type`). The commit fails as
+/// librdkafka fails a transaction one of whose records was refused (the mock cluster's injected refusal of the
+/// Produce request): the transaction can then only be aborted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_commit_is_recorded_and_the_abort_that_follows_ends_the_span() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -251,19 +252,17 @@ async fn a_failed_commit_is_recorded_and_the_abort_that_follows_ends_the_span() 
     let transactional_id = format!("id-{topic}");
     let producer = traced_future_producer(&broker, &transactional_id);
     let mut transaction = begin_transaction(producer.inner()).expect("the transaction begins");
-    let record = FutureRecord::<str, str>::to(&topic).key("a").payload("{}");
-    transaction.instrument(producer.send(record, Duration::from_secs(10))).await.expect("delivered");
     let Broker::Mock(cluster) = &broker else { unreachable!("start_mock starts the mock cluster") };
-    cluster.request_errors(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_TXN_STATE]);
+    cluster.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED]);
+    let record = FutureRecord::<str, str>::to(&topic).key("a").payload("{}");
+    let refused = transaction.instrument(producer.send(record, Duration::from_secs(10))).await;
+    assert!(refused.is_err(), "the broker refuses the record");
 
-    let error = transaction.commit(Duration::from_secs(30)).expect_err("the broker refuses the commit");
-    cluster.clear_request_errors(RDKafkaApiKey::EndTxn);
-    let aborted = transaction.abort(Duration::from_secs(30));
-    drop(transaction);
+    let error = transaction.commit(Duration::from_secs(30)).expect_err("a transaction with a refused record fails");
+    transaction.abort(Duration::from_secs(30)).expect("the failed transaction aborts");
 
     let span = the_span_named(&format!("transaction {transactional_id}"));
+    assert_eq!(attribute(&span, "tracehop.transaction.outcome"), Some(text("aborted")));
     assert_eq!(attribute(&span, "error.type"), Some(text("rdkafka::error::KafkaError")));
     assert_eq!(span.status, Status::error(error.to_string()));
-    let outcome = if aborted.is_ok() { "aborted" } else { "failed" };
-    assert_eq!(attribute(&span, "tracehop.transaction.outcome"), Some(text(outcome)));
 }
