@@ -59,9 +59,10 @@ static COMMIT: Handler = Handler::consumer("tracehop::settle");
 ///
 /// Memory is bounded: at most `capacity` entries ([`DEFAULT_LEDGER_CAPACITY`] unless
 /// [`with_capacity`](CommitLedger::with_capacity)), 48 bytes each, plus one name per topic and one counter per
-/// partition whose entries were evicted. When full, recording a further message evicts the oldest entry; a commit
-/// that covers evicted offsets counts them in `tracehop.ledger.evicted`. Entries of partitions this consumer
-/// lost in a rebalance stay until evicted or [`forget`](CommitLedger::forget)-ten.
+/// partition whose entries were evicted. When full, recording a further message evicts the oldest entry; the first
+/// commit that covers every evicted offset of a partition counts them in `tracehop.ledger.evicted`. Entries of
+/// partitions this consumer lost in a rebalance stay until evicted or dropped by [`CommitLedger::forget`]. A
+/// commit that fails gives its entries back, for the commit that follows.
 ///
 /// ```no_run
 /// # fn example(consumer: &rdkafka::consumer::BaseConsumer) -> rdkafka::error::KafkaResult<()> {
@@ -584,5 +585,140 @@ struct EndOnDrop<'a>(&'a Context);
 impl Drop for EndOnDrop<'_> {
     fn drop(&mut self) {
         self.0.span().end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::{OwnedMessage, Timestamp};
+
+    fn message(topic: &str, partition: i32, offset: i64) -> OwnedMessage {
+        OwnedMessage::new(None, None, topic.to_owned(), Timestamp::NotAvailable, partition, offset, None)
+    }
+
+    fn span(id: u64, flags: TraceFlags) -> Context {
+        let span = SpanContext::new(TraceId::from(u128::from(id)), SpanId::from(id), flags, false, TraceState::NONE);
+        Context::new().with_remote_span_context(span)
+    }
+
+    fn offsets(entries: &[(&str, i32, i64)]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, next) in entries {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next)).expect("a partition");
+        }
+        list
+    }
+
+    fn taken(accounted: &Accounted) -> Vec<(String, i32, i64, SpanId)> {
+        accounted
+            .handled
+            .iter()
+            .map(|(topic, handled)| (topic.to_string(), handled.partition, handled.offset, handled.span_id))
+            .collect()
+    }
+
+    #[test]
+    fn an_entry_is_48_bytes_as_the_capacity_documents() {
+        assert_eq!(std::mem::size_of::<Handled>(), 48);
+    }
+
+    #[test]
+    fn a_commit_takes_the_offsets_below_its_own_on_its_partitions_only() {
+        let ledger = CommitLedger::new();
+        for (index, (topic, partition, offset)) in
+            [("orders", 0, 0), ("orders", 1, 0), ("orders", 0, 1), ("audit", 0, 0), ("orders", 0, 2)].into_iter().enumerate()
+        {
+            ledger.record_span(&message(topic, partition, offset), &span(index as u64 + 1, TraceFlags::SAMPLED));
+        }
+
+        let accounted = ledger.take(&offsets(&[("orders", 0, 2)]));
+
+        assert_eq!(
+            taken(&accounted),
+            vec![("orders".to_owned(), 0, 0, SpanId::from(1)), ("orders".to_owned(), 0, 1, SpanId::from(3))]
+        );
+        assert_eq!(ledger.len(), 3, "orders/1, audit/0 and orders/0 at offset 2 stay");
+    }
+
+    #[test]
+    fn unsampled_process_spans_are_not_recorded() {
+        let ledger = CommitLedger::new();
+        ledger.record_span(&message("orders", 0, 0), &span(1, TraceFlags::default()));
+        ledger.record_span(&message("orders", 0, 1), &Context::new());
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn past_its_capacity_the_ledger_evicts_the_oldest_and_counts_them_once_covered() {
+        let ledger = CommitLedger::with_capacity(2);
+        for offset in 0..4 {
+            ledger.record_span(&message("orders", 0, offset), &span(offset as u64 + 1, TraceFlags::SAMPLED));
+        }
+        assert_eq!(ledger.len(), 2);
+
+        // Offsets 0 and 1 were evicted; a commit up to 1 does not cover offset 1: the count waits.
+        let partial = ledger.take(&offsets(&[("orders", 0, 1)]));
+        assert_eq!((taken(&partial), partial.evicted), (vec![], 0));
+        let accounted = ledger.take(&offsets(&[("orders", 0, 4)]));
+        assert_eq!(accounted.evicted, 2);
+        assert_eq!(
+            taken(&accounted),
+            vec![("orders".to_owned(), 0, 2, SpanId::from(3)), ("orders".to_owned(), 0, 3, SpanId::from(4))]
+        );
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn a_ledger_of_no_capacity_only_counts() {
+        let ledger = CommitLedger::with_capacity(0);
+        ledger.record_span(&message("orders", 0, 0), &span(1, TraceFlags::SAMPLED));
+        let accounted = ledger.take(&offsets(&[("orders", 0, 1)]));
+        assert_eq!((taken(&accounted), accounted.evicted), (vec![], 1));
+    }
+
+    #[test]
+    fn a_failed_commit_gives_its_entries_back_before_the_newer_ones() {
+        let ledger = CommitLedger::with_capacity(3);
+        for offset in 0..3 {
+            ledger.record_span(&message("orders", 0, offset), &span(offset as u64 + 1, TraceFlags::SAMPLED));
+        }
+        let refused: Result<(), &str> =
+            ledger.traced(Settlement::Commit, CommitTarget::of_list(&offsets(&[])), &offsets(&[("orders", 0, 2)]), None, || {
+                Err("refused")
+            });
+        assert_eq!(refused, Err("refused"));
+        ledger.record_span(&message("orders", 0, 3), &span(4, TraceFlags::SAMPLED));
+
+        // Full at three: the oldest given back (offset 0) is the one evicted.
+        let accounted = ledger.take(&offsets(&[("orders", 0, 4)]));
+        assert_eq!(accounted.evicted, 1);
+        let offsets_taken: Vec<i64> = taken(&accounted).into_iter().map(|(_, _, offset, _)| offset).collect();
+        assert_eq!(offsets_taken, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn forget_drops_the_revoked_partitions_entries() {
+        let ledger = CommitLedger::new();
+        ledger.record_span(&message("orders", 0, 0), &span(1, TraceFlags::SAMPLED));
+        ledger.record_span(&message("orders", 1, 0), &span(2, TraceFlags::SAMPLED));
+        let mut revoked = TopicPartitionList::new();
+        revoked.add_partition("orders", 1);
+
+        ledger.forget(&revoked);
+
+        let accounted = ledger.take(&offsets(&[("orders", 0, 1), ("orders", 1, 1)]));
+        assert_eq!(taken(&accounted), vec![("orders".to_owned(), 0, 0, SpanId::from(1))]);
+    }
+
+    #[test]
+    fn a_list_names_its_topic_only_when_it_has_one() {
+        let one = offsets(&[("orders", 0, 1), ("orders", 1, 1)]);
+        let target = CommitTarget::of_list(&one);
+        assert_eq!((target.destination.as_deref(), target.partition), (Some("orders"), None));
+        let two = offsets(&[("orders", 0, 1), ("audit", 0, 1)]);
+        assert_eq!(CommitTarget::of_list(&two).destination, None);
+        let single = offsets(&[("orders", 3, 1)]);
+        assert_eq!(CommitTarget::of_list(&single).partition, Some(3));
     }
 }
