@@ -3,7 +3,6 @@
 //! of the current context, or of the newest of those process spans, never a root of its own. On librdkafka's mock
 //! cluster, and on tansu in `scripts/test`.
 
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt, Tracer};
@@ -13,6 +12,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use suite::{attribute, finished, receive, spans_to, Broker};
+use tokio::sync::{Mutex, MutexGuard};
 use tracehop::clients::kafka::CommitLedger;
 use tracehop::clients::ConsumerTracing;
 use tracehop::Handler;
@@ -20,9 +20,9 @@ use tracehop::Handler;
 static LOOP: Handler = Handler::consumer("suite::commits::poll_loop").group("commits");
 
 /// The link cap is process-wide: the tests that count links run one at a time.
-fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+async fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::const_new(());
+    SERIAL.lock().await
 }
 
 fn text(value: &str) -> Value {
@@ -86,7 +86,7 @@ fn committed_offset(consumer: &StreamConsumer, topic: &str) -> Offset {
 /// with their offsets; the ledger is empty after it and the group resumes after the third message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_of_three_processed_messages_links_their_three_process_spans() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-three", 3).await;
@@ -127,7 +127,7 @@ async fn a_commit_of_three_processed_messages_links_their_three_process_spans() 
 /// commit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_message_links_the_process_spans_up_to_its_message_and_leaves_the_rest() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-message", 3).await;
@@ -158,7 +158,7 @@ fn handle_and_commit(message: &OwnedMessage, consumer: &StreamConsumer, ledger: 
 /// linked to it (the process span of the offset it commits).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_in_a_handler_is_a_child_of_its_consumer_span() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = suite::unique_topic("commit-handler");
@@ -184,7 +184,7 @@ async fn a_commit_in_a_handler_is_a_child_of_its_consumer_span() {
 /// `tracehop.links.dropped`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_past_the_cap_are_counted_in_links_dropped() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-cap", 5).await;
@@ -210,7 +210,7 @@ async fn links_past_the_cap_are_counted_in_links_dropped() {
 /// `tracehop.ledger.evicted` and links the ones it kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_past_its_capacity_counts_what_it_forgot_on_the_commit() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-evicted", 3).await;
@@ -235,7 +235,7 @@ async fn a_ledger_past_its_capacity_counts_what_it_forgot_on_the_commit() {
 /// spans of both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_across_two_topics_is_named_commit_and_links_both() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let (first, second) = (topic_with(&broker, "commit-first", 1).await, topic_with(&broker, "commit-second", 1).await);
@@ -283,7 +283,7 @@ async fn a_commit_across_two_topics_is_named_commit_and_links_both() {
 /// no span at all: no root trace appears for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_auto_commit_store_offset_links_the_stored_messages_and_the_commit_makes_no_root() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-auto", 2).await;
@@ -331,7 +331,7 @@ async fn with_auto_commit_store_offset_links_the_stored_messages_and_the_commit_
 /// detached root); the commit itself is made all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_with_nothing_current_and_nothing_recorded_makes_no_span() {
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start();
     let topic = topic_with(&broker, "commit-unrecorded", 1).await;
@@ -350,7 +350,7 @@ async fn a_commit_with_nothing_current_and_nothing_recorded_makes_no_span() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_commit_records_its_error_and_keeps_the_entries_for_the_next() {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
-    let _serial = serial();
+    let _serial = serial().await;
     suite::spans();
     let broker = Broker::start_mock();
     let topic = topic_with(&broker, "commit-refused", 1).await;
