@@ -68,6 +68,9 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// the twin as JetStream delivers it (its reply subject an acknowledgement subject, which gives it a stream, its
 /// sequences, a delivery count, an age and, for a handler naming none, its consumer as the group).
 ///
+/// `ledger-record-*` is what recording a message's process span in a `CommitLedger` adds to its consumer path (the
+/// ledger's default capacity, not reached in a run).
+///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
 /// last, because the provider stays installed for the cases after them. Built without the `metrics` feature, they
@@ -121,11 +124,15 @@ const CASES: &[&str] = &[
     "glue-after-sampling-unsampled-level2",
     "extraction-sampled-level2",
     "upstream-extraction-sampled-level2",
+    "ledger-record-sampled",
+    "ledger-record-unsampled",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
     "producer-metered-unsampled",
 ];
+
+static LEDGER: tracehop::clients::kafka::CommitLedger = tracehop::clients::kafka::CommitLedger::new();
 
 /// Runs `case` `iterations` times.
 fn run(case: &str, iterations: usize) {
@@ -178,6 +185,7 @@ fn run(case: &str, iterations: usize) {
                 tracehop_jetstream_consumer(black_box(&nats_messages[index % nats_messages.len()]))
             }
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
+            "ledger-record" => LEDGER.record_span(black_box(message), black_box(parent)),
             "upstream-extraction" => {
                 let headers = message.headers().expect("the message has headers");
                 drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers)))))
