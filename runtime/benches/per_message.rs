@@ -81,6 +81,8 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// `link-sampler-*` are the consumer, `linked-consumer` and `batch-consumer` paths under a [`LinkSampler`] over
 /// that sampler, so a span that starts a trace is sampled as its producers were: their messages' producers are
 /// sampled in the `-sampled` cases and not in the `-unsampled` ones.
+/// `ledger-record-*` is what recording a message's process span in a `CommitLedger` adds to its consumer path (the
+/// ledger's default capacity, not reached in a run).
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
@@ -149,11 +151,15 @@ const CASES: &[&str] = &[
     "link-sampler-linked-consumer-unsampled",
     "link-sampler-batch-consumer-sampled",
     "link-sampler-batch-consumer-unsampled",
+    "ledger-record-sampled",
+    "ledger-record-unsampled",
     "consumer-metered-sampled",
     "consumer-metered-unsampled",
     "producer-metered-sampled",
     "producer-metered-unsampled",
 ];
+
+static LEDGER: tracehop::clients::kafka::CommitLedger = tracehop::clients::kafka::CommitLedger::new();
 
 /// Runs `case` `iterations` times.
 fn run(case: &str, iterations: usize) {
@@ -236,6 +242,7 @@ fn run(case: &str, iterations: usize) {
                 tracehop_rabbitmq_consumer(black_box(&deliveries[index % deliveries.len()]))
             }
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
+            "ledger-record" => LEDGER.record_span(black_box(message), black_box(parent)),
             "upstream-extraction" => {
                 let headers = message.headers().expect("the message has headers");
                 drop(black_box(UPSTREAM.extract(&KafkaHeaders(black_box(headers)))))

@@ -25,6 +25,10 @@ use rdkafka::util::IntoOpaque;
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
 use rdkafka::{ClientConfig, ClientContext, Message};
 
+pub use super::commit::{CommitLedger, DEFAULT_LEDGER_CAPACITY, LEDGER_EVICTED_ATTRIBUTE};
+pub use super::transaction::{
+    begin_transaction, TracedTransaction, TRANSACTIONAL_ID_ATTRIBUTE, TRANSACTION_OUTCOME_ATTRIBUTE,
+};
 use crate::clients::{ConsumerTracing, TracedMessage};
 use crate::attributes::SpanAttributes;
 use super::carrier::record_partition;

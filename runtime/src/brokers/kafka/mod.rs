@@ -10,7 +10,11 @@ pub mod carrier;
 #[cfg(feature = "kafka")]
 pub mod client;
 #[cfg(feature = "kafka")]
+mod commit;
+#[cfg(feature = "kafka")]
 mod lineage;
+#[cfg(feature = "kafka")]
+mod transaction;
 
 /// Apache Kafka, and the brokers that speak its protocol.
 pub(crate) struct Kafka;
@@ -26,4 +30,7 @@ impl Settlement {
     pub const Commit: Settlement = Settlement::new("commit");
     /// A Kafka offset stored for the next automatic commit: `store_offset`.
     pub const StoreOffset: Settlement = Settlement::new("store_offset");
+    /// A consumer's offsets committed inside a producer's transaction (`send_offsets_to_transaction`):
+    /// `send_offsets`.
+    pub const SendOffsets: Settlement = Settlement::new("send_offsets");
 }
