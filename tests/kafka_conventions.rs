@@ -236,11 +236,13 @@ async fn a_failed_receive_counts_no_message_under_its_error_type() {
     );
 }
 
-/// A settle outside the handler: the handler's span has ended, so the settle span is a root of its own unless the
-/// caller links it to the consumer span. (A refused settle is `a_refused_commit_is_returned_and_recorded_on_its_
-/// settle_span`.)
+/// A settle outside the handler: the handler's span has ended and no span is current, so `store_offset` stores
+/// the offset untraced (its span would be a detached root, which is what made commit spans useless elsewhere);
+/// a settle the caller links to the consumer span explicitly is traced, pointing at it. (A refused settle is
+/// `a_refused_commit_is_returned_and_recorded_on_its_settle_span`; commits linked to every process span they
+/// account for are `tests/kafka_commits.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
+async fn a_store_offset_outside_the_handler_makes_no_root_and_a_linked_settle_points_at_the_consumer_span() {
     suite::spans();
     let broker = Broker::start();
     let topic = suite::unique_topic("store-offset");
@@ -261,15 +263,9 @@ async fn a_store_offset_outside_the_handler_is_linked_to_the_consumer_span() {
 
     assert_eq!(tracehop::clients::kafka::store_offset(&consumer, &message).map_err(|error| error.to_string()), Ok(()));
     let spans = spans_to(&topic);
-    let (consumer_span, settle) =
-        (suite::the_span(&spans, SpanKind::Consumer), suite::the_span(&spans, SpanKind::Client));
-    assert_eq!(settle.name, format!("store_offset {topic}"));
-    assert_eq!(settle.parent_span_id, opentelemetry::trace::SpanId::INVALID, "no span is current any more");
-    assert_ne!(settle.span_context.trace_id(), consumer_span.span_context.trace_id());
-    assert!(settle.links.links.is_empty());
-    assert_eq!(attribute(&settle, "messaging.operation.name"), Some(text("store_offset")));
-    assert_eq!(attribute(&settle, "error.type"), None);
-    assert_eq!(settle.status, opentelemetry::trace::Status::Unset);
+    let consumer_span = suite::the_span(&spans, SpanKind::Consumer);
+    let kinds: Vec<SpanKind> = spans.iter().map(|span| span.span_kind.clone()).collect();
+    assert_eq!(kinds, vec![SpanKind::Consumer], "no store_offset span: no span is current any more");
 
     // Linked explicitly, the settle span points at the consumer span it settles for.
     let settled = tracehop::Settle::new(tracehop::Settlement::Commit, &message)

@@ -4,6 +4,7 @@
 //! [`ConsumerTracing::stream`]).
 
 use opentelemetry::trace::TraceContextExt;
+use opentelemetry::Context;
 use crate::conventions as semconv;
 use std::error::Error;
 
@@ -480,6 +481,10 @@ impl ConsumerTracing {
 /// commit`, a child of the current context). The commit is the one you ask for, with your `mode`; its error is
 /// returned unchanged and recorded on the span.
 ///
+/// With no span current (outside a handler) the commit runs untraced: its span would be the root of a trace of
+/// its own, detached from the messages it commits. To trace commits made there, linked to the process spans they
+/// account for, commit through a [`CommitLedger`].
+///
 /// ```no_run
 /// # fn example(consumer: &rdkafka::consumer::BaseConsumer, message: &rdkafka::message::BorrowedMessage<'_>) -> rdkafka::error::KafkaResult<()> {
 /// use rdkafka::consumer::CommitMode;
@@ -493,15 +498,19 @@ where
     C: Consumer<X> + ?Sized,
     M: Message + MessageFacts,
 {
-    Settle::new(Settlement::Commit, message).run(|| {
+    let commit = || {
         let mut offsets = TopicPartitionList::with_capacity(1);
         offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
         consumer.commit(&offsets, mode)
-    })
+    };
+    if !Context::map_current(Context::has_active_span) {
+        return commit();
+    }
+    Settle::new(Settlement::Commit, message).run(commit)
 }
 
 /// Stores `message`'s offset for the next automatic commit (`enable.auto.offset.store = false`), in a settle span
-/// as [`commit_message`] does, named `store_offset`.
+/// as [`commit_message`] does, named `store_offset`; untraced, as there, when no span is current.
 ///
 /// ```no_run
 /// # fn example(consumer: &rdkafka::consumer::BaseConsumer, message: &rdkafka::message::BorrowedMessage<'_>) -> rdkafka::error::KafkaResult<()> {
@@ -515,6 +524,9 @@ where
     M: Message + MessageFacts,
 {
     // `store_offset` stores the offset after the given one, as `store_offset_from_message` does.
-    Settle::new(Settlement::StoreOffset, message)
-        .run(|| consumer.store_offset(message.topic(), message.partition(), message.offset()))
+    let store = || consumer.store_offset(message.topic(), message.partition(), message.offset());
+    if !Context::map_current(Context::has_active_span) {
+        return store();
+    }
+    Settle::new(Settlement::StoreOffset, message).run(store)
 }
