@@ -26,6 +26,7 @@ use opentelemetry_sdk::trace::Sampler;
 use rdkafka::message::Message;
 
 mod support;
+use support::lineage::*;
 use support::nats::*;
 use support::*;
 
@@ -68,6 +69,11 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// the twin as JetStream delivers it (its reply subject an acknowledgement subject, which gives it a stream, its
 /// sequences, a delivery count, an age and, for a handler naming none, its consumer as the group).
 ///
+/// `retry-*` is a retry republish's span and header work (`tracehop::clients::kafka::retry` up to the send) for
+/// the message of `consumer-*`, from its CONSUMER span (sampled or not), to weigh beside `producer-*`, a plain
+/// traced publish; `retried-consumer-*` is the consumer path on a message that came through a retry
+/// ([`retried_message`]: its attempt and two lineage links read), beside `consumer-*`.
+///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
 /// last, because the provider stays installed for the cases after them. Built without the `metrics` feature, they
@@ -97,6 +103,10 @@ const CASES: &[&str] = &[
     "nats-producer-unsampled",
     "nats-jetstream-consumer-sampled",
     "nats-jetstream-consumer-unsampled",
+    "retry-sampled",
+    "retry-unsampled",
+    "retried-consumer-sampled",
+    "retried-consumer-unsampled",
     "consumer-sampled-varied",
     "consumer-unsampled-varied",
     "floor-sampled-varied",
@@ -156,6 +166,10 @@ fn run(case: &str, iterations: usize) {
         "nats-jetstream-consumer" => messages.iter().map(|(message, _)| jetstream_twin(message)).collect(),
         _ => Vec::new(),
     };
+    let retried_messages: Vec<rdkafka::message::OwnedMessage> = match path {
+        "retried-consumer" => vec![retried_message(TRACE_ID, sampled)],
+        _ => Vec::new(),
+    };
     let tracer = provider.tracer("floor");
     // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
     // as in a service that does not use `tracing`.
@@ -177,6 +191,8 @@ fn run(case: &str, iterations: usize) {
             "nats-jetstream-consumer" => {
                 tracehop_jetstream_consumer(black_box(&nats_messages[index % nats_messages.len()]))
             }
+            "retry" => tracehop_retry(black_box(message), black_box(parent)),
+            "retried-consumer" => tracehop_consumer(black_box(&retried_messages[0])),
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
             "upstream-extraction" => {
                 let headers = message.headers().expect("the message has headers");

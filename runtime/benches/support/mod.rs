@@ -23,6 +23,7 @@ use tracehop::{Handler, MessageSpan};
 
 // Only the benches that measure NATS need tracehop's `nats` feature (their `required-features`).
 #[cfg(feature = "nats")]
+pub mod lineage;
 pub mod nats;
 
 pub static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");
