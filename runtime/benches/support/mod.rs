@@ -21,9 +21,9 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Tim
 use rdkafka::producer::FutureRecord;
 use tracehop::{Handler, MessageSpan};
 
+pub mod lineage;
 // Only the benches that measure NATS need tracehop's `nats` feature (their `required-features`).
 #[cfg(feature = "nats")]
-pub mod lineage;
 pub mod nats;
 
 pub static CONSUMER: Handler = Handler::consumer("bench::on_order").group("inventory-service");

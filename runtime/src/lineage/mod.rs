@@ -24,6 +24,9 @@
 //! tracehop never settles the consumed message: the caller acknowledges, commits or rejects it after the
 //! republish, as it decides.
 
+// Without a broker feature nothing republishes: only the consumer side's reading is used.
+#![cfg_attr(not(any(feature = "kafka", feature = "rabbitmq", feature = "nats")), allow(dead_code))]
+
 pub(crate) mod dead_letter;
 pub(crate) mod retry;
 
