@@ -36,7 +36,7 @@ async fn charge(
     Err("card declined".to_owned())
 }
 
-#[tracehop::traced_consumer(group = "payments-dead-letters")]
+#[tracehop::traced_consumer(group = "payments-dlq")]
 fn inspect(message: &OwnedMessage) {
     let _ = message;
 }
@@ -237,4 +237,63 @@ async fn a_retry_outside_the_handler_is_a_child_of_the_consumer_span_it_is_given
     assert!(retry.links.links.is_empty(), "a message without context has no first creation to link");
     let retried = receive(&broker.consumer("payments", &retries)).await;
     assert!(!headers_of(&retried).iter().any(|(name, _)| name == "tracehop-first-traceparent"));
+}
+
+/// The README's picture of a payment retried twice and then dead-lettered, drawn from its real spans: one tree,
+/// each attempt under the retry that published it, the dead letter and its consumer under the last attempt.
+#[cfg(feature = "print")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_retried_twice_then_dead_lettered_draws_as_one_tree() {
+    suite::spans();
+    // A cluster of its own, so the picture shows the topics' plain names.
+    let broker = Broker::start_mock();
+    for topic in ["payments", "payments.retry", "payments.dlq"] {
+        broker.create_topic(topic, 1);
+    }
+    let producer = broker.producer();
+    publish(&producer, FutureRecord::to("payments").key("pay-7").payload("{}")).await.expect("published");
+    let first = receive(&broker.consumer("payments", "payments")).await;
+    let _ = charge(&first, &producer, "payments.retry", None).await;
+    let retry_consumer = broker.consumer("payments", "payments.retry");
+    for attempt in 2..=3 {
+        let message = receive(&retry_consumer).await;
+        let give_up = (attempt == 3).then_some("payments.dlq");
+        let _ = charge(&message, &producer, "payments.retry", give_up).await;
+    }
+    inspect(&receive(&broker.consumer("payments-dead-letters", "payments.dlq")).await);
+
+    let producer_span = spans_to("payments")
+        .into_iter()
+        .find(|span| span.span_kind == SpanKind::Producer && span.name == "send payments")
+        .expect("the payment's PRODUCER span");
+    let trace = suite::spans_of_trace(producer_span.span_context.trace_id());
+    let picture = tracehop::TracePicture::new().render(&trace);
+    println!("{picture}");
+    // Each line's kind and name, indented as drawn; ids and times change from run to run.
+    let outline: Vec<String> = picture
+        .lines()
+        .filter(|line| line.trim_start().starts_with(['P', 'C']))
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            let head = line.trim_start().split(" span ").next().expect("a head");
+            format!("{}{head}", " ".repeat(indent))
+        })
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            "  Producer \"send payments\"",
+            "    Consumer \"process payments\" [payments]",
+            "      Producer \"send payments.retry\"",
+            "        Consumer \"process payments.retry\" [payments]",
+            "          Producer \"send payments.retry\"",
+            "            Consumer \"process payments.retry\" [payments]",
+            "              Client \"dead_letter payments.retry\"",
+            "                Consumer \"process payments.dlq\" [payments-dlq]",
+        ],
+        "{picture}"
+    );
+    // The first attempt its producer; each retry the first creation; each later attempt its retry and the attempt
+    // before; the dead letter the failed processing; its consumer the dead letter and the failed processing.
+    assert_eq!(picture.matches("link -> span").count(), 1 + 2 + 2 * 2 + 1 + 2, "{picture}");
 }
