@@ -13,6 +13,8 @@ use super::{
 use crate::attributes::SpanAttributes;
 use crate::carrier::ConsumedMessage;
 use crate::conventions::{self as semconv, Operation};
+use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::settle::Settlement;
 use crate::span::MessagingSpan;
 
@@ -82,6 +84,9 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
+/// The handler dead-letter metrics are attributed to (feature `metrics`), as settle metrics are.
+static DEAD_LETTER: Handler = Handler::consumer("tracehop::dead_letter");
+
 /// Starts the settle span of dead-lettering `message` to `destination` and prepares the dead letter's headers;
 /// `coordinates` are the broker's, of where the message was.
 pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
@@ -94,6 +99,7 @@ pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
     let origin = message.destination();
     let system = message.system();
     let operation = Operation::Settle(Settlement::DeadLetter.operation_name());
+    let measurement = Measurement::begin(&DEAD_LETTER, operation, Some(system), origin, None);
     let (mut span, attributes) = MessagingSpan::new(operation, Some(system), origin).start(&parent);
     if let Some(mut attributes) = attributes {
         if failed.is_valid() {
@@ -115,7 +121,7 @@ pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
     }
 
     let first = first_context(message.headers());
-    let mut republication = Republication::new(parent.with_span(span), None);
+    let mut republication = Republication::new(parent.with_span(span), None, measurement, 0);
     if let Some((first, _)) = first {
         republication.push(FIRST_CONTEXT_HEADER, first);
     }

@@ -41,6 +41,7 @@ use crate::attributes::SpanAttributes;
 use crate::carrier::{propagate, MessageFacts, PublishedMessage};
 use crate::consumer_extras::{whole_number, HeaderSource, ATTEMPT_ATTRIBUTE};
 use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::w3c::{BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 pub use dead_letter::DeadLetter;
@@ -275,11 +276,16 @@ pub(crate) struct Republication {
     headers: Vec<(Cow<'static, str>, String)>,
     /// The handler's own attempt header, which a retry rewrites.
     attempt_header: Option<&'static str>,
+    /// Its metrics (feature `metrics`), as a publish's or a settle's.
+    measurement: Measurement,
+    /// What it counts as `messaging.client.sent.messages`: 1 for a retry, 0 for a dead letter (a settle).
+    sent: u32,
 }
 
 impl Republication {
-    fn new(context: Context, attempt_header: Option<&'static str>) -> Self {
-        let mut republication = Republication { context, headers: Vec::with_capacity(8), attempt_header };
+    fn new(context: Context, attempt_header: Option<&'static str>, measurement: Measurement, sent: u32) -> Self {
+        let mut republication =
+            Republication { context, headers: Vec::with_capacity(8), attempt_header, measurement, sent };
         let context = republication.context.clone();
         propagate(&context, &mut TraceHeaders(&mut republication.headers));
         republication
@@ -308,15 +314,17 @@ impl Republication {
     /// its result (its type and message) on the span; the result is returned as it came. The span ends when the
     /// republication is dropped: here, or wherever the publish stops (a dropped future, a panic).
     pub(crate) async fn run<T>(
-        self,
+        mut self,
         publish: impl Future<Output = T>,
         failure: impl FnOnce(&T) -> Option<(&'static str, &dyn Display)>,
     ) -> T {
         use opentelemetry::trace::FutureExt;
         let result = publish.with_context(self.context.clone()).await;
         if let Some((error_type, error)) = failure(&result) {
+            self.measurement.fail(error_type);
             crate::span::mark_failed(&self.context.span(), error_type, error);
         }
+        self.measurement.finish(self.sent);
         result
     }
 }

@@ -11,6 +11,8 @@ use super::{
 use crate::carrier::ConsumedMessage;
 use crate::consumer_extras::{whole_number, ATTEMPT_ATTRIBUTE};
 use crate::conventions::Operation;
+use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::span::MessagingSpan;
 
 /// How a retry is republished: from which consumer span, and under which attempt header. Given to each broker's
@@ -82,6 +84,9 @@ impl<'a> Republish<'a> {
     }
 }
 
+/// The handler retry metrics are attributed to (feature `metrics`).
+static RETRY: Handler = Handler::producer("tracehop::retry");
+
 /// Starts the PRODUCER span of retrying `message` to `destination` (with `routing_key`, for the brokers that
 /// route by one) and prepares the retry's headers.
 pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
@@ -101,6 +106,7 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
     let first = first_context(message.headers());
 
     let system = message.system();
+    let measurement = Measurement::begin(&RETRY, Operation::Send, Some(system), Some(destination), None);
     let (mut span, attributes) = MessagingSpan::new(Operation::Send, Some(system), Some(destination)).start(&parent);
     if let Some(mut attributes) = attributes {
         if let Some((_, first)) = &first {
@@ -114,7 +120,7 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
         span.set_attributes(attributes.into_inner());
     }
 
-    let mut republication = Republication::new(parent.with_span(span), republish.attempt_header);
+    let mut republication = Republication::new(parent.with_span(span), republish.attempt_header, measurement, 1);
     republication.headers.push((attempt_header.into(), attempt.to_string()));
     if let Some((first, _)) = first {
         republication.push(FIRST_CONTEXT_HEADER, first);
