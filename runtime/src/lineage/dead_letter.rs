@@ -5,7 +5,7 @@ use opentelemetry::trace::{Span, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::{
-    consumer_span_context, first_context, traceparent_of, Coordinates, Republication,
+    consumer_span_context, traceparent_of, Consumed, Coordinates, Republication, ATTEMPT_HEADER,
     DEAD_LETTER_DESTINATION_ATTRIBUTE, DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, DEAD_LETTER_ERROR_TYPE_HEADER,
     DEAD_LETTER_ORIGIN_ATTRIBUTE, DEAD_LETTER_ORIGIN_HEADER, FAILED_PROCESS, FAILED_PROCESS_HEADER,
     FIRST_CONTEXT_HEADER, LINK_RELATION_ATTRIBUTE,
@@ -120,10 +120,10 @@ pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
         span.set_attributes(attributes.into_inner());
     }
 
-    let first = first_context(message.headers());
+    let first = Consumed::read(message.headers(), ATTEMPT_HEADER).first_traceparent();
     let mut republication = Republication::new(parent.with_span(span), None, measurement, 0);
-    if let Some((first, _)) = first {
-        republication.push(FIRST_CONTEXT_HEADER, first);
+    if let Some(first) = first {
+        republication.push(FIRST_CONTEXT_HEADER, first.to_owned());
     }
     if let Some(failed) = traceparent_of(&failed) {
         republication.push(FAILED_PROCESS_HEADER, failed);

@@ -370,22 +370,40 @@ fn consumer_span_context(consumer: Option<&Context>) -> (Context, SpanContext) {
     (parent, span_context)
 }
 
-/// The first `traceparent` of the message, among `headers`: its [`FIRST_CONTEXT_HEADER`] when it was retried
-/// before, else its own `traceparent` when valid.
-fn first_context<'h>(headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>) -> Option<(String, SpanContext)> {
-    let mut first = None;
-    let mut own = None;
-    for (name, value) in headers {
-        match (name, value) {
-            (FIRST_CONTEXT_HEADER, Some(value)) if first.is_none() => first = Some(value),
-            (TRACEPARENT_HEADER, Some(value)) if own.is_none() => own = Some(value),
-            _ => {}
+/// What a republish reads of the consumed message's headers, in one pass: the attempt header's value, and the
+/// candidates for its first `traceparent`.
+struct Consumed<'h> {
+    attempt: Option<&'h [u8]>,
+    first: Option<&'h [u8]>,
+    own: Option<&'h [u8]>,
+}
+
+impl<'h> Consumed<'h> {
+    fn read(headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>, attempt_header: &str) -> Self {
+        let mut consumed = Consumed { attempt: None, first: None, own: None };
+        for (name, value) in headers {
+            let slot = match name {
+                FIRST_CONTEXT_HEADER => &mut consumed.first,
+                TRACEPARENT_HEADER => &mut consumed.own,
+                _ if name == attempt_header => &mut consumed.attempt,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = value;
+            }
         }
+        consumed
     }
-    [first, own].into_iter().flatten().find_map(|value| {
-        let span_context = span_context_of(value)?;
-        Some((std::str::from_utf8(value).ok()?.trim().to_owned(), span_context))
-    })
+
+    /// The message's first `traceparent`: its [`FIRST_CONTEXT_HEADER`] when it was retried before, else its own
+    /// `traceparent`, when valid. Checked, not decoded: only a recorded span links to it.
+    fn first_traceparent(&self) -> Option<&'h str> {
+        [self.first, self.own].into_iter().flatten().find_map(|value| {
+            let text = std::str::from_utf8(value).ok()?.trim();
+            crate::w3c::validate_traceparent(text).ok()?;
+            Some(text)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -410,11 +428,13 @@ mod tests {
         let later = "00-11111111111111111111111111111111-2222222222222222-01";
         let headers =
             [(TRACEPARENT_HEADER, Some(later.as_bytes())), (FIRST_CONTEXT_HEADER, Some(TRACEPARENT.as_bytes()))];
-        let (first, _) = first_context(headers.into_iter()).expect("a first context");
-        assert_eq!(first, TRACEPARENT);
-        let (own, _) = first_context([(TRACEPARENT_HEADER, Some(later.as_bytes()))].into_iter()).expect("its own");
-        assert_eq!(own, later);
-        assert!(first_context([(FIRST_CONTEXT_HEADER, Some(&b"broken"[..]))].into_iter()).is_none());
+        assert_eq!(Consumed::read(headers.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(TRACEPARENT));
+        let own = [(TRACEPARENT_HEADER, Some(later.as_bytes()))];
+        assert_eq!(Consumed::read(own.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(later));
+        let broken = [(FIRST_CONTEXT_HEADER, Some(&b"broken"[..])), (TRACEPARENT_HEADER, Some(later.as_bytes()))];
+        assert_eq!(Consumed::read(broken.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(later));
+        let attempt = [("x-retry", Some(&b"3"[..])), (ATTEMPT_HEADER, Some(&b"9"[..]))];
+        assert_eq!(Consumed::read(attempt.into_iter(), "x-retry").attempt, Some(&b"3"[..]));
     }
 
     /// A message of a made-up broker: its headers, in order.
@@ -439,11 +459,11 @@ mod tests {
     #[test]
     fn the_traceparent_scan_notices_a_lineage_header_for_the_span_start_that_follows() {
         crate::install_propagator();
-        let ordinary = Frame(vec![("traceparent", TRACEPARENT.as_bytes()), ("x-tenant", b"acme")]);
+        let ordinary = Frame(vec![("traceparent", TRACEPARENT.as_bytes()), ("x-tenant", &b"acme"[..])]);
         let crate::IncomingContext::Continued(context, _) = crate::extract_context(&ordinary) else { panic!() };
         assert_eq!(crate::w3c::scanned_lineage(context.span().span_context()), Some(false));
 
-        let retried = Frame(vec![("tracehop-attempt", b"2"), ("traceparent", TRACEPARENT.as_bytes())]);
+        let retried = Frame(vec![("tracehop-attempt", &b"2"[..]), ("traceparent", TRACEPARENT.as_bytes())]);
         let crate::IncomingContext::Continued(context, _) = crate::extract_context(&retried) else { panic!() };
         assert_eq!(crate::w3c::scanned_lineage(context.span().span_context()), Some(true));
 

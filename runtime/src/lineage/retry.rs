@@ -5,8 +5,8 @@ use opentelemetry::trace::{Span, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::{
-    consumer_span_context, first_context, traceparent_of, Republication, ATTEMPT_HEADER, FIRST_CONTEXT_HEADER,
-    FIRST_CREATION, LINK_RELATION_ATTRIBUTE, PREVIOUS_ATTEMPT_HEADER,
+    consumer_span_context, span_context_of, traceparent_of, Consumed, Republication, ATTEMPT_HEADER,
+    FIRST_CONTEXT_HEADER, FIRST_CREATION, LINK_RELATION_ATTRIBUTE, PREVIOUS_ATTEMPT_HEADER,
 };
 use crate::carrier::ConsumedMessage;
 use crate::consumer_extras::{whole_number, ATTEMPT_ATTRIBUTE};
@@ -97,20 +97,16 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
 ) -> Republication {
     let (parent, failed) = consumer_span_context(republish.consumer);
     let attempt_header = republish.attempt_header.unwrap_or(ATTEMPT_HEADER);
-    let attempt = message
-        .headers()
-        .find(|(name, _)| *name == attempt_header)
-        .and_then(|(_, value)| value.and_then(whole_number))
-        .unwrap_or(1)
-        .saturating_add(1);
-    let first = first_context(message.headers());
+    let consumed = Consumed::read(message.headers(), attempt_header);
+    let attempt = consumed.attempt.and_then(whole_number).unwrap_or(1).saturating_add(1);
+    let first = consumed.first_traceparent();
 
     let system = message.system();
     let measurement = Measurement::begin(&RETRY, Operation::Send, Some(system), Some(destination), None);
     let (mut span, attributes) = MessagingSpan::new(Operation::Send, Some(system), Some(destination)).start(&parent);
     if let Some(mut attributes) = attributes {
-        if let Some((_, first)) = &first {
-            span.add_link(first.clone(), vec![KeyValue::new(LINK_RELATION_ATTRIBUTE, FIRST_CREATION)]);
+        if let Some(first) = first.and_then(|first| span_context_of(first.as_bytes())) {
+            span.add_link(first, vec![KeyValue::new(LINK_RELATION_ATTRIBUTE, FIRST_CREATION)]);
         }
         attributes.add(ATTEMPT_ATTRIBUTE, attempt);
         let routing_key = routing_key.filter(|key| !key.is_empty());
@@ -122,8 +118,8 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
 
     let mut republication = Republication::new(parent.with_span(span), republish.attempt_header, measurement, 1);
     republication.headers.push((attempt_header.into(), attempt.to_string()));
-    if let Some((first, _)) = first {
-        republication.push(FIRST_CONTEXT_HEADER, first);
+    if let Some(first) = first {
+        republication.push(FIRST_CONTEXT_HEADER, first.to_owned());
     }
     if let Some(failed) = traceparent_of(&failed) {
         republication.push(PREVIOUS_ATTEMPT_HEADER, failed);
