@@ -142,8 +142,11 @@ async fn a_handlers_own_attempt_header_is_the_one_incremented() {
     broker.send_raw(&payments, "pay-2", b"{}", &[("x-retry-count", b"3")]).await;
 
     let first = receive(&broker.consumer("payments", &payments)).await;
+    let counting = Republish::new().attempt_header("x-retry-count");
+    assert_eq!((counting.attempt_of(&first), Republish::new().attempt_of(&first)), (3, 1));
     let _ = charge_counting(&first, &producer, &retries).await;
     let retried = receive(&broker.consumer("payments", &retries)).await;
+    assert_eq!(counting.attempt_of(&retried), 4);
     let headers = headers_of(&retried);
     let counts: Vec<&str> =
         headers.iter().filter(|(name, _)| name == "x-retry-count").map(|(_, value)| value.as_str()).collect();

@@ -82,6 +82,29 @@ impl<'a> Republish<'a> {
         self.attempt_header = Some(header);
         self
     }
+
+    /// Which attempt the consumed `message` is, as this republish counts: the whole number in its attempt header
+    /// (decimal text, or a 4- or 8-byte big-endian integer), 1 without one. Its retry is the next.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: &rdkafka::producer::FutureProducer, message: &rdkafka::message::BorrowedMessage<'_>) {
+    /// use std::time::Duration;
+    /// use tracehop::clients::kafka;
+    /// use tracehop::{DeadLetter, Republish};
+    ///
+    /// let republish = Republish::new();
+    /// let timeout = Duration::from_secs(5);
+    /// let published = if republish.attempt_of(message) < 3 {
+    ///     kafka::retry(producer, message, "payments.retry", republish, timeout).await
+    /// } else {
+    ///     kafka::dead_letter(producer, message, "payments.dlq", DeadLetter::new("CardDeclined"), timeout).await
+    /// };
+    /// # }
+    /// ```
+    pub fn attempt_of<M: ConsumedMessage + ?Sized>(&self, message: &M) -> i64 {
+        let header = self.attempt_header.unwrap_or(ATTEMPT_HEADER);
+        Consumed::read(message.headers(), header).attempt.and_then(whole_number).unwrap_or(1)
+    }
 }
 
 /// The handler retry metrics are attributed to (feature `metrics`).
@@ -98,6 +121,7 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
     let (parent, failed) = consumer_span_context(republish.consumer);
     let attempt_header = republish.attempt_header.unwrap_or(ATTEMPT_HEADER);
     let consumed = Consumed::read(message.headers(), attempt_header);
+    // The same count as `Republish::attempt_of`, from the same pass that finds the first creation.
     let attempt = consumed.attempt.and_then(whole_number).unwrap_or(1).saturating_add(1);
     let first = consumed.first_traceparent();
 
