@@ -15,6 +15,14 @@ use tracehop::{DeadLetter, Republish};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The span capture and, with the `metrics` feature, the meter provider, both installed before any test of the
+/// process records anything: tracehop's instruments are made once.
+fn setup() {
+    suite::spans();
+    #[cfg(feature = "metrics")]
+    suite::metrics();
+}
+
 #[tracehop::traced_producer]
 async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) -> OwnedDeliveryResult {
     producer.send(record, TIMEOUT).await
@@ -36,7 +44,7 @@ async fn charge(
     Err("card declined".to_owned())
 }
 
-#[tracehop::traced_consumer(group = "payments-dead-letters")]
+#[tracehop::traced_consumer(group = "payments-dlq")]
 fn inspect(message: &OwnedMessage) {
     let _ = message;
 }
@@ -59,7 +67,7 @@ fn headers_of(message: &OwnedMessage) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_attempts_and_a_dead_letter_read_as_one_trace_in_order() {
-    suite::spans();
+    setup();
     let broker = Broker::start();
     let (payments, retries, dead_letters) =
         (unique_topic("payments"), unique_topic("payments.retry"), unique_topic("payments.dlq"));
@@ -125,7 +133,7 @@ async fn charge_counting(message: &OwnedMessage, producer: &FutureProducer, retr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handlers_own_attempt_header_is_the_one_incremented() {
-    suite::spans();
+    setup();
     let broker = Broker::start();
     let (payments, retries) = (unique_topic("payments"), unique_topic("payments.retry"));
     broker.create_topic(&payments, 1);
@@ -134,8 +142,11 @@ async fn a_handlers_own_attempt_header_is_the_one_incremented() {
     broker.send_raw(&payments, "pay-2", b"{}", &[("x-retry-count", b"3")]).await;
 
     let first = receive(&broker.consumer("payments", &payments)).await;
+    let counting = Republish::new().attempt_header("x-retry-count");
+    assert_eq!((counting.attempt_of(&first), Republish::new().attempt_of(&first)), (3, 1));
     let _ = charge_counting(&first, &producer, &retries).await;
     let retried = receive(&broker.consumer("payments", &retries)).await;
+    assert_eq!(counting.attempt_of(&retried), 4);
     let headers = headers_of(&retried);
     let counts: Vec<&str> =
         headers.iter().filter(|(name, _)| name == "x-retry-count").map(|(_, value)| value.as_str()).collect();
@@ -158,7 +169,7 @@ async fn a_handlers_own_attempt_header_is_the_one_incremented() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_replaces_the_trace_headers_and_keeps_the_others() {
-    suite::spans();
+    setup();
     let broker = Broker::start();
     let (payments, retries) = (unique_topic("payments"), unique_topic("payments.retry"));
     broker.create_topic(&payments, 1);
@@ -211,7 +222,7 @@ async fn a_retry_replaces_the_trace_headers_and_keeps_the_others() {
 async fn a_retry_outside_the_handler_is_a_child_of_the_consumer_span_it_is_given() {
     use tracehop::{Handler, MessageSpan};
     static HANDLE: Handler = Handler::consumer("lineage_kafka::outside").group("payments");
-    suite::spans();
+    setup();
     let broker = Broker::start();
     let (payments, retries) = (unique_topic("payments"), unique_topic("payments.retry"));
     broker.create_topic(&payments, 1);
@@ -237,4 +248,96 @@ async fn a_retry_outside_the_handler_is_a_child_of_the_consumer_span_it_is_given
     assert!(retry.links.links.is_empty(), "a message without context has no first creation to link");
     let retried = receive(&broker.consumer("payments", &retries)).await;
     assert!(!headers_of(&retried).iter().any(|(name, _)| name == "tracehop-first-traceparent"));
+}
+
+/// The README's picture of a payment retried twice and then dead-lettered, drawn from its real spans: one tree,
+/// each attempt under the retry that published it, the dead letter and its consumer under the last attempt.
+#[cfg(feature = "print")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_retried_twice_then_dead_lettered_draws_as_one_tree() {
+    setup();
+    // A cluster of its own, so the picture shows the topics' plain names.
+    let broker = Broker::start_mock();
+    for topic in ["payments", "payments.retry", "payments.dlq"] {
+        broker.create_topic(topic, 1);
+    }
+    let producer = broker.producer();
+    publish(&producer, FutureRecord::to("payments").key("pay-7").payload("{}")).await.expect("published");
+    let first = receive(&broker.consumer("payments", "payments")).await;
+    let _ = charge(&first, &producer, "payments.retry", None).await;
+    let retry_consumer = broker.consumer("payments", "payments.retry");
+    for attempt in 2..=3 {
+        let message = receive(&retry_consumer).await;
+        let give_up = (attempt == 3).then_some("payments.dlq");
+        let _ = charge(&message, &producer, "payments.retry", give_up).await;
+    }
+    inspect(&receive(&broker.consumer("payments-dead-letters", "payments.dlq")).await);
+
+    let producer_span = spans_to("payments")
+        .into_iter()
+        .find(|span| span.span_kind == SpanKind::Producer && span.name == "send payments")
+        .expect("the payment's PRODUCER span");
+    let trace = suite::spans_of_trace(producer_span.span_context.trace_id());
+    let picture = tracehop::TracePicture::new().render(&trace);
+    println!("{picture}");
+    // Each line's kind and name, indented as drawn; ids and times change from run to run.
+    let outline: Vec<String> = picture
+        .lines()
+        .filter(|line| line.trim_start().starts_with(['P', 'C']))
+        .map(|line| {
+            let indent = line.len() - line.trim_start().len();
+            let head = line.trim_start().split(" span ").next().expect("a head");
+            format!("{}{head}", " ".repeat(indent))
+        })
+        .collect();
+    assert_eq!(
+        outline,
+        [
+            "  Producer \"send payments\"",
+            "    Consumer \"process payments\" [payments]",
+            "      Producer \"send payments.retry\"",
+            "        Consumer \"process payments.retry\" [payments]",
+            "          Producer \"send payments.retry\"",
+            "            Consumer \"process payments.retry\" [payments]",
+            "              Client \"dead_letter payments.retry\"",
+            "                Consumer \"process payments.dlq\" [payments-dlq]",
+        ],
+        "{picture}"
+    );
+    // The first attempt its producer; each retry the first creation; each later attempt its retry and the attempt
+    // before; the dead letter the failed processing; its consumer the dead letter and the failed processing.
+    assert_eq!(picture.matches("link -> span").count(), 1 + 2 + 2 * 2 + 1 + 2, "{picture}");
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_counts_as_a_sent_message_and_a_dead_letter_as_a_settle() {
+    use suite::metric_points;
+    setup();
+    let broker = Broker::start();
+    let (payments, retries, dead_letters) =
+        (unique_topic("payments"), unique_topic("payments.retry"), unique_topic("payments.dlq"));
+    for topic in [&payments, &retries, &dead_letters] {
+        broker.create_topic(topic, 1);
+    }
+    let producer = broker.producer();
+    broker.send_raw(&payments, "pay-5", b"{}", &[]).await;
+    let first = receive(&broker.consumer("payments", &payments)).await;
+    let _ = charge(&first, &producer, &retries, None).await;
+    let retried = receive(&broker.consumer("payments", &retries)).await;
+    let _ = charge(&retried, &producer, &retries, Some(&dead_letters)).await;
+
+    let operation = |point: &suite::MetricPoint| {
+        point.attributes.iter().find(|(key, _)| key == "messaging.operation.name").map(|(_, value)| value.clone())
+    };
+    let sent = metric_points("messaging.client.sent.messages", &retries);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!((operation(&sent[0]), sent[0].count), (Some(Value::from("send")), 1));
+    let settled: Vec<_> = metric_points("messaging.client.operation.duration", &retries)
+        .into_iter()
+        .filter(|point| operation(point) == Some(Value::from("dead_letter")))
+        .collect();
+    assert_eq!(settled.len(), 1, "one dead letter from the retry topic");
+    assert_eq!(settled[0].count, 1);
+    assert!(metric_points("messaging.client.sent.messages", &dead_letters).is_empty(), "a settle sends nothing");
 }

@@ -179,6 +179,7 @@ async fn a_dead_letter_keeps_headers_of_every_amqp_type_and_replaces_the_trace_h
     declare_exchange(&channel, &dead_letters, ExchangeKind::Direct, &[&queues[1]], ROUTING_KEY).await;
     let mut headers = FieldTable::default();
     headers.insert("x-priority-score".into(), AMQPValue::LongInt(7));
+    headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(2));
     headers.insert(
         "traceparent".into(),
         AMQPValue::LongString(LongString::from("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")),
@@ -196,6 +197,8 @@ async fn a_dead_letter_keeps_headers_of_every_amqp_type_and_replaces_the_trace_h
         .await
         .expect("confirmed");
     let delivery = take(&channel, &queues[0]).await;
+    let consumed = delivery.properties.headers().clone().expect("headers");
+    assert_eq!(consumed.inner().get("x-delivery-count"), Some(&AMQPValue::LongLongInt(2)), "a classic queue keeps it");
     let _ = charge(&delivery, &channel, "unused", Some(&dead_letters)).await;
     let dead_letter = take(&channel, &queues[1]).await;
 
@@ -207,6 +210,7 @@ async fn a_dead_letter_keeps_headers_of_every_amqp_type_and_replaces_the_trace_h
     let headers = dead_letter.properties.headers().clone().expect("headers");
     let headers = headers.inner();
     assert_eq!(headers.get("x-priority-score"), Some(&AMQPValue::LongInt(7)), "an integer header stays an integer");
+    assert_eq!(headers.get("x-delivery-count"), None, "the broker's count of the consumed delivery is not passed on");
     assert_eq!(headers.get("traceparent"), Some(&AMQPValue::LongString(LongString::from(traceparent))));
     assert_eq!(
         headers.get("tracehop-first-traceparent"),

@@ -28,6 +28,7 @@ use rdkafka::message::{Message, OwnedMessage};
 use tracehop::{Handler, LinkSampler, MessageSpan, ParentPolicy};
 
 mod support;
+use support::lineage::*;
 use support::nats::*;
 use support::rabbitmq::*;
 use support::*;
@@ -83,6 +84,10 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// sampled in the `-sampled` cases and not in the `-unsampled` ones.
 /// `ledger-record-*` is what recording a message's process span in a `CommitLedger` adds to its consumer path (the
 /// ledger's default capacity, not reached in a run).
+/// `retry-*` is a retry republish's span and header work (`tracehop::clients::kafka::retry` up to the send) for
+/// the message of `consumer-*`, from its CONSUMER span (sampled or not), to weigh beside `producer-*`, a plain
+/// traced publish; `retried-consumer-*` is the consumer path on a message that came through a retry
+/// ([`retried_message`]: its attempt and two lineage links read), beside `consumer-*`.
 ///
 /// `consumer-metered-*` and `producer-metered-*` are the consumer and producer paths with an SDK meter provider
 /// installed (a periodic reader that never fires during the run), so tracehop's metrics are recorded; they come
@@ -117,6 +122,10 @@ const CASES: &[&str] = &[
     "rabbitmq-consumer-unsampled",
     "rabbitmq-dead-letter-consumer-sampled",
     "rabbitmq-dead-letter-consumer-unsampled",
+    "retry-sampled",
+    "retry-unsampled",
+    "retried-consumer-sampled",
+    "retried-consumer-unsampled",
     "consumer-sampled-varied",
     "consumer-unsampled-varied",
     "floor-sampled-varied",
@@ -211,6 +220,10 @@ fn run(case: &str, iterations: usize) {
         "batch-consumer" => messages.iter().take(BATCH_SIZE).map(|(message, _)| message.clone()).collect(),
         _ => Vec::new(),
     };
+    let retried_messages: Vec<rdkafka::message::OwnedMessage> = match path {
+        "retried-consumer" => vec![retried_message(TRACE_ID, sampled)],
+        _ => Vec::new(),
+    };
     let tracer = provider.tracer("floor");
     // Only the `tracing` route has a subscriber: tracehop's own `tracing` call sites stay disabled elsewhere,
     // as in a service that does not use `tracing`.
@@ -241,6 +254,8 @@ fn run(case: &str, iterations: usize) {
             "rabbitmq-consumer" | "rabbitmq-dead-letter-consumer" => {
                 tracehop_rabbitmq_consumer(black_box(&deliveries[index % deliveries.len()]))
             }
+            "retry" => tracehop_retry(black_box(message), black_box(parent)),
+            "retried-consumer" => tracehop_consumer(black_box(&retried_messages[0])),
             "extraction" => drop(black_box(tracehop::extract_context(black_box(message)))),
             "ledger-record" => LEDGER.record_span(black_box(message), black_box(parent)),
             "upstream-extraction" => {

@@ -166,12 +166,9 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
     };
     // From an empty context, not the current one: a message without context must not continue whatever span
     // (or baggage) happens to be current where the handler is called.
-    let mut context =
+    let context =
         global::get_text_map_propagator(|propagator| propagator.extract_with_context(&Context::new(), &carrier));
     if context.span().span_context().is_valid() {
-        if carrier.lineage {
-            context = context.with_value(crate::lineage::CarriesLineage);
-        }
         if let Some(reason) = carrier.trims.tracestate {
             tracing::debug!(reason = reason.as_str(), "tracehop: incoming tracestate trimmed");
         }
@@ -210,7 +207,6 @@ pub struct HeaderExtractor<'a, M: ?Sized> {
     tracestate: Option<Cow<'a, str>>,
     baggage: Option<Cow<'a, str>>,
     trims: Trims,
-    lineage: bool,
 }
 
 impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
@@ -243,7 +239,6 @@ impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
             tracestate: tracestate.and_then(Trimmed::into_value),
             baggage: baggage.and_then(Trimmed::into_value),
             trims,
-            lineage: headers.carries_lineage(),
         }
     }
 }

@@ -21,6 +21,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage, Tim
 use rdkafka::producer::FutureRecord;
 use tracehop::{Handler, MessageSpan};
 
+pub mod lineage;
 // Only the benches that measure NATS need tracehop's `nats` feature (their `required-features`).
 #[cfg(feature = "nats")]
 pub mod nats;

@@ -5,7 +5,7 @@ use opentelemetry::trace::{Span, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::{
-    consumer_span_context, first_context, traceparent_of, Coordinates, Republication,
+    consumer_span_context, traceparent_of, Consumed, Coordinates, Republication, ATTEMPT_HEADER,
     DEAD_LETTER_DESTINATION_ATTRIBUTE, DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, DEAD_LETTER_ERROR_TYPE_HEADER,
     DEAD_LETTER_ORIGIN_ATTRIBUTE, DEAD_LETTER_ORIGIN_HEADER, FAILED_PROCESS, FAILED_PROCESS_HEADER,
     FIRST_CONTEXT_HEADER, LINK_RELATION_ATTRIBUTE,
@@ -13,6 +13,8 @@ use super::{
 use crate::attributes::SpanAttributes;
 use crate::carrier::ConsumedMessage;
 use crate::conventions::{self as semconv, Operation};
+use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::settle::Settlement;
 use crate::span::MessagingSpan;
 
@@ -82,6 +84,9 @@ impl<'a> DeadLetter<'a> {
     }
 }
 
+/// The handler dead-letter metrics are attributed to (feature `metrics`), as settle metrics are.
+static DEAD_LETTER: Handler = Handler::consumer("tracehop::dead_letter");
+
 /// Starts the settle span of dead-lettering `message` to `destination` and prepares the dead letter's headers;
 /// `coordinates` are the broker's, of where the message was.
 pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
@@ -94,6 +99,7 @@ pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
     let origin = message.destination();
     let system = message.system();
     let operation = Operation::Settle(Settlement::DeadLetter.operation_name());
+    let measurement = Measurement::begin(&DEAD_LETTER, operation, Some(system), origin, None);
     let (mut span, attributes) = MessagingSpan::new(operation, Some(system), origin).start(&parent);
     if let Some(mut attributes) = attributes {
         if failed.is_valid() {
@@ -114,10 +120,10 @@ pub(crate) fn start_dead_letter<M: ConsumedMessage + ?Sized>(
         span.set_attributes(attributes.into_inner());
     }
 
-    let first = first_context(message.headers());
-    let mut republication = Republication::new(parent.with_span(span), None);
-    if let Some((first, _)) = first {
-        republication.push(FIRST_CONTEXT_HEADER, first);
+    let first = Consumed::read(message.headers(), ATTEMPT_HEADER).first_traceparent();
+    let mut republication = Republication::new(parent.with_span(span), None, measurement, 0);
+    if let Some(first) = first {
+        republication.push(FIRST_CONTEXT_HEADER, first.to_owned());
     }
     if let Some(failed) = traceparent_of(&failed) {
         republication.push(FAILED_PROCESS_HEADER, failed);

@@ -24,6 +24,9 @@
 //! tracehop never settles the consumed message: the caller acknowledges, commits or rejects it after the
 //! republish, as it decides.
 
+// Without a broker feature nothing republishes: only the consumer side's reading is used.
+#![cfg_attr(not(any(feature = "kafka", feature = "rabbitmq", feature = "nats")), allow(dead_code))]
+
 pub(crate) mod dead_letter;
 pub(crate) mod retry;
 
@@ -38,6 +41,7 @@ use crate::attributes::SpanAttributes;
 use crate::carrier::{propagate, MessageFacts, PublishedMessage};
 use crate::consumer_extras::{whole_number, HeaderSource, ATTEMPT_ATTRIBUTE};
 use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::w3c::{BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 pub use dead_letter::DeadLetter;
@@ -157,11 +161,6 @@ const FIRST_CREATION: &str = "first_creation";
 const PREVIOUS_ATTEMPT: &str = "previous_attempt";
 const FAILED_PROCESS: &str = "failed_process";
 
-/// Put in the context extracted from a message that carries a `tracehop-*` header, so that its consumer span,
-/// when recorded, reads them; an ordinary message's context carries nothing more.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct CarriesLineage;
-
 /// Whether a consumed message's header is one of tracehop's lineage headers; asked in the header pass that
 /// reads the `traceparent`.
 #[inline]
@@ -169,9 +168,11 @@ pub(crate) fn is_lineage_header(name: &str) -> bool {
     name.starts_with(HEADER_PREFIX)
 }
 
-/// Reads a recorded consumer span's lineage from its message's headers, when the message's context says it
-/// carries any: the link to the attempt before or to the failed processing, the attempt (unless the handler
-/// reads its own `attempt_header`) and a dead letter's origin.
+/// Reads a recorded consumer span's lineage from its message's headers, when the message carries any: the link to
+/// the attempt before or to the failed processing, the attempt (unless the handler reads its own
+/// `attempt_header`) and a dead letter's origin. Whether it does, the header scan that read the message's
+/// `traceparent` noticed: an ordinary message costs no further pass. Only a message whose context was extracted
+/// (a continued or linked one) is read: its lineage points into the trace it carries.
 pub(crate) fn record_lineage(
     handler: &Handler,
     incoming: Option<&Context>,
@@ -180,7 +181,8 @@ pub(crate) fn record_lineage(
     links: &mut Vec<Link>,
 ) {
     let (Some(incoming), Some(headers)) = (incoming, headers) else { return };
-    if incoming.get::<CarriesLineage>().is_none() {
+    // Not known when another message's `traceparent` was scanned since (or another propagator's read): look.
+    if crate::w3c::scanned_lineage(incoming.span().span_context()) == Some(false) {
         return;
     }
     let record_attempt = handler.configured_attempt_header().is_none();
@@ -242,16 +244,25 @@ fn span_context_of(traceparent: &[u8]) -> Option<SpanContext> {
     ))
 }
 
-/// The `traceparent` of `span_context`, when it is valid.
+/// The `traceparent` of `span_context`, when it is valid; written digit by digit, as `format!` costs several
+/// times as much on every retry.
 fn traceparent_of(span_context: &SpanContext) -> Option<String> {
-    span_context.is_valid().then(|| {
-        format!(
-            "00-{:032x}-{:016x}-{:02x}",
-            span_context.trace_id(),
-            span_context.span_id(),
-            span_context.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()
-        )
-    })
+    fn push_hex(text: &mut String, value: u128, digits: u32) {
+        for digit in (0..digits).rev() {
+            text.push(char::from(b"0123456789abcdef"[((value >> (digit * 4)) & 0xf) as usize]));
+        }
+    }
+    if !span_context.is_valid() {
+        return None;
+    }
+    let mut text = String::with_capacity(55);
+    text.push_str("00-");
+    push_hex(&mut text, u128::from_be_bytes(span_context.trace_id().to_bytes()), 32);
+    text.push('-');
+    push_hex(&mut text, u128::from(u64::from_be_bytes(span_context.span_id().to_bytes())), 16);
+    text.push('-');
+    push_hex(&mut text, u128::from(span_context.trace_flags().to_u8() & TraceFlags::SAMPLED.to_u8()), 2);
+    Some(text)
 }
 
 /// A consumed message republished (to retry it, or to dead-letter it) while its span runs: the span's context,
@@ -265,11 +276,16 @@ pub(crate) struct Republication {
     headers: Vec<(Cow<'static, str>, String)>,
     /// The handler's own attempt header, which a retry rewrites.
     attempt_header: Option<&'static str>,
+    /// Its metrics (feature `metrics`), as a publish's or a settle's.
+    measurement: Measurement,
+    /// What it counts as `messaging.client.sent.messages`: 1 for a retry, 0 for a dead letter (a settle).
+    sent: u32,
 }
 
 impl Republication {
-    fn new(context: Context, attempt_header: Option<&'static str>) -> Self {
-        let mut republication = Republication { context, headers: Vec::with_capacity(8), attempt_header };
+    fn new(context: Context, attempt_header: Option<&'static str>, measurement: Measurement, sent: u32) -> Self {
+        let mut republication =
+            Republication { context, headers: Vec::with_capacity(8), attempt_header, measurement, sent };
         let context = republication.context.clone();
         propagate(&context, &mut TraceHeaders(&mut republication.headers));
         republication
@@ -294,30 +310,28 @@ impl Republication {
         self.headers.push((Cow::Borrowed(name), value));
     }
 
-    /// Awaits the publish `publish` with the republish's span current, records the error `failure` finds in its
-    /// result (its type and message) on the span, and ends it; the result is returned as it came.
+    /// Awaits the publish `publish` with the republish's span current and records the error `failure` finds in
+    /// its result (its type and message) on the span; the result is returned as it came. The span ends when the
+    /// republication is dropped: here, or wherever the publish stops (a dropped future, a panic).
     pub(crate) async fn run<T>(
-        self,
+        mut self,
         publish: impl Future<Output = T>,
         failure: impl FnOnce(&T) -> Option<(&'static str, &dyn Display)>,
     ) -> T {
         use opentelemetry::trace::FutureExt;
-        let ending = EndsSpan(self.context.clone());
         let result = publish.with_context(self.context.clone()).await;
         if let Some((error_type, error)) = failure(&result) {
-            crate::span::mark_failed(&ending.0.span(), error_type, error);
+            self.measurement.fail(error_type);
+            crate::span::mark_failed(&self.context.span(), error_type, error);
         }
-        drop(ending);
+        self.measurement.finish(self.sent);
         result
     }
 }
 
-/// Ends a republish's span however its publish ends, a dropped future or a panic included.
-struct EndsSpan(Context);
-
-impl Drop for EndsSpan {
+impl Drop for Republication {
     fn drop(&mut self) {
-        self.0.span().end();
+        self.context.span().end();
     }
 }
 
@@ -356,22 +370,40 @@ fn consumer_span_context(consumer: Option<&Context>) -> (Context, SpanContext) {
     (parent, span_context)
 }
 
-/// The first `traceparent` of the message, among `headers`: its [`FIRST_CONTEXT_HEADER`] when it was retried
-/// before, else its own `traceparent` when valid.
-fn first_context<'h>(headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>) -> Option<(String, SpanContext)> {
-    let mut first = None;
-    let mut own = None;
-    for (name, value) in headers {
-        match (name, value) {
-            (FIRST_CONTEXT_HEADER, Some(value)) if first.is_none() => first = Some(value),
-            (TRACEPARENT_HEADER, Some(value)) if own.is_none() => own = Some(value),
-            _ => {}
+/// What a republish reads of the consumed message's headers, in one pass: the attempt header's value, and the
+/// candidates for its first `traceparent`.
+struct Consumed<'h> {
+    attempt: Option<&'h [u8]>,
+    first: Option<&'h [u8]>,
+    own: Option<&'h [u8]>,
+}
+
+impl<'h> Consumed<'h> {
+    fn read(headers: impl Iterator<Item = (&'h str, Option<&'h [u8]>)>, attempt_header: &str) -> Self {
+        let mut consumed = Consumed { attempt: None, first: None, own: None };
+        for (name, value) in headers {
+            let slot = match name {
+                FIRST_CONTEXT_HEADER => &mut consumed.first,
+                TRACEPARENT_HEADER => &mut consumed.own,
+                _ if name == attempt_header => &mut consumed.attempt,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = value;
+            }
         }
+        consumed
     }
-    [first, own].into_iter().flatten().find_map(|value| {
-        let span_context = span_context_of(value)?;
-        Some((std::str::from_utf8(value).ok()?.trim().to_owned(), span_context))
-    })
+
+    /// The message's first `traceparent`: its [`FIRST_CONTEXT_HEADER`] when it was retried before, else its own
+    /// `traceparent`, when valid. Checked, not decoded: only a recorded span links to it.
+    fn first_traceparent(&self) -> Option<&'h str> {
+        [self.first, self.own].into_iter().flatten().find_map(|value| {
+            let text = std::str::from_utf8(value).ok()?.trim();
+            crate::w3c::validate_traceparent(text).ok()?;
+            Some(text)
+        })
+    }
 }
 
 #[cfg(test)]
@@ -396,11 +428,47 @@ mod tests {
         let later = "00-11111111111111111111111111111111-2222222222222222-01";
         let headers =
             [(TRACEPARENT_HEADER, Some(later.as_bytes())), (FIRST_CONTEXT_HEADER, Some(TRACEPARENT.as_bytes()))];
-        let (first, _) = first_context(headers.into_iter()).expect("a first context");
-        assert_eq!(first, TRACEPARENT);
-        let (own, _) = first_context([(TRACEPARENT_HEADER, Some(later.as_bytes()))].into_iter()).expect("its own");
-        assert_eq!(own, later);
-        assert!(first_context([(FIRST_CONTEXT_HEADER, Some(&b"broken"[..]))].into_iter()).is_none());
+        assert_eq!(Consumed::read(headers.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(TRACEPARENT));
+        let own = [(TRACEPARENT_HEADER, Some(later.as_bytes()))];
+        assert_eq!(Consumed::read(own.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(later));
+        let broken = [(FIRST_CONTEXT_HEADER, Some(&b"broken"[..])), (TRACEPARENT_HEADER, Some(later.as_bytes()))];
+        assert_eq!(Consumed::read(broken.into_iter(), ATTEMPT_HEADER).first_traceparent(), Some(later));
+        let attempt = [("x-retry", Some(&b"3"[..])), (ATTEMPT_HEADER, Some(&b"9"[..]))];
+        assert_eq!(Consumed::read(attempt.into_iter(), "x-retry").attempt, Some(&b"3"[..]));
+    }
+
+    /// A message of a made-up broker: its headers, in order.
+    struct Frame(Vec<(&'static str, &'static [u8])>);
+
+    impl MessageFacts for Frame {
+        fn system(&self) -> crate::MessagingSystem {
+            crate::MessagingSystem::Other("frames")
+        }
+        fn destination(&self) -> Option<&str> {
+            None
+        }
+        fn record_attributes(&self, _attributes: &mut SpanAttributes) {}
+    }
+
+    impl crate::ConsumedMessage for Frame {
+        fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+            self.0.iter().map(|(name, value)| (*name, Some(*value)))
+        }
+    }
+
+    #[test]
+    fn the_traceparent_scan_notices_a_lineage_header_for_the_span_start_that_follows() {
+        crate::install_propagator();
+        let ordinary = Frame(vec![("traceparent", TRACEPARENT.as_bytes()), ("x-tenant", &b"acme"[..])]);
+        let crate::IncomingContext::Continued(context, _) = crate::extract_context(&ordinary) else { panic!() };
+        assert_eq!(crate::w3c::scanned_lineage(context.span().span_context()), Some(false));
+
+        let retried = Frame(vec![("tracehop-attempt", &b"2"[..]), ("traceparent", TRACEPARENT.as_bytes())]);
+        let crate::IncomingContext::Continued(context, _) = crate::extract_context(&retried) else { panic!() };
+        assert_eq!(crate::w3c::scanned_lineage(context.span().span_context()), Some(true));
+
+        let other = span_context_of(b"00-11111111111111111111111111111111-2222222222222222-01").expect("valid");
+        assert_eq!(crate::w3c::scanned_lineage(&other), None, "another message's: not known, so looked at");
     }
 
     #[test]

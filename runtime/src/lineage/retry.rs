@@ -5,12 +5,14 @@ use opentelemetry::trace::{Span, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::{
-    consumer_span_context, first_context, traceparent_of, Republication, ATTEMPT_HEADER, FIRST_CONTEXT_HEADER,
-    FIRST_CREATION, LINK_RELATION_ATTRIBUTE, PREVIOUS_ATTEMPT_HEADER,
+    consumer_span_context, span_context_of, traceparent_of, Consumed, Republication, ATTEMPT_HEADER,
+    FIRST_CONTEXT_HEADER, FIRST_CREATION, LINK_RELATION_ATTRIBUTE, PREVIOUS_ATTEMPT_HEADER,
 };
 use crate::carrier::ConsumedMessage;
 use crate::consumer_extras::{whole_number, ATTEMPT_ATTRIBUTE};
 use crate::conventions::Operation;
+use crate::handler::Handler;
+use crate::metrics::Measurement;
 use crate::span::MessagingSpan;
 
 /// How a retry is republished: from which consumer span, and under which attempt header. Given to each broker's
@@ -80,7 +82,33 @@ impl<'a> Republish<'a> {
         self.attempt_header = Some(header);
         self
     }
+
+    /// Which attempt the consumed `message` is, as this republish counts: the whole number in its attempt header
+    /// (decimal text, or a 4- or 8-byte big-endian integer), 1 without one. Its retry is the next.
+    ///
+    /// ```no_run
+    /// # async fn example(producer: &rdkafka::producer::FutureProducer, message: &rdkafka::message::BorrowedMessage<'_>) {
+    /// use std::time::Duration;
+    /// use tracehop::clients::kafka;
+    /// use tracehop::{DeadLetter, Republish};
+    ///
+    /// let republish = Republish::new();
+    /// let timeout = Duration::from_secs(5);
+    /// let published = if republish.attempt_of(message) < 3 {
+    ///     kafka::retry(producer, message, "payments.retry", republish, timeout).await
+    /// } else {
+    ///     kafka::dead_letter(producer, message, "payments.dlq", DeadLetter::new("CardDeclined"), timeout).await
+    /// };
+    /// # }
+    /// ```
+    pub fn attempt_of<M: ConsumedMessage + ?Sized>(&self, message: &M) -> i64 {
+        let header = self.attempt_header.unwrap_or(ATTEMPT_HEADER);
+        Consumed::read(message.headers(), header).attempt.and_then(whole_number).unwrap_or(1)
+    }
 }
+
+/// The handler retry metrics are attributed to (feature `metrics`).
+static RETRY: Handler = Handler::producer("tracehop::retry");
 
 /// Starts the PRODUCER span of retrying `message` to `destination` (with `routing_key`, for the brokers that
 /// route by one) and prepares the retry's headers.
@@ -92,19 +120,17 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
 ) -> Republication {
     let (parent, failed) = consumer_span_context(republish.consumer);
     let attempt_header = republish.attempt_header.unwrap_or(ATTEMPT_HEADER);
-    let attempt = message
-        .headers()
-        .find(|(name, _)| *name == attempt_header)
-        .and_then(|(_, value)| value.and_then(whole_number))
-        .unwrap_or(1)
-        .saturating_add(1);
-    let first = first_context(message.headers());
+    let consumed = Consumed::read(message.headers(), attempt_header);
+    // The same count as `Republish::attempt_of`, from the same pass that finds the first creation.
+    let attempt = consumed.attempt.and_then(whole_number).unwrap_or(1).saturating_add(1);
+    let first = consumed.first_traceparent();
 
     let system = message.system();
+    let measurement = Measurement::begin(&RETRY, Operation::Send, Some(system), Some(destination), None);
     let (mut span, attributes) = MessagingSpan::new(Operation::Send, Some(system), Some(destination)).start(&parent);
     if let Some(mut attributes) = attributes {
-        if let Some((_, first)) = &first {
-            span.add_link(first.clone(), vec![KeyValue::new(LINK_RELATION_ATTRIBUTE, FIRST_CREATION)]);
+        if let Some(first) = first.and_then(|first| span_context_of(first.as_bytes())) {
+            span.add_link(first, vec![KeyValue::new(LINK_RELATION_ATTRIBUTE, FIRST_CREATION)]);
         }
         attributes.add(ATTEMPT_ATTRIBUTE, attempt);
         let routing_key = routing_key.filter(|key| !key.is_empty());
@@ -114,10 +140,10 @@ pub(crate) fn start_retry<M: ConsumedMessage + ?Sized>(
         span.set_attributes(attributes.into_inner());
     }
 
-    let mut republication = Republication::new(parent.with_span(span), republish.attempt_header);
+    let mut republication = Republication::new(parent.with_span(span), republish.attempt_header, measurement, 1);
     republication.headers.push((attempt_header.into(), attempt.to_string()));
-    if let Some((first, _)) = first {
-        republication.push(FIRST_CONTEXT_HEADER, first);
+    if let Some(first) = first {
+        republication.push(FIRST_CONTEXT_HEADER, first.to_owned());
     }
     if let Some(failed) = traceparent_of(&failed) {
         republication.push(PREVIOUS_ATTEMPT_HEADER, failed);

@@ -18,7 +18,7 @@ mod tracestate;
 use std::borrow::Cow;
 
 pub use baggage::{trim_baggage, W3cBaggage, MAX_BAGGAGE_LEN, MAX_BAGGAGE_MEMBERS};
-pub(crate) use traceparent::WireOnly;
+pub(crate) use traceparent::{scanned_lineage, WireOnly};
 pub use traceparent::{validate_traceparent, W3cTraceContext};
 pub use tracestate::{trim_tracestate, MAX_TRACESTATE_LEN, MAX_TRACESTATE_MEMBERS};
 
@@ -233,11 +233,6 @@ impl<'a> TraceHeaders<'a> {
         found
     }
 
-    /// Whether the message carries a header of its lineage (a retry's, a dead letter's).
-    pub(crate) fn carries_lineage(&self) -> bool {
-        self.lineage
-    }
-
     /// Whether the message carries a `traceparent` header at all.
     pub(crate) fn has_traceparent(&self) -> bool {
         self.traceparent.is_some()
@@ -248,7 +243,7 @@ impl<'a> TraceHeaders<'a> {
     pub(crate) fn traceparent(&self) -> Result<Option<&'a str>, ContextRejection> {
         let traceparent = self.checked_traceparent()?;
         if let Some(traceparent) = &traceparent {
-            traceparent::remember(traceparent);
+            traceparent::remember(traceparent, self.lineage);
         }
         Ok(traceparent.map(|traceparent| traceparent.fields))
     }

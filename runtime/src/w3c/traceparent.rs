@@ -156,6 +156,9 @@ struct Scanned {
     trace_id: u128,
     span_id: u64,
     flags: u8,
+    /// Whether the message also carried a header of its lineage (`tracehop-*`): the consumer span of its
+    /// context, if recorded, reads them.
+    lineage: bool,
 }
 
 thread_local! {
@@ -166,10 +169,21 @@ thread_local! {
 }
 
 /// Keeps what the header scan decoded, so the propagator does not decode it again.
-pub(super) fn remember(traceparent: &Traceparent<'_>) {
+pub(super) fn remember(traceparent: &Traceparent<'_>, lineage: bool) {
     let Ok(fields) = <[u8; TRACEPARENT_LEN]>::try_from(traceparent.fields.as_bytes()) else { return };
     let Traceparent { trace_id, span_id, flags, .. } = *traceparent;
-    SCANNED.set(Some(Scanned { fields, trace_id, span_id, flags }));
+    SCANNED.set(Some(Scanned { fields, trace_id, span_id, flags, lineage }));
+}
+
+/// Whether the message whose `traceparent` names `span_context` carried a header of its lineage, as the header
+/// scan that decoded it last on this thread found; `None` when the last one decoded was another's (or none was),
+/// and the caller must look. What a consumer span's start asks, without a pass over the headers or a value in
+/// the context, for every recorded message.
+pub(crate) fn scanned_lineage(span_context: &SpanContext) -> Option<bool> {
+    let scanned = SCANNED.get()?;
+    let same = span_context.trace_id() == TraceId::from(scanned.trace_id)
+        && span_context.span_id() == SpanId::from(scanned.span_id);
+    same.then_some(scanned.lineage)
 }
 
 /// Trace-flags bit 1, Level 2's "random": at least the right-most 7 bytes of the trace id were drawn at random.
@@ -579,7 +593,7 @@ mod tests {
     #[test]
     fn what_the_scan_decoded_is_reused_only_for_the_same_bytes() {
         let scanned = check(VALID.as_bytes()).unwrap();
-        remember(&scanned);
+        remember(&scanned, false);
         assert_eq!(
             parse_traceparent(VALID),
             Ok((

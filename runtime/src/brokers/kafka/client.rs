@@ -38,6 +38,8 @@ use crate::handler::Handler;
 use crate::settle::{Settle, Settlement};
 use crate::span::MessageSpan;
 
+#[doc(hidden)]
+pub use super::lineage::__retry_headers;
 pub use super::lineage::{dead_letter, retry};
 
 /// The handler of a [`TracedFutureProducer`] made without one.

@@ -93,14 +93,7 @@ where
     C: ClientContext + 'static,
     R: AsyncRuntime,
 {
-    // Kafka headers may repeat: the consumed trace headers are left out, not overwritten.
-    let mut headers = OwnedHeaders::new_with_capacity(8);
-    for (key, value) in ConsumedMessage::headers(message).filter(|(key, _)| republication.keeps(key)) {
-        headers = headers.insert(Header { key, value });
-    }
-    for (key, value) in republication.headers() {
-        headers = headers.insert(Header { key, value: Some(value) });
-    }
+    let headers = headers_for(message, &republication);
     let mut record = FutureRecord::<[u8], [u8]>::to(topic).headers(headers);
     if let Some(key) = message.key() {
         record = record.key(key);
@@ -115,4 +108,25 @@ where
 fn failure(result: &OwnedDeliveryResult) -> Option<(&'static str, &dyn Display)> {
     let (error, _) = result.as_ref().err()?;
     Some((std::any::type_name::<KafkaError>(), error))
+}
+
+/// The headers of `message` republished: its own that `republication` keeps, then the republication's.
+fn headers_for<M: ConsumedMessage>(message: &M, republication: &Republication) -> OwnedHeaders {
+    // Kafka headers may repeat: the consumed trace headers are left out, not overwritten.
+    let mut headers = OwnedHeaders::new_with_capacity(8);
+    for (key, value) in message.headers().filter(|(key, _)| republication.keeps(key)) {
+        headers = headers.insert(Header { key, value });
+    }
+    for (key, value) in republication.headers() {
+        headers = headers.insert(Header { key, value: Some(value) });
+    }
+    headers
+}
+
+/// What [`retry`] does before it sends: the retry's PRODUCER span (ended on return) and headers, for the
+/// per-message benchmark to weigh beside a plain traced publish. Not a public API.
+#[doc(hidden)]
+pub fn __retry_headers<M: ConsumedMessage>(message: &M, topic: &str, republish: Republish<'_>) -> OwnedHeaders {
+    let republication = start_retry(message, topic, None, &republish);
+    headers_for(message, &republication)
 }

@@ -15,7 +15,8 @@ use crate::{DeadLetter, Republish};
 /// Republishes `delivery` to the retry (or delay) `exchange` with `routing_key`, for another attempt
 /// ([`Republish`]: the attempt header incremented, the trace headers replaced, a PRODUCER span that is a child
 /// of the failed CONSUMER span and linked to the message's first creation), with its body, properties and other
-/// headers (of any AMQP type), and waits for the publisher confirmation when the channel is in confirm mode.
+/// headers (of any AMQP type; not `x-delivery-count`, the broker's count of the consumed delivery), and waits for
+/// the publisher confirmation when the channel is in confirm mode.
 /// The result is lapin's own; a failed publish, a `nack` or an unroutable return is also recorded on the span.
 /// The delivery is not acknowledged.
 ///
@@ -69,6 +70,10 @@ pub async fn dead_letter(
     republish_to(channel, delivery, exchange, routing_key, republication).await
 }
 
+/// The broker's count of deliveries of the consumed message (a quorum queue's): a republished message is a new
+/// one, and a classic queue would pass the stale count on for its consumer's span to read as the new one's.
+const DELIVERY_COUNT_HEADER: &str = "x-delivery-count";
+
 async fn republish_to(
     channel: &Channel,
     delivery: &Delivery,
@@ -79,7 +84,7 @@ async fn republish_to(
     let mut headers = FieldTable::default();
     if let Some(consumed) = delivery.properties.headers() {
         for (key, value) in consumed.inner() {
-            if republication.keeps(key.as_str()) {
+            if key.as_str() != DELIVERY_COUNT_HEADER && republication.keeps(key.as_str()) {
                 headers.insert(key.clone(), value.clone());
             }
         }
