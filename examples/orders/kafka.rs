@@ -70,9 +70,9 @@ async fn retry_or_dead_letter(
     producer: &FutureProducer,
     declined: CardDeclined,
 ) -> PaymentFailed<KafkaError> {
-    let timeout = Duration::from_secs(5);
-    if services::attempt(message) < services::PAYMENT_ATTEMPTS {
-        match traced::retry(producer, message, ORDER_RETRIES, Republish::new(), timeout).await {
+    let (timeout, republish) = (Duration::from_secs(5), Republish::new());
+    if republish.attempt_of(message) < services::PAYMENT_ATTEMPTS {
+        match traced::retry(producer, message, ORDER_RETRIES, republish, timeout).await {
             Ok(_) => PaymentFailed::Retried(declined),
             Err((error, _)) => PaymentFailed::NotPublished(error),
         }

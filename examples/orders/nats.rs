@@ -95,8 +95,9 @@ async fn retry_or_dead_letter(
     jetstream: &Context,
     declined: CardDeclined,
 ) -> PaymentFailed<PublishError> {
-    if services::attempt(message) < services::PAYMENT_ATTEMPTS {
-        match traced::retry_jetstream(jetstream, message, ORDER_RETRIES, Republish::new()).await {
+    let republish = Republish::new();
+    if republish.attempt_of(message) < services::PAYMENT_ATTEMPTS {
+        match traced::retry_jetstream(jetstream, message, ORDER_RETRIES, republish).await {
             Ok(_) => PaymentFailed::Retried(declined),
             Err(error) => PaymentFailed::NotPublished(error),
         }

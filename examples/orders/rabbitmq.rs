@@ -68,11 +68,10 @@ async fn retry_or_dead_letter(
     channel: &Channel,
     declined: CardDeclined,
 ) -> PaymentFailed<lapin::Error> {
-    let (republished, outcome) = if services::attempt(delivery) < services::PAYMENT_ATTEMPTS {
-        (
-            traced::retry(channel, delivery, ORDER_RETRIES, ORDER_CREATED, Republish::new()).await,
-            PaymentFailed::Retried(declined),
-        )
+    let republish = Republish::new();
+    let (republished, outcome) = if republish.attempt_of(delivery) < services::PAYMENT_ATTEMPTS {
+        let retried = traced::retry(channel, delivery, ORDER_RETRIES, ORDER_CREATED, republish).await;
+        (retried, PaymentFailed::Retried(declined))
     } else {
         let dead_letter = DeadLetter::new(services::CARD_DECLINED);
         let published = traced::dead_letter(channel, delivery, ORDER_DEAD_LETTERS, ORDER_CREATED, dead_letter).await;

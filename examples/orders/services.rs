@@ -122,16 +122,6 @@ impl<E: fmt::Display> fmt::Display for PaymentFailed<E> {
     }
 }
 
-/// Which attempt at the message this is: the number tracehop's retries write in [`tracehop::ATTEMPT_HEADER`], 1
-/// for a message no one retried.
-pub fn attempt(message: &impl tracehop::ConsumedMessage) -> i64 {
-    message
-        .headers()
-        .find_map(|(name, value)| (name == tracehop::ATTEMPT_HEADER).then_some(value).flatten())
-        .and_then(|value| std::str::from_utf8(value).ok()?.parse().ok())
-        .unwrap_or(1)
-}
-
 /// `PaymentProcessed`, as the payment service writes it.
 pub fn payment_processed(order: &Order) -> String {
     format!(r#"{{"order":"{}","status":"paid"}}"#, order.id)
