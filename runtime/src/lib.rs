@@ -80,6 +80,15 @@
 //! `clients::nats::TracedClient`, `clients::nats::TracedJetStream`) and consumers
 //! ([`clients::ConsumerTracing`]) that give them the same spans, through the same functions.
 //!
+//! ## A message's whole life
+//! A failing handler republishes its message for another attempt ([`Republish`]) or gives it up to a dead-letter
+//! destination ([`DeadLetter`]) through its broker's client helpers (`clients::kafka::retry`,
+//! `clients::rabbitmq::dead_letter`, ...): every attempt and the dead letter stay in the message's trace, linked to
+//! what they came from. Kafka commits can link the process spans of the offsets they commit
+//! (`clients::kafka::CommitLedger`), and a transaction is one span around its sends
+//! (`clients::kafka::begin_transaction`). [`LinkSampler`] keeps the spans that start a trace of their own
+//! (`parent = "link"`, replays, batches) when a producer they link to was sampled.
+//!
 //! ## Beyond spans
 //! The messaging metrics ([`metrics`], feature `metrics`; `tracehop.consumer.context` counts where traces
 //! break), exception log records (feature `logs`), settle spans around acknowledgements and commits
