@@ -172,8 +172,12 @@ async fn a_failed_settle_is_a_settle_exception_record_of_its_settle_span() {
     // `store_offset` needs `enable.auto.offset.store = false`; this consumer keeps librdkafka's default, so the
     // call fails.
     let consumer = Broker::start().consumer("settle-exception", &name);
-    let error =
-        tracehop::clients::kafka::store_offset(&consumer, &received).expect_err("the offset store is automatic");
+    // Inside a span, as in a handler: with none current the helper makes no settle span (it would be a root).
+    let tracer = opentelemetry::global::tracer("exception-logs");
+    let error = opentelemetry::trace::Tracer::in_span(&tracer, "handle", |_| {
+        tracehop::clients::kafka::store_offset(&consumer, &received)
+    })
+    .expect_err("the offset store is automatic");
 
     let settle = the_span(&spans_to(&name), SpanKind::Client);
     assert_eq!(settle.name, format!("store_offset {name}"));
