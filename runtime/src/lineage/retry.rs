@@ -87,18 +87,22 @@ impl<'a> Republish<'a> {
     /// (decimal text, or a 4- or 8-byte big-endian integer), 1 without one. Its retry is the next.
     ///
     /// ```no_run
-    /// # async fn example(producer: &rdkafka::producer::FutureProducer, message: &rdkafka::message::BorrowedMessage<'_>) {
+    /// # #[cfg(feature = "kafka")] mod example {
     /// use std::time::Duration;
+    /// use rdkafka::message::BorrowedMessage;
+    /// use rdkafka::producer::FutureProducer;
     /// use tracehop::clients::kafka;
     /// use tracehop::{DeadLetter, Republish};
     ///
-    /// let republish = Republish::new();
-    /// let timeout = Duration::from_secs(5);
-    /// let published = if republish.attempt_of(message) < 3 {
-    ///     kafka::retry(producer, message, "payments.retry", republish, timeout).await
-    /// } else {
-    ///     kafka::dead_letter(producer, message, "payments.dlq", DeadLetter::new("CardDeclined"), timeout).await
-    /// };
+    /// async fn retry_or_give_up(producer: &FutureProducer, message: &BorrowedMessage<'_>) {
+    ///     let republish = Republish::new();
+    ///     let timeout = Duration::from_secs(5);
+    ///     let published = if republish.attempt_of(message) < 3 {
+    ///         kafka::retry(producer, message, "payments.retry", republish, timeout).await
+    ///     } else {
+    ///         kafka::dead_letter(producer, message, "payments.dlq", DeadLetter::new("CardDeclined"), timeout).await
+    ///     };
+    /// }
     /// # }
     /// ```
     pub fn attempt_of<M: ConsumedMessage + ?Sized>(&self, message: &M) -> i64 {
