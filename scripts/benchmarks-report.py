@@ -140,7 +140,18 @@ say("Built with the default features (`kafka`, `rabbitmq`, `nats`). The `+metric
     "consumer and producer paths on NATS: a core message, the Kafka message's twin (the same trace, `tracestate` and "
     "headers, its key as `Nats-Msg-Id`), and a `HeaderMap` holding that id; they are held to the same floors, which "
     "describe the Kafka message (ten attributes, seven for the publish, where tracehop records eight and six on "
-    "NATS).")
+    "NATS). The `nats-jetstream-consumer-` rows are the consumer path on that twin as JetStream delivers it (an "
+    "acknowledgement subject: stream, sequences, delivery count, age, its consumer as the group). The `rabbitmq-` "
+    "rows are the consumer path on a delivery carrying the same headers, and `rabbitmq-dead-letter-consumer-` on one "
+    "RabbitMQ dead-lettered (an `x-death` header, read for recorded spans only). `retry-` is a retry republish's "
+    "span and header work (`clients::kafka::retry` up to librdkafka's send), from the consumer span of the "
+    "`consumer-` message: beside `producer-`, a plain traced publish, it is the cost of keeping the message's "
+    "lineage; `retried-consumer-` is the consumer path on a message that came through a retry (its attempt and two "
+    "lineage links read). `linked-consumer-` is a `parent = \"link\"` handler's span and `batch-consumer-` a batch "
+    "span over 8 messages (per batch): both start traces, so `-unsampled` is a sampler dropping new traces; the "
+    "`link-sampler-` rows are the consumer, linked and batch paths under `LinkSampler` over that sampler, their "
+    "producers sampled (`-sampled`) or not. `ledger-record-` is what recording a process span in a Kafka "
+    "`CommitLedger` adds to a message.")
 say("")
 say("| case | instructions | allocations | instructions vs floor | vs glue-after-sampling |")
 say("|---|---:|---:|---:|---:|")
