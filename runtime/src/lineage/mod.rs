@@ -186,17 +186,47 @@ pub(crate) fn record_lineage(
         return;
     }
     let record_attempt = handler.configured_attempt_header().is_none();
+    // Each lineage header is read once, at its first occurrence: a producer repeating one (Kafka headers may
+    // repeat) adds no second link or attribute, so what a message can make a span carry stays bounded.
+    let mut seen = 0_u16;
+    let mut first = |bit: u16| {
+        let is_first = seen & bit == 0;
+        seen |= bit;
+        is_first
+    };
     headers.visit_headers(&mut |name, value| {
         let Some(value) = value else { return };
         match name {
-            ATTEMPT_HEADER if record_attempt => attributes.add(ATTEMPT_ATTRIBUTE, whole_number(value)),
-            PREVIOUS_ATTEMPT_HEADER => push_link(links, value, PREVIOUS_ATTEMPT),
-            FAILED_PROCESS_HEADER => push_link(links, value, FAILED_PROCESS),
-            DEAD_LETTER_ORIGIN_HEADER => add_text(attributes, DEAD_LETTER_ORIGIN_ATTRIBUTE, value),
-            DEAD_LETTER_ERROR_TYPE_HEADER => add_text(attributes, DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, value),
+            ATTEMPT_HEADER if record_attempt => {
+                if first(1) {
+                    attributes.add(ATTEMPT_ATTRIBUTE, whole_number(value));
+                }
+            }
+            PREVIOUS_ATTEMPT_HEADER => {
+                if first(1 << 1) {
+                    push_link(links, value, PREVIOUS_ATTEMPT);
+                }
+            }
+            FAILED_PROCESS_HEADER => {
+                if first(1 << 2) {
+                    push_link(links, value, FAILED_PROCESS);
+                }
+            }
+            DEAD_LETTER_ORIGIN_HEADER => {
+                if first(1 << 3) {
+                    add_text(attributes, DEAD_LETTER_ORIGIN_ATTRIBUTE, value);
+                }
+            }
+            DEAD_LETTER_ERROR_TYPE_HEADER => {
+                if first(1 << 4) {
+                    add_text(attributes, DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, value);
+                }
+            }
             _ => {
                 if let Some(coordinate) = Coordinate::of_header(name) {
-                    add_text(attributes, coordinate.attribute(), value);
+                    if first(1 << (5 + coordinate as u16)) {
+                        add_text(attributes, coordinate.attribute(), value);
+                    }
                 }
             }
         }
@@ -469,6 +499,40 @@ mod tests {
 
         let other = span_context_of(b"00-11111111111111111111111111111111-2222222222222222-01").expect("valid");
         assert_eq!(crate::w3c::scanned_lineage(&other), None, "another message's: not known, so looked at");
+    }
+
+    #[test]
+    fn a_repeated_lineage_header_is_read_once_at_its_first_occurrence() {
+        static HANDLER: Handler = Handler::consumer("lineage::tests::repeated");
+        crate::install_propagator();
+        let previous = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        let ignored = "00-0af7651916cd43dd8448eb211c80319c-1111111111111111-01";
+        let repeated = Frame(vec![
+            ("traceparent", TRACEPARENT.as_bytes()),
+            (ATTEMPT_HEADER, &b"2"[..]),
+            (ATTEMPT_HEADER, &b"7"[..]),
+            (PREVIOUS_ATTEMPT_HEADER, previous.as_bytes()),
+            (PREVIOUS_ATTEMPT_HEADER, ignored.as_bytes()),
+            (PREVIOUS_ATTEMPT_HEADER, ignored.as_bytes()),
+            (DEAD_LETTER_ORIGIN_HEADER, &b"payments"[..]),
+            (DEAD_LETTER_ORIGIN_HEADER, &b"elsewhere"[..]),
+            ("tracehop-dead-letter-offset", &b"3"[..]),
+            ("tracehop-dead-letter-offset", &b"4"[..]),
+        ]);
+        let crate::IncomingContext::Continued(context, _) = crate::extract_context(&repeated) else { panic!() };
+        let (mut attributes, mut links) = (SpanAttributes::with_capacity(4), Vec::new());
+        record_lineage(&HANDLER, Some(&context), Some(&repeated), &mut attributes, &mut links);
+
+        assert_eq!(
+            attributes.into_inner(),
+            vec![
+                KeyValue::new(ATTEMPT_ATTRIBUTE, 2_i64),
+                KeyValue::new(DEAD_LETTER_ORIGIN_ATTRIBUTE, "payments"),
+                KeyValue::new("tracehop.dead_letter.origin.offset", "3"),
+            ]
+        );
+        let linked: Vec<String> = links.iter().map(|link| link.span_context.span_id().to_string()).collect();
+        assert_eq!(linked, vec!["00f067aa0ba902b7"]);
     }
 
     #[test]
