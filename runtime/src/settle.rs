@@ -60,7 +60,7 @@ static SETTLE: Handler = Handler::consumer("tracehop::settle");
 /// ([`Settlement::operation_name`]), the destination and the message's identity (partition and offset, or message
 /// id and delivery tag). A failed call marks it failed (status Error, `error.type`, an `exception` event). With the
 /// `metrics` feature, its duration goes to `messaging.client.operation.duration`; with the `logs` feature, a
-/// failure is also the conventions' `messaging.settle.exception` log record ([`logs`](crate::logs)).
+/// failure is also the conventions' `messaging.settle.exception` log record (`tracehop::logs`).
 ///
 /// The broker helpers (`tracehop::clients::kafka::commit_message`, `tracehop::clients::rabbitmq::ack`, ...) are
 /// built on it; use it directly for another settle call.

@@ -122,7 +122,7 @@ impl MessageSpan {
     /// Marks the span as failed: status Error with `message`, `error.type = error_type`, and an `exception`
     /// event. Nothing is formatted when the span is not recorded. With the `logs` feature, the failure is also
     /// the conventions' `messaging.process.exception` (a consumer) or `messaging.send.exception` (a producer)
-    /// log record ([`logs`](crate::logs)).
+    /// log record (`tracehop::logs`).
     pub fn record_error(&self, error_type: &'static str, message: &dyn Display) {
         // The metrics see every failure, recorded span or not.
         self.measurement.fail(error_type);
