@@ -21,7 +21,6 @@ use rdkafka::producer::{
     ProducerContext, ThreadedProducer,
 };
 use rdkafka::statistics::Statistics;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::IntoOpaque;
 use rdkafka::util::{AsyncRuntime, DefaultRuntime, Timeout};
 use rdkafka::{ClientConfig, ClientContext, Message};
@@ -501,8 +500,7 @@ where
     M: Message + MessageFacts,
 {
     let commit = || {
-        let mut offsets = TopicPartitionList::with_capacity(1);
-        offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+        let offsets = super::commit::offset_after(message)?;
         consumer.commit(&offsets, mode)
     };
     if !Context::map_current(Context::has_active_span) {

@@ -276,8 +276,7 @@ impl CommitLedger {
         C: Consumer<X> + ?Sized,
         M: Message,
     {
-        let mut offsets = TopicPartitionList::with_capacity(1);
-        offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+        let offsets = offset_after(message)?;
         let target = CommitTarget::of_message(message);
         self.traced(Settlement::Commit, target, &offsets, None, || consumer.commit(&offsets, mode))
     }
@@ -334,8 +333,7 @@ impl CommitLedger {
         C: Consumer<X> + ?Sized,
         M: Message,
     {
-        let mut offsets = TopicPartitionList::with_capacity(1);
-        offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+        let offsets = offset_after(message)?;
         let target = CommitTarget::of_message(message);
         // `store_offset` stores the offset after the given one, as `store_offset_from_message` does.
         self.traced(Settlement::StoreOffset, target, &offsets, None, || {
@@ -478,6 +476,14 @@ impl Accounted {
         let (_, newest) = self.handled.last()?;
         Some(Context::new().with_remote_span_context(Self::span_context(newest)))
     }
+}
+
+/// The offset list that commits (or stores) `message`: its partition at the offset after it, where the group
+/// resumes.
+pub(super) fn offset_after<M: Message + ?Sized>(message: &M) -> KafkaResult<TopicPartitionList> {
+    let mut offsets = TopicPartitionList::with_capacity(1);
+    offsets.add_partition_offset(message.topic(), message.partition(), Offset::Offset(message.offset() + 1))?;
+    Ok(offsets)
 }
 
 /// Where a commit goes, as its span describes it.
