@@ -18,8 +18,8 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
     QueueDeclareOptions,
 };
-use lapin::PublisherConfirm;
 use lapin::types::{AMQPValue, FieldTable};
+use lapin::PublisherConfirm;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceContextExt};
 use opentelemetry::Value;
@@ -30,7 +30,7 @@ use tokio::sync::{oneshot, watch};
 const MESSAGES: usize = 3_000;
 /// How many unacknowledged deliveries each consumer may hold.
 const PREFETCH: u16 = 50;
-/// After how many of its handlings the consumer on the leader's node stops acknowledging and the node is stopped.
+/// After how many of its handlings each consumer pauses while the leader's node is stopped ([`Pause`]).
 const HANDLED_BEFORE_THE_STOP: usize = 300;
 
 /// The cluster `scripts/rabbitmq-cluster` started, from the environment it gives the test.
@@ -209,7 +209,14 @@ struct Pause {
 /// A consumer as a user writes one: it connects to `urls[first]`, consumes `queue` with a prefetch and
 /// acknowledges each delivery after handling it; when its connection or channel fails or its consumer is
 /// cancelled, it connects to the next node that answers and consumes again. Returns once every message is handled.
-async fn consume(consumer: usize, urls: Vec<String>, first: usize, queue: String, run: Arc<Run>, mut pause: Option<Pause>) {
+async fn consume(
+    consumer: usize,
+    urls: Vec<String>,
+    first: usize,
+    queue: String,
+    run: Arc<Run>,
+    mut pause: Option<Pause>,
+) {
     let mut all_handled = run.all_handled.subscribe();
     let mut next_node = first;
     let mut handled = 0;
@@ -430,7 +437,10 @@ async fn a_quorum_queue_s_leader_node_stopped_mid_run_costs_no_message_and_no_tr
 
     // The delivery held unacknowledged when its node stopped came back, to a consumer on a live node.
     let held_handlings = &by_index[&held];
-    assert!(held_handlings.len() >= 2, "message {held}, unacknowledged at the stop, is handled again: {held_handlings:?}");
+    assert!(
+        held_handlings.len() >= 2,
+        "message {held}, unacknowledged at the stop, is handled again: {held_handlings:?}"
+    );
     assert_eq!((held_handlings[0].consumer, held_handlings[0].node), (0, leader), "message {held}: {held_handlings:?}");
     assert!(held_handlings[1].redelivered, "message {held}'s next handling is a redelivery: {held_handlings:?}");
     assert_ne!(held_handlings[1].node, leader, "message {held} comes back on a live node: {held_handlings:?}");
@@ -455,7 +465,10 @@ async fn a_quorum_queue_s_leader_node_stopped_mid_run_costs_no_message_and_no_tr
         after.first().map(|handling| handling.at - stopped_at),
         after.last().map(|handling| handling.at - stopped_at),
     );
-    assert!(by_consumer_after(1) > 0, "the consumer on the other node handles messages after the leader's node stopped");
+    assert!(
+        by_consumer_after(1) > 0,
+        "the consumer on the other node handles messages after the leader's node stopped"
+    );
     // Both consumed on the node they were given; the one on the stopped node again on another.
     assert_eq!(consumes.iter().filter(|(consumer, _)| *consumer == 0).map(|(_, node)| *node).next(), Some(leader));
     assert_eq!(consumes.iter().filter(|(consumer, _)| *consumer == 1).map(|(_, node)| *node).next(), Some(other));
