@@ -450,10 +450,14 @@ async fn a_quorum_queue_s_leader_node_stopped_mid_run_costs_no_message_and_no_tr
     let twice = by_index.values().filter(|handlings| handlings.len() > 1).count();
     let after: Vec<&Handling> = handlings.iter().filter(|handling| handling.at > stopped_at).collect();
     let by_consumer_after = |consumer| after.iter().filter(|handling| handling.consumer == consumer).count();
+    let mut delivery_counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for count in handlings.iter().filter_map(|handling| handling.delivery_count) {
+        *delivery_counts.entry(count).or_default() += 1;
+    }
     eprintln!(
         "rabbitmq_cluster: {MESSAGES} messages, {} handlings ({handled_before_the_stop} before the stop began, {} after \
-         the node was down: {} by consumer 1, {} by consumer 0 reconnected), {redelivered} redelivered, {twice} \
-         handled more than once; leader node {} -> {}; stop_app took {:?}; after it, the first handling came {:?} and \
+         the node was down: {} by consumer 1, {} by consumer 0 reconnected), {redelivered} redelivered (handlings by \
+         x-delivery-count: {delivery_counts:?}), {twice} handled more than once; leader node {} -> {}; stop_app took {:?}; after it, the first handling came {:?} and \
          the last {:?} later; consumes (consumer, node): {consumes:?}",
         handlings.len(),
         after.len(),
