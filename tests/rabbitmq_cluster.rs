@@ -455,11 +455,11 @@ async fn a_quorum_queue_s_leader_node_stopped_mid_run_costs_no_message_and_no_tr
         *delivery_counts.entry(count).or_default() += 1;
     }
     eprintln!(
-        "rabbitmq_cluster: {MESSAGES} messages, {} handlings ({handled_before_the_stop} before the stop began, {} \
-         after the node was down: {} by consumer 1, {} by consumer 0 reconnected), {redelivered} redelivered (handlings by \
-         x-delivery-count: {delivery_counts:?}), {twice} handled more than once; leader node {} -> {}; stop_app \
-         took {:?}; after it, the first handling came {:?} and the last {:?} later; consumes (consumer, node): \
-         {consumes:?}",
+        "rabbitmq_cluster: {MESSAGES} messages, {} handlings ({handled_before_the_stop} before the stop began, \
+         {} after the node was down: {} by consumer 1, {} by consumer 0 reconnected), {redelivered} redelivered \
+         (handlings by x-delivery-count: {delivery_counts:?}), {twice} handled more than once; leader node {} -> {}; \
+         stop_app took {:?}; after it, the first handling came {:?} and the last {:?} later; consumes (consumer, \
+         node): {consumes:?}",
         handlings.len(),
         after.len(),
         by_consumer_after(1),
