@@ -39,7 +39,7 @@ const PARTITIONS: i32 = 6;
 /// The first consumer hangs in the handler of its next message after handling this many, and is killed.
 const HANG_AFTER: usize = 200;
 /// How long the run may take to make progress before the test gives up and says where it stood.
-const PATIENCE: Duration = Duration::from_secs(120);
+const PATIENCE: Duration = Duration::from_secs(40);
 
 /// One span as the collector received it, with the `service.instance.id` of the process that sent it.
 #[derive(Clone, Debug)]
@@ -114,6 +114,8 @@ fn spans_of(request: &HttpRequest) -> Vec<Received> {
 enum Step {
     /// It handled (and committed asynchronously) the message with this key, at this partition and offset.
     Handled { key: String, partition: i32, offset: i64 },
+    /// It was given these partitions in a rebalance.
+    Assigned(Vec<i32>),
     /// It gave these partitions up in a rebalance (after committing its position on them).
     Revoked(Vec<i32>),
     /// It hangs in the handler of this message.
@@ -122,8 +124,8 @@ enum Step {
     Stopped,
     /// It exported its last spans, and ends.
     Exported,
-    /// Anything else (assignments, the final export).
-    Other,
+    /// Anything else: a commit that failed, say.
+    Other(String),
 }
 
 fn step(line: &str) -> Step {
@@ -135,11 +137,12 @@ fn step(line: &str) -> Step {
             partition: partition.parse().expect("a partition"),
             offset: offset.parse().expect("an offset"),
         },
+        ["assigned", partitions @ ..] => Step::Assigned(partitions.iter().filter_map(partition_of).collect()),
         ["revoked", partitions @ ..] => Step::Revoked(partitions.iter().filter_map(partition_of).collect()),
         ["hanging", key, ..] => Step::Hanging { key: (*key).to_owned() },
         ["stopped", ..] => Step::Stopped,
         ["exported"] => Step::Exported,
-        _ => Step::Other,
+        _ => Step::Other(line.to_owned()),
     }
 }
 
@@ -227,6 +230,7 @@ impl Run {
                     assert!(status.success(), "{instance} ended early, with {status}, while waiting until {what}");
                 }
             }
+            if Instant::now() >= deadline { std::fs::write("/tmp/group-steps.txt", format!("{:#?}", self.steps)).unwrap(); } // DEBUG
             assert!(
                 Instant::now() < deadline,
                 "no progress in {PATIENCE:?} while waiting until {what}: {} of {MESSAGES} messages handled, {} spans \
@@ -250,6 +254,25 @@ impl Run {
         let (child, _) = self.processes.get_mut(instance).expect("a process this run started");
         let status = child.wait().expect("the process's status");
         assert!(status.success(), "{instance} stops cleanly when asked to, but ended with {status}");
+    }
+
+    /// The partitions `instance` has now, as far as it has said: none while it is rebalancing.
+    fn assignment(&self, instance: &str) -> Option<&[i32]> {
+        match self.steps[instance].iter().rev().find(|step| matches!(step, Step::Assigned(_) | Step::Revoked(_)))? {
+            Step::Assigned(partitions) => Some(partitions),
+            _ => None,
+        }
+    }
+
+    /// Whether `instances` hold every partition between them, each at least one and none twice, as far as they
+    /// have said.
+    fn share_every_partition(&self, instances: &[&str]) -> bool {
+        let assigned: Vec<&[i32]> = instances.iter().filter_map(|instance| self.assignment(instance)).collect();
+        let partitions: BTreeSet<i32> = assigned.iter().flat_map(|partitions| partitions.iter().copied()).collect();
+        assigned.len() == instances.len()
+            && assigned.iter().all(|partitions| !partitions.is_empty())
+            && partitions.len() == PARTITIONS as usize
+            && assigned.iter().map(|partitions| partitions.len()).sum::<usize>() == PARTITIONS as usize
     }
 
     fn handled_by(&self, instance: &str) -> Vec<String> {
@@ -296,6 +319,11 @@ fn every_message_stays_in_its_producers_trace_across_consumer_processes_a_kill_a
     run.start_consumer("consumer-1", Some(HANG_AFTER));
     run.start_consumer("consumer-2", None);
     run.start_consumer("consumer-3", None);
+    // Publishing starts once the group has settled, every partition with one of the three: else the first to
+    // join could take every message before the others have any partition.
+    run.wait_until("the three consumers share the partitions", |run| {
+        run.share_every_partition(&["consumer-1", "consumer-2", "consumer-3"])
+    });
     let (bootstrap, count) = (run.bootstrap.clone(), MESSAGES.to_string());
     run.start("producer", &["produce", &bootstrap, &topic, &count]);
 
@@ -325,6 +353,15 @@ fn every_message_stays_in_its_producers_trace_across_consumer_processes_a_kill_a
     killed.kill().expect("SIGKILL reaches consumer-1");
     killed.wait().expect("consumer-1 is gone");
     let killed_at = run.handled.len();
+    // The fourth consumer joins once the group has rebalanced without the killed one. Joining at once (within the
+    // session timeout of the killed one) works on librdkafka's mock cluster, but tansu 0.6 then can leave a
+    // partition to nobody: the killed member, still known when the rebalance started, gets its share of the
+    // assignment, and is then dropped from the forming group without another rebalance
+    // (`Inner<O, Forming>::missed_heartbeat`, whose answer its caller ignores), so no message of that partition is
+    // handled again.
+    run.wait_until("consumer-2 and consumer-3 share the partitions without consumer-1", |run| {
+        run.share_every_partition(&["consumer-2", "consumer-3"])
+    });
     run.start_consumer("consumer-4", None);
 
     run.wait_until("every message is handled", |run| run.handled.len() == MESSAGES);
@@ -391,8 +428,8 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
             producer.describe(),
         );
         let where_said = said.get(&(span.instance.as_str(), key)).map(Vec::as_slice).unwrap_or_default();
-        let [(partition, offset)] = where_said else {
-            panic!("{}: {} said it handled message {key} once, but said {where_said:?}", span.describe(), span.instance)
+        let Some((partition, offset)) = where_said.first() else {
+            panic!("{}: {} never said it handled message {key}", span.describe(), span.instance)
         };
         let want = [
             ("code.function.name", ProtoValue::StringValue("kafka_group_worker::handle".into())),
@@ -411,6 +448,11 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
             assert_eq!(span.attribute(name), Some(&value), "{}: {name} of message {key}", span.describe());
         }
         handlings.entry(key).or_default().push(span);
+    }
+    for ((instance, key), places) in &said {
+        assert!(places.iter().all(|place| *place == places[0]), "{instance} read message {key} at one place: {places:?}");
+        let spans = handlings.get(key).map_or(0, |spans| spans.iter().filter(|span| span.instance == *instance).count());
+        assert_eq!(spans, places.len(), "{instance} said it handled message {key} at {places:?}, each in a span");
     }
     let unhandled: Vec<&String> = published.iter().filter(|key| !handlings.contains_key(key.as_str())).collect();
     assert!(unhandled.is_empty(), "every message has at least one CONSUMER span; these have none: {unhandled:?}");
@@ -453,7 +495,8 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
     }
     assert_eq!(traces.len(), MESSAGES, "one trace per message");
 
-    // Duplicates: only where a process was killed or lost the message's partition after handling it.
+    // Duplicates: only where a process was killed or lost the message's partition after handling it (the same
+    // process may then be given the partition back, and read the message again).
     let mut duplicates = 0;
     for (key, handled) in &handlings {
         if handled.len() == 1 {
@@ -461,20 +504,33 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
         }
         duplicates += handled.len() - 1;
         let instances: BTreeSet<&str> = handled.iter().map(|span| span.instance.as_str()).collect();
-        assert_eq!(instances.len(), handled.len(), "message {key} is handled twice only by two processes: {instances:?}");
         let explained = instances.iter().any(|instance| {
             *instance == "consumer-1" || lost_partition_after_handling(&run.steps[*instance], key)
         });
         assert!(
             explained,
-            "message {key} was handled by {instances:?}, none of which was killed or lost its partition in a \
-             rebalance after handling it: a duplicate nothing explains"
+            "message {key} was handled {} times, by {instances:?}, none of which was killed or lost its partition in a \
+             rebalance after handling it: a duplicate nothing explains",
+            handled.len()
         );
     }
     // The handling cut short by the kill never ended, so its span is nowhere; another process handled it.
     let hung_handlers: Vec<&str> = handlings[hung].iter().map(|span| span.instance.as_str()).collect();
     assert!(!hung_handlers.contains(&"consumer-1"), "the span of the handling the kill cut short never ended");
-    eprintln!("{duplicates} duplicate handlings; the message consumer-1 hung on was handled by {hung_handlers:?}");
+    let failed_commits: Vec<&String> = run
+        .steps
+        .values()
+        .flatten()
+        .filter_map(|step| match step {
+            Step::Other(line) => Some(line),
+            _ => None,
+        })
+        .filter(|line| line.starts_with("commit failed"))
+        .collect();
+    eprintln!(
+        "{duplicates} duplicate handlings; the message consumer-1 hung on was handled by {hung_handlers:?}; \
+         commits refused at a revocation: {failed_commits:?}"
+    );
 }
 
 /// Whether a process handled message `key` and later gave its partition up in a rebalance.
