@@ -3,13 +3,14 @@
 //! traced consumer in a consumer group that commits each message after handling it.
 //!
 //! ```text
-//! kafka-group-worker produce BOOTSTRAP TOPIC COUNT
+//! kafka-group-worker produce BOOTSTRAP TOPIC COUNT [PROPERTY=VALUE ...]
 //! kafka-group-worker consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]
 //! ```
 //!
 //! `produce` publishes COUNT messages, keyed and carrying their index (`0`, `1`, ...), each from a
 //! `#[traced_producer]` function of its own (so each is the root of a trace of its own), waits for every delivery,
-//! shuts the tracer provider down (every span exported) and prints `published COUNT`.
+//! shuts the tracer provider down (every span exported) and prints `published COUNT`. Each PROPERTY=VALUE is set
+//! on the producer's librdkafka configuration.
 //!
 //! `consume` joins GROUP on TOPIC and handles each message inside its CONSUMER span (tracehop's
 //! `ConsumerTracing` over the consumer's stream, the group named at run time), committing the offset after it from
@@ -51,12 +52,18 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let telemetry = tracehop::init()?;
     match arguments.as_slice() {
-        ["produce", bootstrap, topic, count] => produce(bootstrap, topic, count.parse()?).await?,
+        ["produce", bootstrap, topic, count, properties @ ..] => {
+            produce(bootstrap, topic, count.parse()?, properties).await?
+        }
         ["consume", bootstrap, topic, group] => consume(bootstrap, topic, group, None).await?,
         ["consume", bootstrap, topic, group, hang_after] => {
             consume(bootstrap, topic, group, Some(hang_after.parse()?)).await?
         }
-        _ => return Err(format!("usage: {} produce BOOTSTRAP TOPIC COUNT | consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]", env!("CARGO_BIN_NAME")).into()),
+        _ => return Err(format!(
+            "usage: {} produce BOOTSTRAP TOPIC COUNT [PROPERTY=VALUE ...] | consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]",
+            env!("CARGO_BIN_NAME")
+        )
+        .into()),
     }
     // Every span exported before the process says it is done.
     telemetry.shutdown()?;
@@ -76,8 +83,14 @@ async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) 
     producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(error, _)| error)
 }
 
-async fn produce(bootstrap: &str, topic: &str, count: usize) -> Result<(), Box<dyn Error>> {
-    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create()?;
+async fn produce(bootstrap: &str, topic: &str, count: usize, properties: &[&str]) -> Result<(), Box<dyn Error>> {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for property in properties {
+        let (name, value) = property.split_once('=').ok_or_else(|| format!("{property}: not PROPERTY=VALUE"))?;
+        config.set(name, value);
+    }
+    let producer: FutureProducer = config.create()?;
     // All at once, each in a task of its own: no publish is the child of another, and librdkafka batches them.
     let publishes: Vec<_> = (0..count)
         .map(|index| {
