@@ -1,8 +1,9 @@
 //! Many processes, one consumer group, and every message still in its producer's trace.
 //!
-//! A producer process publishes thousands of traced messages to a topic of several partitions; consumer processes
-//! of one group handle them, each committing after handling; one consumer is killed (SIGKILL) mid-run and another
-//! started, so partitions move between processes. Every process exports its spans over OTLP/HTTP to one collector
+//! Producer processes publish thousands of traced messages to a topic of several partitions; consumer processes of
+//! one group handle them, each committing after handling; one consumer is killed (SIGKILL) mid-run and another
+//! started, so partitions move between processes (the second producer starts once the fourth consumer has joined,
+//! so that it has messages to handle). Every process exports its spans over OTLP/HTTP to one collector
 //! on loopback, as a deployment would, and the test assembles the traces from what it received. The processes are
 //! `kafka-group-worker` (`tests/processes/kafka_group_worker.rs`), a service written with tracehop's public API
 //! only. The broker is the suite's (`suite::Broker`): librdkafka's mock cluster in this process, reached over
@@ -34,8 +35,10 @@ use rdkafka::producer::Producer as _;
 use suite::HttpRequest;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_kafka-group-worker");
-/// Messages published.
+/// Messages published: the first producer publishes those below [`FIRST_PRODUCER`], the second, once the fourth
+/// consumer has joined, the rest.
 const MESSAGES: usize = 3_000;
+const FIRST_PRODUCER: usize = 2_000;
 const PARTITIONS: i32 = 6;
 /// The first consumer hangs in the handler of its next message after handling this many, and is killed.
 const HANG_AFTER: usize = 200;
@@ -200,6 +203,20 @@ impl Run {
         self.steps.insert(instance.to_owned(), Vec::new());
     }
 
+    /// Starts a producer publishing the messages `indexes`.
+    fn start_producer(&mut self, instance: &str, broker: &suite::Broker, indexes: std::ops::Range<usize>) {
+        let (bootstrap, topic, range) = (self.bootstrap.clone(), self.topic.clone(), format!("{indexes:?}"));
+        let mut arguments = vec!["produce", &bootstrap, &topic, &range];
+        if !broker.is_mock() {
+            // One message per record batch on tansu: tansu 0.6 answers a fetch from an offset inside a record
+            // batch with the batches after it, so a consumer resuming at a committed offset inside a batch (where
+            // the killed consumer stopped) would never see the rest of that batch. The mock cluster gets
+            // librdkafka's batches, and resumes inside them.
+            arguments.push("batch.num.messages=1");
+        }
+        self.start(instance, &arguments);
+    }
+
     fn start_consumer(&mut self, instance: &str, hang_after: Option<usize>) {
         let (bootstrap, topic, group) = (self.bootstrap.clone(), self.topic.clone(), self.group.clone());
         let hang_after = hang_after.map(|count| count.to_string());
@@ -332,16 +349,7 @@ fn every_message_stays_in_its_producers_trace_across_consumer_processes_a_kill_a
     run.wait_until("the three consumers share the partitions", |run| {
         run.share_every_partition(&["consumer-1", "consumer-2", "consumer-3"])
     });
-    let (bootstrap, count) = (run.bootstrap.clone(), MESSAGES.to_string());
-    let mut producing = vec!["produce", &bootstrap, &topic, &count];
-    if !broker.is_mock() {
-        // One message per record batch on tansu: tansu 0.6 answers a fetch from an offset inside a record batch
-        // with the batches after it, so a consumer resuming at a committed offset inside a batch (where the
-        // killed consumer stopped) would never see the rest of that batch. The mock cluster gets librdkafka's
-        // batches, and resumes inside them.
-        producing.push("batch.num.messages=1");
-    }
-    run.start("producer", &producing);
+    run.start_producer("producer-1", &broker, 0..FIRST_PRODUCER);
 
     // The first consumer hangs; once the collector has the span of everything it handled, it is killed.
     run.wait_until("consumer-1 hangs in a handler", |run| {
@@ -375,21 +383,31 @@ fn every_message_stays_in_its_producers_trace_across_consumer_processes_a_kill_a
     // from the forming group without another rebalance (`Inner<O, Forming>::missed_heartbeat`, whose answer its
     // caller ignores), so no message of that partition is handled again. Nor does tansu rebalance when it drops a
     // member of a formed group: the fourth consumer's join is what hands the killed one's partitions on there.
+    // The mock cluster rebalances when the session ends, but lists no group's members; tansu lists them.
     let observer = broker.producer();
     run.wait_until("the broker has dropped consumer-1 from the group", |run| {
         let groups = observer.client().fetch_group_list(Some(&run.group), Duration::from_secs(5));
-        groups.is_ok_and(|groups| groups.groups().iter().all(|group| group.members().len() == 2))
+        run.share_every_partition(&["consumer-2", "consumer-3"])
+            || groups.is_ok_and(|groups| matches!(groups.groups(), [group] if group.members().len() == 2))
     });
     run.start_consumer("consumer-4", None);
+    // The rest once the fourth has partitions: it handles some of them, and so do the others.
+    run.wait_until("consumer-2, consumer-3 and consumer-4 share the partitions", |run| {
+        run.share_every_partition(&["consumer-2", "consumer-3", "consumer-4"])
+    });
+    run.start_producer("producer-2", &broker, FIRST_PRODUCER..MESSAGES);
 
     run.wait_until("every message is handled", |run| run.handled.len() == MESSAGES);
     let handled_in = run.started.elapsed();
+    assert!(!run.handled_by("consumer-4").is_empty(), "consumer-4, started mid-run, handles messages too");
     for instance in ["consumer-2", "consumer-3", "consumer-4"] {
         run.stop(instance);
     }
-    let (producer, _) = run.processes.get_mut("producer").expect("the producer");
-    let status = producer.wait().expect("the producer's status");
-    assert!(status.success(), "the producer publishes {MESSAGES} messages and exits cleanly, but ended with {status}");
+    for instance in ["producer-1", "producer-2"] {
+        let (producer, _) = run.processes.get_mut(instance).expect("a producer");
+        let status = producer.wait().expect("the producer's status");
+        assert!(status.success(), "{instance} publishes its messages and exits cleanly, but ended with {status}");
+    }
     // Every process has exited after its last export was answered, and the collector hands a request over before
     // answering it: everything sent is here.
     let requests: Vec<HttpRequest> = run.collector.try_iter().collect();
@@ -413,10 +431,12 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
     let mut producers: BTreeMap<&str, &Received> = BTreeMap::new();
     for span in spans.iter().filter(|span| span.kind == SpanKind::Producer as i32) {
         assert_eq!(span.name, format!("send {topic}"), "{}: the PRODUCER span's name", span.describe());
-        assert_eq!(span.instance, "producer", "{}: only the producer publishes", span.describe());
         assert!(span.parent_span_id.is_empty(), "{}: each publish starts a trace of its own", span.describe());
         let key =
             span.key().unwrap_or_else(|| panic!("{}: the PRODUCER span names its message's key", span.describe()));
+        let index: usize = key.parse().expect("a message's index");
+        let publisher = if index < FIRST_PRODUCER { "producer-1" } else { "producer-2" };
+        assert_eq!(span.instance, publisher, "{}: who published message {key}", span.describe());
         assert!(producers.insert(key, span).is_none(), "message {key} has one PRODUCER span");
     }
     let published: BTreeSet<String> = (0..MESSAGES).map(|index| index.to_string()).collect();

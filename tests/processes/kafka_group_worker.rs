@@ -3,13 +3,13 @@
 //! traced consumer in a consumer group that commits each message after handling it.
 //!
 //! ```text
-//! kafka-group-worker produce BOOTSTRAP TOPIC COUNT [PROPERTY=VALUE ...]
+//! kafka-group-worker produce BOOTSTRAP TOPIC FIRST..END [PROPERTY=VALUE ...]
 //! kafka-group-worker consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]
 //! ```
 //!
-//! `produce` publishes COUNT messages, keyed and carrying their index (`0`, `1`, ...), each from a
+//! `produce` publishes the messages FIRST to END (exclusive), keyed and carrying their index, each from a
 //! `#[traced_producer]` function of its own (so each is the root of a trace of its own), waits for every delivery,
-//! shuts the tracer provider down (every span exported) and prints `published COUNT`. Each PROPERTY=VALUE is set
+//! shuts the tracer provider down (every span exported) and prints `published FIRST..END`. Each PROPERTY=VALUE is set
 //! on the producer's librdkafka configuration.
 //!
 //! `consume` joins GROUP on TOPIC and handles each message inside its CONSUMER span (tracehop's
@@ -52,15 +52,16 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
     let telemetry = tracehop::init()?;
     match arguments.as_slice() {
-        ["produce", bootstrap, topic, count, properties @ ..] => {
-            produce(bootstrap, topic, count.parse()?, properties).await?
+        ["produce", bootstrap, topic, range, properties @ ..] => {
+            let (first, end) = range.split_once("..").ok_or_else(|| format!("{range}: not FIRST..END"))?;
+            produce(bootstrap, topic, first.parse()?..end.parse()?, properties).await?
         }
         ["consume", bootstrap, topic, group] => consume(bootstrap, topic, group, None).await?,
         ["consume", bootstrap, topic, group, hang_after] => {
             consume(bootstrap, topic, group, Some(hang_after.parse()?)).await?
         }
         _ => return Err(format!(
-            "usage: {} produce BOOTSTRAP TOPIC COUNT [PROPERTY=VALUE ...] | consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]",
+            "usage: {} produce BOOTSTRAP TOPIC FIRST..END [PROPERTY=VALUE ...] | consume BOOTSTRAP TOPIC GROUP [HANG_AFTER]",
             env!("CARGO_BIN_NAME")
         )
         .into()),
@@ -83,7 +84,12 @@ async fn publish(producer: &FutureProducer, record: FutureRecord<'_, str, str>) 
     producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(error, _)| error)
 }
 
-async fn produce(bootstrap: &str, topic: &str, count: usize, properties: &[&str]) -> Result<(), Box<dyn Error>> {
+async fn produce(
+    bootstrap: &str,
+    topic: &str,
+    indexes: std::ops::Range<usize>,
+    properties: &[&str],
+) -> Result<(), Box<dyn Error>> {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", bootstrap);
     for property in properties {
@@ -92,7 +98,8 @@ async fn produce(bootstrap: &str, topic: &str, count: usize, properties: &[&str]
     }
     let producer: FutureProducer = config.create()?;
     // All at once, each in a task of its own: no publish is the child of another, and librdkafka batches them.
-    let publishes: Vec<_> = (0..count)
+    let publishes: Vec<_> = indexes
+        .clone()
         .map(|index| {
             let (producer, topic) = (producer.clone(), topic.to_owned());
             tokio::spawn(async move {
@@ -105,7 +112,7 @@ async fn produce(bootstrap: &str, topic: &str, count: usize, properties: &[&str]
         published.await??;
     }
     producer.flush(Duration::from_secs(30))?;
-    say(format_args!("published {count}"));
+    say(format_args!("published {indexes:?}"));
     Ok(())
 }
 
