@@ -150,6 +150,9 @@ fn step(line: &str) -> Step {
     }
 }
 
+/// A line a worker printed, after the name of the worker.
+type Line = (String, String);
+
 /// The worker processes, the lines they print and the spans the collector received.
 struct Run {
     topic: String,
@@ -157,7 +160,7 @@ struct Run {
     bootstrap: String,
     endpoint: String,
     collector: Receiver<HttpRequest>,
-    lines: (Sender<(String, String)>, Receiver<(String, String)>),
+    lines: (Sender<Line>, Receiver<Line>),
     processes: BTreeMap<String, (Child, Option<ChildStdin>)>,
     steps: BTreeMap<String, Vec<Step>>,
     handled: BTreeSet<String>,
