@@ -17,9 +17,11 @@
 //! inside that span (`tracehop::clients::kafka::commit_message`, asynchronous: the next message does not wait for
 //! the broker). On stdout, one line per step, for the test to follow:
 //! `assigned TOPIC/PARTITION ...`, `revoked TOPIC/PARTITION ...`, `handled KEY PARTITION OFFSET COUNT`,
-//! `hanging KEY PARTITION OFFSET`, `stopped COUNT`. When partitions are revoked it first commits, synchronously,
-//! the position of every partition it had (what it handled and committed asynchronously so far), so the consumer
-//! taking them over starts after the last message handled here: tracehop commits nothing on its own.
+//! `hanging KEY PARTITION OFFSET`, `stopped COUNT`, `commit failed: ERROR`, and `exported` once its last spans
+//! are out. When partitions are revoked it first commits, synchronously, the position of every partition it had
+//! (what it handled and committed asynchronously so far), so the consumer taking them over starts after the last
+//! message handled here: tracehop commits nothing on its own. The broker may refuse that commit (a rebalance
+//! already under way): the next owner then reads again what was handled here since the last commit that counted.
 //! With HANG_AFTER, the message after the first HANG_AFTER hangs forever in its handler (its span never ends):
 //! a stuck service, which the test then kills.
 //!
