@@ -10,9 +10,9 @@
 //! loopback by the workers, or tansu at `TRACEHOP_KAFKA_BOOTSTRAP`.
 //!
 //! Kafka marks no redelivery: a consumer reading a message again after a rebalance cannot tell, so no span says
-//! so. What the test holds a duplicate to is where it can come from: a message handled twice was handled by two
-//! processes, one of which was killed or lost the message's partition in a rebalance after handling it, before its
-//! commit counted.
+//! so. What the test holds a duplicate to is where it can come from: of the processes that handled a message more
+//! than once, one was killed, or lost the message's partition in a rebalance after handling it, before its commit
+//! counted (and may have been given the partition back, and read the message again itself).
 //!
 //! The consumer killed is one that hangs in a handler (a stuck service, killed as a supervisor would kill it), and
 //! it is killed once the collector has the spans of everything it handled: a process killed with SIGKILL loses the
@@ -577,8 +577,8 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
         .filter(|line| line.starts_with("commit failed"))
         .collect();
     eprintln!(
-        "{duplicates} duplicate handlings ({after_the_kill} of messages consumer-1 had handled); the message consumer-1 hung on was handled by {hung_handlers:?}; \
-         commits refused at a revocation: {failed_commits:?}"
+        "{duplicates} duplicate handlings ({after_the_kill} of messages consumer-1 had handled); the message \
+         consumer-1 hung on was handled by {hung_handlers:?}; commits refused at a revocation: {failed_commits:?}"
     );
 }
 
