@@ -578,7 +578,7 @@ fn assert_traces(run: &Run, spans: &[Received], hung: &str) {
         .collect();
     eprintln!(
         "{duplicates} duplicate handlings ({after_the_kill} of messages consumer-1 had handled); the message \
-         consumer-1 hung on was handled by {hung_handlers:?}; commits refused at a revocation: {failed_commits:?}"
+         consumer-1 hung on was handled by {hung_handlers:?}; commits refused: {failed_commits:?}"
     );
 }
 

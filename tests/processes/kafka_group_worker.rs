@@ -181,10 +181,17 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, hang_after: Option<u
             message = messages.next() => message,
         };
         let Some(message) = message else { break };
-        let message = message?;
+        // A service logs a failed receive and goes on: librdkafka retries on its own.
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                say(format_args!("receive failed: {error}"));
+                continue;
+            }
+        };
         let hang = hang_after == Some(handled);
         let consumer = &consumer;
-        let (key, partition, offset) = message.process(|message| {
+        let Ok((key, partition, offset, committed)) = message.process(|message| {
             let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
             let (partition, offset) = (message.partition(), message.offset());
             if hang {
@@ -193,12 +200,17 @@ async fn consume(bootstrap: &str, topic: &str, group: &str, hang_after: Option<u
                     std::thread::park();
                 }
             }
-            // Handled: now its offset may be committed, from inside its span.
-            tracehop::clients::kafka::commit_message(consumer, &message, CommitMode::Async)?;
-            Ok::<_, KafkaError>((key, partition, offset))
-        })?;
+            // Handled: now its offset may be committed, from inside its span (which records a failure).
+            let committed = tracehop::clients::kafka::commit_message(consumer, &message, CommitMode::Async);
+            // The handling itself succeeded, whatever the commit answered.
+            Ok::<_, std::convert::Infallible>((key, partition, offset, committed))
+        });
         handled += 1;
         say(format_args!("handled {key} {partition} {offset} {handled}"));
+        if let Err(error) = committed {
+            // The next commit on the partition covers this one.
+            say(format_args!("commit failed: {error}"));
+        }
     }
     drop(messages);
     commit_position(&consumer);
