@@ -50,6 +50,89 @@ def throughput():
     return found
 
 
+def flatness():
+    """scripts/flatness's lines: per-message instructions and allocations of each `flat-` case."""
+    rows = {}
+    path = out / "flatness.txt"
+    for line in path.read_text().splitlines()[1:] if path.exists() else []:
+        case, count, allocations = line.split()
+        rows[case] = (int(count), float(allocations))
+    return rows
+
+
+def scaling():
+    """The scale bench's medians, {(broker, processes, "traced"|"untraced"): messages per second}, and its settings."""
+    found, settings = {}, {}
+    path = out / "scale.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if len(parts) == 5 and parts[0] == "scale" and parts[3] in ("traced", "untraced"):
+            found[(parts[1], int(parts[2]), parts[3])] = float(parts[4])
+        elif parts[:2] == ["scale", "messages"]:
+            settings = dict(zip(parts[1::2], parts[2::2]))
+        elif parts[:3] == ["scale", "kafka", "filled"]:
+            settings["kafka_fill_rate"] = parts[6]
+    return found, settings
+
+
+def soak(name):
+    """A soak's windows [(messages, resident bytes, messages per second)] and its other lines by first word."""
+    windows, facts = [], {}
+    path = out / name
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if parts[:2] == ["soak", "window"] and len(parts) == 5:
+            windows.append((int(parts[2]), int(parts[3]), float(parts[4])))
+        elif len(parts) > 2 and parts[0] == "soak":
+            facts[parts[1]] = parts[2:]
+    return windows, facts
+
+
+def soak_svg(runs, path):
+    """Throughput and resident memory against messages handled, for each soak in `runs` [(label, windows)], as an
+    SVG drawn by hand (no plotting library is needed)."""
+    width, height, left, right, top, bottom = 760, 400, 70, 70, 30, 90
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_max = max(messages for _, windows in runs for messages, _, _ in windows) or 1
+    rate_max = max(rate for _, windows in runs for _, _, rate in windows) * 1.15 or 1
+    memory_max = max(resident / 2**20 for _, windows in runs for _, resident, _ in windows) * 1.15
+    x = lambda messages: left + plot_w * messages / x_max
+    y = lambda value, top_value: top + plot_h * (1 - value / top_value)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">One traced consumer on tansu, '
+           f'exporting over OTLP/HTTP</text>']
+    for step in range(6):
+        rate, mib, messages = rate_max * step / 5, memory_max * step / 5, x_max * step / 5
+        svg.append(f'<line x1="{left}" y1="{y(rate, rate_max):.1f}" x2="{left + plot_w}" '
+                   f'y2="{y(rate, rate_max):.1f}" stroke="#e8e8e8"/>')
+        svg.append(f'<text x="{x(messages):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{messages:,.0f}</text>')
+        svg.append(f'<text x="{left - 6}" y="{y(rate, rate_max) + 4:.1f}" text-anchor="end">{rate:,.0f}</text>')
+        svg.append(f'<text x="{left + plot_w + 6}" y="{y(mib, memory_max) + 4:.1f}">{mib:.0f}</text>')
+    svg.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>')
+    svg.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">messages handled</text>')
+    svg.append(f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {top + plot_h / 2})">messages/s (solid)</text>')
+    svg.append(f'<text x="{width - 14}" y="{top + plot_h / 2}" text-anchor="middle" '
+               f'transform="rotate(90 {width - 14} {top + plot_h / 2})">resident memory, MiB (dashed)</text>')
+    colours = ["#1f77b4", "#d62728", "#2ca02c"]
+    for index, (label, windows) in enumerate(runs):
+        colour = colours[index % len(colours)]
+        rates = [(messages, rate) for messages, _, rate in windows if messages > 0]
+        memory = [(messages, resident / 2**20) for messages, resident, _ in windows]
+        for points, top_value, dash in [(rates, rate_max, ""), (memory, memory_max, ' stroke-dasharray="6 4"')]:
+            line = " ".join(f"{x(messages):.1f},{y(value, top_value):.1f}" for messages, value in points)
+            svg.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        legend_y = top + plot_h + 54 + 16 * index
+        svg.append(f'<line x1="{left}" y1="{legend_y - 4}" x2="{left + 30}" y2="{legend_y - 4}" stroke="{colour}" '
+                   f'stroke-width="2"/>')
+        svg.append(f'<text x="{left + 38}" y="{legend_y}">{label}</text>')
+    svg.append("</svg>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(svg) + "\n")
+
+
 def variant_of(case):
     """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed",
     "-level2")."""
@@ -294,6 +377,144 @@ for broker, label in [("kafka", "Kafka, librdkafka's mock cluster"), ("rabbitmq"
         say(f"| {label} | not measured | | |")
     else:
         say(f"| {label} | {untraced:,.0f} | {traced:,.0f} | {traced / untraced:.2f} |")
+say("")
+
+# Cost as the work grows
+scale_rates, scale_settings = scaling()
+flat = flatness()
+soaks = [("the SDK's defaults (queue 2,048, batches of 512)", soak("soak.txt")),
+         ("queue 65,536, batches of 8,192", soak("soak-large-queue.txt"))]
+soaks = [(label, found) for label, found in soaks if found[0]]
+FLAT_BOUND = 1.25
+SOAK_WARM_UP = 200_000
+SOAK_RSS_BOUND_MIB = 16
+say("## Cost as the work grows")
+say("")
+say("Measured by `scripts/benchmarks --scale`, which runs only these parts (the sections above come from the last "
+    "full run). On two shared cores the producer, the broker and every consumer process take turns on the same CPUs, "
+    "so the scaling rows show how far two cores let consumption spread over processes, not how far tracehop would.")
+say("")
+say("### Consumer processes")
+say("")
+say(f"`cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench scale -- scaling`: one, two and three consumer "
+    f"processes in one consumer group on a Kafka topic of {scale_settings.get('partitions', '?')} partitions on tansu "
+    f"(tansu 0.6 as `scripts/test` installs it: unoptimised, opt-level 0, memory storage), and competing for one RabbitMQ queue on a local node (prefetch "
+    f"{scale_settings.get('prefetch', '?')}, every delivery acknowledged). {int(scale_settings.get('messages', 0)):,} "
+    f"messages, each carrying its own producer's `traceparent`; traced processes run `#[traced_consumer]` under "
+    f"always-on sampling with the batch span processor (exporter discarding), untraced ones the same body bare. "
+    f"A run's rate counts the messages handled while every process was handling (joining the group and the last "
+    f"process's tail left out); medians of {scale_settings.get('rounds', '?')} rounds alternating untraced and traced.")
+say("")
+say("| broker | processes | untraced messages/s | traced messages/s | traced / untraced | untraced vs one process "
+    "| traced vs one process |")
+say("|---|---:|---:|---:|---:|---:|---:|")
+for broker, label in [("kafka", "Kafka (tansu)"), ("rabbitmq", "RabbitMQ")]:
+    for processes in [1, 2, 3]:
+        untraced = scale_rates.get((broker, processes, "untraced"))
+        traced = scale_rates.get((broker, processes, "traced"))
+        if untraced is None:
+            say(f"| {label} | {processes} | not measured | | | | |")
+            continue
+        one_untraced = scale_rates.get((broker, 1, "untraced"))
+        one_traced = scale_rates.get((broker, 1, "traced"))
+        say(f"| {label} | {processes} | {untraced:,.0f} | {traced:,.0f} | {traced / untraced:.2f} | "
+            f"{ratio(untraced, one_untraced)} | {ratio(traced, one_traced)} |")
+say("")
+say("### Flat as the work grows")
+say("")
+say("`scripts/flatness`: the `flat-` cases of `per_message`, per message (instructions by callgrind, allocations by a "
+    "counting allocator), sampled. A batch is one span over N messages of N traces, linked to each up to "
+    "`max_links_per_span` (128); the header cases carry N application headers besides `traceparent` and "
+    "`tracestate`; the `tracestate` cases K members of 15 characters (32 make 511 characters, W3C's limit), the "
+    "same on every message or (`varied`) the first member new on every message; the hop cases are hop 1 and hop 10 "
+    "of a chain where each hop consumes and, inside its span, publishes the next message. **vs smallest** is "
+    "against the first row of its dimension.")
+say("")
+say("| case | instructions | allocations | vs smallest |")
+say("|---|---:|---:|---:|")
+smallest = {}
+for case, (count, allocations) in flat.items():
+    dimension = case.split("-")[1] + ("-varied" if case.endswith("-varied") else "")
+    first = smallest.setdefault(dimension, count)
+    say(f"| {case} | {count:,} | {allocations:g} | {ratio(count, first)} |")
+say("")
+flat_value = lambda case: flat.get(case, (None, None))[0]
+flat_targets = [
+    ("a batch's cost per message, 10,000 messages vs 1", "flat-batch-10000", "flat-batch-1"),
+    ("100 other headers vs none", "flat-headers-100", "flat-headers-0"),
+    ("a 32-member `tracestate` vs one member (the same on every message)", "flat-tracestate-32", "flat-tracestate-1"),
+    ("a 32-member `tracestate` vs one member (new every message)", "flat-tracestate-32-varied",
+     "flat-tracestate-1-varied"),
+    ("hop 10 of a chain vs hop 1", "flat-hop-10", "flat-hop-1"),
+]
+say(f"Flat means the largest case's instructions per message within {FLAT_BOUND}× the smallest's:")
+say("")
+say("| dimension | largest / smallest | |")
+say("|---|---:|---|")
+for name, large, small in flat_targets:
+    large, small = flat_value(large), flat_value(small)
+    measured = large / small if large is not None and small else None
+    shown = "–" if measured is None else f"{measured:.2f}"
+    say(f"| {name} | {shown} | {verdict(measured, FLAT_BOUND)} |")
+say("")
+say("### A million messages")
+say("")
+say("`cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench scale -- soak` on tansu: the messages are "
+    "published first (by a process of their own), then one consumer process handles them all with "
+    "`#[traced_consumer]`, its tracer provider made by `tracehop::Telemetry` (always-on sampling, the batch span "
+    "processor with the SDK's defaults, OTLP over HTTP/protobuf) exporting to a collector on loopback in the same "
+    "process, which answers every export with an empty success and counts the spans in it. Resident memory is "
+    "`/proc/self/statm`'s, sampled every 50,000 messages; the rate is over the 50,000 messages before it.")
+say("")
+if soaks:
+    soak_svg([(label, windows) for label, (windows, _) in soaks],
+             pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "soak.svg")
+    say("It runs twice: with the batch processor's defaults, and with a queue and batches sized for the rate "
+        "(`OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=8192`, which the SDK reads).")
+    say("")
+    say("![Throughput and resident memory against messages handled](benchmarks/soak.svg)")
+    say("")
+    say("| messages handled | " + " | ".join(f"resident memory, {label} | messages/s, {label}" for label, _ in soaks)
+        + " |")
+    say("|---:|" + "---:|---:|" * len(soaks))
+    rows = {}
+    for index, (_, (windows, _)) in enumerate(soaks):
+        for messages, resident, rate in windows:
+            rows.setdefault(messages, [("", "")] * len(soaks))[index] = (
+                f"{resident / 2**20:.1f} MiB", "–" if messages == 0 else f"{rate:,.0f}")
+    for messages, cells in sorted(rows.items()):
+        say(f"| {messages:,} | " + " | ".join(f"{memory} | {rate}" for memory, rate in cells) + " |")
+    say("")
+    say("| measure | " + " | ".join(label for label, _ in soaks) + " |")
+    say("|---|" + "---:|" * len(soaks))
+    summary = {}
+    for label, (windows, facts) in soaks:
+        warm = [resident for messages, resident, _ in windows if messages >= SOAK_WARM_UP]
+        growth = (max(warm) - warm[0]) / 2**20 if warm else None
+        made, received, dropped = (int(value) for value in facts.get("spans", ["0", "0", "0"]))
+        handled = facts.get("handled")
+        rates_after = [rate for messages, _, rate in windows if messages >= SOAK_WARM_UP]
+        summary.setdefault("handled", []).append(
+            f"{int(handled[0]):,} in {handled[2]} s ({handled[3].strip('(')}/s)" if handled else "–")
+        summary.setdefault("resident", []).append(
+            f"{windows[0][1] / 2**20:.1f} → {max(resident for _, resident, _ in windows) / 2**20:.1f} MiB")
+        summary.setdefault("growth", []).append(
+            "–" if growth is None else f"{growth:.1f} MiB, {verdict(growth, SOAK_RSS_BOUND_MIB)}")
+        summary.setdefault("rates", []).append(
+            f"{min(rates_after):,.0f} / {max(rates_after):,.0f}" if rates_after else "–")
+        summary.setdefault("spans", []).append(f"{made:,} / {received:,} / **{dropped:,}** "
+                                               f"({100 * dropped / made if made else 0:.1f}%)")
+        summary.setdefault("exports", []).append(f"{int(facts.get('exports', ['0'])[0]):,}")
+    for key, name in [("handled", "messages handled"),
+                      ("resident", "resident memory, at the start → highest"),
+                      ("growth", f"growth after {SOAK_WARM_UP:,} messages (highest − at {SOAK_WARM_UP:,}), bound "
+                                 f"{SOAK_RSS_BOUND_MIB} MiB"),
+                      ("rates", f"messages/s after {SOAK_WARM_UP:,}, slowest / fastest window"),
+                      ("spans", "spans ended / received by the collector / dropped"),
+                      ("exports", "exports (HTTP requests)")]:
+        say(f"| {name} | " + " | ".join(summary[key]) + " |")
+else:
+    say("Not measured.")
 say("")
 
 # Targets
