@@ -9,13 +9,15 @@
 //! untraced ones call the same handler body bare. Every message carries its own producer's `traceparent`.
 //! The topic is filled once and every run reads it from the start in a group of its own; the queue is filled
 //! before each run. The workers start handling together: a Kafka worker keeps the partitions it is assigned paused
-//! until every worker has its share of a settled group, a RabbitMQ worker consumes once every worker is connected. Each worker writes the time it finished each message; a run's rate counts the messages
-//! handled while every worker was handling (from the last worker's first message to the first worker's last), so
+//! until every worker has its share of a settled group, a RabbitMQ worker consumes once every worker is connected.
+//! Each worker writes the time it finished each message; a run's rate counts the messages handled while every
+//! worker was handling (from the last worker's first message to the first worker's last), so
 //! joining the group, a rebalance as the others join, and the tail where one worker is left alone are not in it.
 //! Rounds alternate untraced and traced; the medians are printed as
 //! `scale <broker> <processes> <untraced|traced> <messages per second>`.
 //!
-//! **Soak** (`-- soak`): [`SOAK_MESSAGES`] messages (`--messages N` for a quick run) are published to a topic on
+//! **Soak** (`-- soak`): [`SOAK_MESSAGES`] messages (`--messages N` for a quick run; `--pace N` to handle at most N
+//! a second, as a service whose handlers do work would) are published to a topic on
 //! the broker at `TRACEHOP_KAFKA_BOOTSTRAP`, then one traced consumer handles them all, its tracer provider made
 //! by `tracehop::Telemetry` (the batch span processor, OTLP over HTTP/protobuf) exporting to a collector this
 //! process runs on loopback, which answers every export with an empty success and counts the spans in it. Every
@@ -416,7 +418,7 @@ fn scaling(args: &[String]) {
             create_topic(&bootstrap, &topic, PARTITIONS);
             let rate = fill_topic(&bootstrap, &topic, PARTITIONS, messages);
             println!("scale kafka filled {messages} messages at {rate:.0} messages/s");
-            measure("kafka", rounds, &scratch, |processes, traced, run| {
+            measure("kafka", rounds, |processes, traced, run| {
                 let group = format!("{topic}-{processes}-{traced}-{run}");
                 run_workers(processes, &["kafka", traced, &bootstrap, &topic, &group], &scratch)
             });
@@ -428,7 +430,7 @@ fn scaling(args: &[String]) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             let queue = format!("scale-{}", std::process::id());
             let channel = runtime.block_on(queue_channel(&url, &queue));
-            measure("rabbitmq", rounds, &scratch, |processes, traced, _| {
+            measure("rabbitmq", rounds, |processes, traced, _| {
                 runtime.block_on(fill_queue(&channel, &queue, queued));
                 run_workers(processes, &["rabbitmq", traced, &url, &queue, "-"], &scratch)
             });
@@ -442,7 +444,7 @@ fn scaling(args: &[String]) {
 }
 
 /// Runs every process count untraced and traced, `rounds` times, alternating; prints each run and the medians.
-fn measure(broker: &str, rounds: usize, _scratch: &Path, mut run: impl FnMut(usize, &str, usize) -> Run) {
+fn measure(broker: &str, rounds: usize, mut run: impl FnMut(usize, &str, usize) -> Run) {
     let mut rates = std::collections::BTreeMap::<(usize, &str), Vec<f64>>::new();
     let mut number = 0;
     for round in 0..rounds {
@@ -644,6 +646,8 @@ fn soak(args: &[String]) {
         args.iter().position(|arg| arg == flag).and_then(|at| args.get(at + 1)).and_then(|value| value.parse().ok())
     };
     let messages: usize = value_of("--messages").unwrap_or(SOAK_MESSAGES);
+    // A steady pace, in messages per second, as a service whose handlers do work runs; unset, as fast as it goes.
+    let pace = value_of("--pace").map(|pace: usize| pace as f64);
     let bootstrap = std::env::var("TRACEHOP_KAFKA_BOOTSTRAP")
         .expect("the soak needs a broker at TRACEHOP_KAFKA_BOOTSTRAP (scripts/tansu sets it)");
     let topic = format!("soak-{}", std::process::id());
@@ -666,6 +670,7 @@ fn soak(args: &[String]) {
         setting("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "512"),
         setting("OTEL_BSP_SCHEDULE_DELAY", "5000")
     );
+    println!("soak pace {}", pace.map_or("unpaced".to_owned(), |pace| format!("{pace:.0}")));
     let (received, requests, ended) = (Arc::default(), Arc::default(), Arc::new(AtomicU64::new(0)));
     let url = collector(Arc::clone(&received), Arc::clone(&requests));
     let telemetry = tracehop::Telemetry::builder()
@@ -688,6 +693,8 @@ fn soak(args: &[String]) {
     println!("soak window 0 {} 0", resident_bytes());
     let started = Instant::now();
     let mut window_started = Instant::now();
+    // The pace counts from the first message: joining the group is not handling.
+    let mut first = Instant::now();
     let mut handled = 0;
     let mut last = Instant::now();
     while handled < messages {
@@ -697,9 +704,14 @@ fn soak(args: &[String]) {
                 last = Instant::now();
                 if handled == 0 {
                     window_started = Instant::now();
+                    first = Instant::now();
                 }
                 handle_traced(&message);
                 handled += 1;
+                if let Some(pace) = pace.filter(|_| handled % 1_000 == 0) {
+                    let due = Duration::from_secs_f64(handled as f64 / pace);
+                    std::thread::sleep(due.saturating_sub(first.elapsed()));
+                }
                 if handled % SOAK_WINDOW == 0 {
                     let rate = SOAK_WINDOW as f64 / window_started.elapsed().as_secs_f64();
                     println!("soak window {handled} {} {rate:.0}", resident_bytes());
