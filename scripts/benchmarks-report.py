@@ -448,8 +448,9 @@ if kafka_one and kafka_one_traced and kafka_three:
         f"traced and untraced run at one rate and each process adds its own fetches: three traced processes handle "
         f"{kafka_three / kafka_one_traced:.1f}× what one does. Two cores had not run out at three processes; the "
         f"traced runs' low ends are rounds where the other work on the machine took its share.")
+    say("")
 if rabbit_best:
-    say(f"On RabbitMQ the node is the limit (at most {rabbit_best:,.0f} messages a second here): it acknowledges "
+    say(f"On RabbitMQ the node is the limit (the best median {rabbit_best:,.0f} messages a second here): it acknowledges "
         "every delivery and shares the two cores with the consumers, so a second process adds what the node can "
         "still serve and a third adds nothing; rounds differ by up to a fifth or more, which is also the spread of "
         "the traced / untraced ratio.")
