@@ -1,9 +1,9 @@
 //! Cost as the work grows, through real brokers: how messages per second scale with consumer processes, traced
 //! and untraced, and a soak of a million messages through one traced consumer exporting over OTLP.
 //!
-//! **Scaling** (`-- scaling`): one, two and three consumer processes (this binary, run again as workers) share a
-//! Kafka topic of [`PARTITIONS`] partitions in one consumer group on the broker at `TRACEHOP_KAFKA_BOOTSTRAP`
-//! (tansu, from `scripts/tansu`), and compete for one RabbitMQ queue at `AMQP_URL` (a node from
+//! **Scaling** (`-- scaling`): one, two, three, four and six consumer processes (this binary, run again as workers)
+//! share a Kafka topic of [`PARTITIONS`] partitions in one consumer group on the broker at `TRACEHOP_KAFKA_BOOTSTRAP`
+//! (tansu, from `scripts/tansu`), and one to three compete for one RabbitMQ queue at `AMQP_URL` (a node from
 //! `scripts/rabbitmq`; prefetch [`PREFETCH`], each delivery acknowledged). Traced workers run
 //! `#[traced_consumer]` under always-on sampling with the batch span processor on an exporter that discards;
 //! untraced ones call the same handler body bare. Every message carries its own producer's `traceparent`.
@@ -61,13 +61,16 @@ use rdkafka::Message;
 mod support;
 use support::{provider, traceparent, Processor, TRACESTATE};
 
-/// The partitions of the scaling topic: two per consumer of the largest run, so every worker gets its share.
+/// The partitions of the scaling topic: one per consumer of the largest run, so every worker gets its share.
 const PARTITIONS: i32 = 6;
 /// Deliveries a RabbitMQ worker may hold unacknowledged: enough to keep it busy, few enough that the queue is
 /// shared out between competing consumers instead of drained into the first one's buffer.
 const PREFETCH: u16 = 200;
-/// The consumer process counts of the scaling runs.
-const PROCESS_COUNTS: [usize; 3] = [1, 2, 3];
+/// The consumer process counts of the scaling runs on Kafka: past three, to find where two cores stop the
+/// scaling; six is one partition each.
+const KAFKA_PROCESSES: &[usize] = &[1, 2, 3, 4, 6];
+/// The consumer process counts on RabbitMQ, whose node is the limit from two on.
+const RABBITMQ_PROCESSES: &[usize] = &[1, 2, 3];
 /// The messages of the recorded soak.
 const SOAK_MESSAGES: usize = 1_000_000;
 /// The soak samples resident memory and the rate every this many messages.
@@ -418,7 +421,7 @@ fn scaling(args: &[String]) {
             create_topic(&bootstrap, &topic, PARTITIONS);
             let rate = fill_topic(&bootstrap, &topic, PARTITIONS, messages);
             println!("scale kafka filled {messages} messages at {rate:.0} messages/s");
-            measure("kafka", rounds, |processes, traced, run| {
+            measure("kafka", KAFKA_PROCESSES, rounds, |processes, traced, run| {
                 let group = format!("{topic}-{processes}-{traced}-{run}");
                 run_workers(processes, &["kafka", traced, &bootstrap, &topic, &group], &scratch)
             });
@@ -430,7 +433,7 @@ fn scaling(args: &[String]) {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
             let queue = format!("scale-{}", std::process::id());
             let channel = runtime.block_on(queue_channel(&url, &queue));
-            measure("rabbitmq", rounds, |processes, traced, _| {
+            measure("rabbitmq", RABBITMQ_PROCESSES, rounds, |processes, traced, _| {
                 runtime.block_on(fill_queue(&channel, &queue, queued));
                 run_workers(processes, &["rabbitmq", traced, &url, &queue, "-"], &scratch)
             });
@@ -444,11 +447,11 @@ fn scaling(args: &[String]) {
 }
 
 /// Runs every process count untraced and traced, `rounds` times, alternating; prints each run and the medians.
-fn measure(broker: &str, rounds: usize, mut run: impl FnMut(usize, &str, usize) -> Run) {
+fn measure(broker: &str, counts: &[usize], rounds: usize, mut run: impl FnMut(usize, &str, usize) -> Run) {
     let mut rates = std::collections::BTreeMap::<(usize, &str), Vec<f64>>::new();
     let mut number = 0;
     for round in 0..rounds {
-        for processes in PROCESS_COUNTS {
+        for &processes in counts {
             for traced in ["untraced", "traced"] {
                 let started = Instant::now();
                 let result = run(processes, traced, number);
@@ -467,7 +470,7 @@ fn measure(broker: &str, rounds: usize, mut run: impl FnMut(usize, &str, usize) 
             }
         }
     }
-    for processes in PROCESS_COUNTS {
+    for &processes in counts {
         for traced in ["untraced", "traced"] {
             match rates.get(&(processes, traced)) {
                 Some(rates) => println!("scale {broker} {processes} {traced} {:.0}", median(rates.clone())),
