@@ -61,8 +61,9 @@ use rdkafka::Message;
 mod support;
 use support::{provider, traceparent, Processor, TRACESTATE};
 
-/// The partitions of the scaling topic: one per consumer of the largest run, so every worker gets its share.
-const PARTITIONS: i32 = 6;
+/// The partitions of the scaling topic: a multiple of every process count, so that the workers of a run get equal
+/// shares and finish together.
+const PARTITIONS: i32 = 12;
 /// Deliveries a RabbitMQ worker may hold unacknowledged: enough to keep it busy, few enough that the queue is
 /// shared out between competing consumers instead of drained into the first one's buffer.
 const PREFETCH: u16 = 200;
