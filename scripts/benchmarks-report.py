@@ -61,22 +61,35 @@ def flatness():
     return rows
 
 
+MIN_SHARE = 50
+
+
 def scaling():
     """The scale bench's medians, {(broker, processes, "traced"|"untraced"): messages per second}, and its settings."""
     found, settings = {}, {}
     path = out / "scale.txt"
     for line in path.read_text().splitlines() if path.exists() else []:
         parts = line.split()
-        if parts[2:3] == ["round"] and len(parts) > 8:
-            # "scale BROKER round R processes P TRACED: RATE messages/s ..."
-            rounds = settings.setdefault("rounds_seen", {})
-            rounds.setdefault((parts[1], int(parts[5]), parts[6].rstrip(":")), []).append(float(parts[7]))
+        if parts[2:3] == ["round"] and len(parts) > 10:
+            # "scale BROKER round R processes P TRACED: RATE messages/s (N handled, S% while all were handling, ...)":
+            # a run counts when its workers were all handling for at least half of its messages.
+            share = float(parts[11].rstrip("%"))
+            if share >= MIN_SHARE and parts[7] != "NaN":
+                rounds = settings.setdefault("rounds_seen", {})
+                rounds.setdefault((parts[1], int(parts[5]), parts[6].rstrip(":")), []).append(float(parts[7]))
+            else:
+                settings["left_out"] = settings.get("left_out", 0) + 1
         elif len(parts) == 5 and parts[0] == "scale" and parts[3] in ("traced", "untraced"):
             found[(parts[1], int(parts[2]), parts[3])] = float(parts[4])
         elif parts[:2] == ["scale", "messages"]:
             settings = dict(zip(parts[1::2], parts[2::2]))
         elif parts[:3] == ["scale", "kafka", "filled"]:
             settings["kafka_fill_rate"] = parts[6]
+    # The medians of the runs that count, as the bench takes them.
+    for key, rates in settings.get("rounds_seen", {}).items():
+        found[key] = sorted(rates)[len(rates) // 2]
+    for key in [key for key in found if key not in settings.get("rounds_seen", {})]:
+        del found[key]
     return found, settings
 
 
@@ -422,7 +435,10 @@ say(f"`cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench scale -- s
     f"{int(scale_settings.get('queued', 0)):,} on RabbitMQ (the queue filled again before each run), each carrying its own producer's `traceparent`; traced processes run `#[traced_consumer]` under "
     f"always-on sampling with the batch span processor (exporter discarding), untraced ones the same body bare. "
     f"A run's rate counts the messages handled while every process was handling (joining the group and the last "
-    f"process's tail left out); medians of {scale_settings.get('rounds', '?')} rounds alternating untraced and traced.")
+    f"process's tail left out); medians of {scale_settings.get('rounds', '?')} rounds alternating untraced and traced, "
+    f"counting only the runs whose processes were all handling for at least {MIN_SHARE}% of the messages (a process "
+    f"sometimes starts up to a second after the others, which leaves too short a window to measure; "
+    f"{scale_settings.get('left_out', 0)} runs of this table were left out).")
 say("")
 say("| broker | processes | untraced messages/s (rounds' range) | traced messages/s (range) | traced / untraced | "
     "untraced vs one process | traced vs one process |")
@@ -454,17 +470,28 @@ if kafka_one and kafka_one_traced and len(kafka_counts) > 1:
     say(f"On Kafka one process handles about {kafka_one:,.0f} messages a second untraced and "
         f"{kafka_one_traced:,.0f} traced: a process's handling thread waits on its fetches from the broker, with "
         f"time to spare for the spans (tracing costs a few microseconds a message, as the tables above show), so "
-        f"traced and untraced run at about one rate and each process adds its own fetches. Against one process "
-        f"({scaled}), the rate grows with the processes until the two cores, shared with tansu, are busy; past "
-        f"that, more processes only take turns. The traced runs' low ends are rounds where the other work on the "
-        f"machine took its share.")
+        f"traced and untraced run at about one rate and each process adds its own fetches. Against one process: "
+        f"{scaled}.")
+    most = kafka_counts[-1]
+    at_most = scale_rates[("kafka", most, "traced")] / scale_rates[("kafka", most, "untraced")]
+    if at_most < 0.9:
+        say(f"With {most} processes the two cores (shared with tansu and the batch processors' threads) are busy, "
+            f"and the traced rate falls to {at_most:.2f} of the untraced: there the CPU the spans take shows in the "
+            f"rate, which is how far two cores let tracing scale for free here. With fewer processes the cores "
+            f"had time to spare and tracing did not change the rate.")
+    else:
+        say(f"Up to {most} processes the two cores had time to spare: traced runs kept {at_most:.2f} of the "
+            f"untraced rate.")
     say("")
 if rabbit_best:
-    say(f"On RabbitMQ the node is the limit (the best median {rabbit_best:,.0f} messages a second here): it acknowledges "
-        "every delivery and shares the two cores with the consumers, so a second process adds what the node can "
-        "still serve and a third adds nothing; rounds differ by up to a fifth or more, which is also the spread of "
-        "the traced / untraced ratio.")
-say("")
+    rabbit_counts = sorted({count for (name, count, _) in scale_rates if name == "rabbitmq"})
+    ratios = ", ".join(f"{scale_rates[('rabbitmq', count, 'traced')] / scale_rates[('rabbitmq', count, 'untraced')]:.2f}"
+                       f" with {count}" for count in rabbit_counts)
+    say(f"On RabbitMQ the node is the limit (the best median {rabbit_best:,.0f} messages a second here): it "
+        f"acknowledges every delivery and shares the two cores with the consumers, so a second process adds what "
+        f"the node can still serve and a third adds nothing. Traced / untraced: {ratios}: once the node and the "
+        f"consumers fill the two cores, the CPU the spans take comes out of what the node can serve.")
+    say("")
 say("### Flat as the work grows")
 say("")
 say("`scripts/flatness`: the `flat-` cases of `per_message`, per message (instructions by callgrind, allocations by a "

@@ -465,7 +465,9 @@ fn measure(broker: &str, counts: &[usize], rounds: usize, mut run: impl FnMut(us
                     100.0 * result.in_window,
                     started.elapsed().as_secs_f64()
                 );
-                if result.rate.is_finite() {
+                // A run counts when its workers were all handling for at least half its messages: a worker
+                // sometimes starts a second after the others, and a shorter window is too short to measure.
+                if result.rate.is_finite() && result.in_window >= 0.5 {
                     rates.entry((processes, traced)).or_default().push(result.rate);
                 }
             }
