@@ -213,7 +213,10 @@ say("- the timing matrix: `cargo bench -p tracehop --features kafka,rabbitmq,nat
 say("- throughput through a broker: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (RabbitMQ when "
     "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
 say("- a message's cost while the collector is down: `cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench outage`;")
-say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`.")
+say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`;")
+say("- cost as the work grows: `scripts/flatness` (the `flat-` cases of `per_message`), and `cargo bench -p tracehop "
+    "--features kafka,rabbitmq,otlp --bench scale -- scaling` and `-- soak` next to tansu (`scripts/tansu`) and a "
+    "RabbitMQ node (`scripts/rabbitmq`); `scripts/benchmarks --scale` runs them all.")
 say("")
 say("The benches are built with the default features a service uses (`kafka`, `rabbitmq`, and `nats` where NATS is "
     "measured; `otlp` for the outage): with `--all-features` the `metrics` feature adds its cost to every path.")
