@@ -5,6 +5,7 @@ estimates under target/criterion. Every number in the page comes from those file
 Usage: scripts/benchmarks-report.py OUT_DIR CRITERION_DIR
 """
 import json
+import math
 import pathlib
 import sys
 
@@ -50,6 +51,111 @@ def throughput():
     return found
 
 
+def flatness():
+    """scripts/flatness's lines: per-message instructions and allocations of each `flat-` case."""
+    rows = {}
+    path = out / "flatness.txt"
+    for line in path.read_text().splitlines()[1:] if path.exists() else []:
+        case, count, allocations = line.split()
+        rows[case] = (int(count), float(allocations))
+    return rows
+
+
+MIN_SHARE = 50
+
+
+def scaling():
+    """The scale bench's medians, {(broker, processes, "traced"|"untraced"): messages per second}, and its settings."""
+    found, settings = {}, {}
+    path = out / "scale.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if parts[2:3] == ["round"] and len(parts) > 10:
+            # "scale BROKER round R processes P TRACED: RATE messages/s (N handled, S% while all were handling, ...)":
+            # a run counts when its workers were all handling for at least half of its messages.
+            share = float(parts[11].rstrip("%"))
+            if share >= MIN_SHARE and parts[7] != "NaN":
+                rounds = settings.setdefault("rounds_seen", {})
+                rounds.setdefault((parts[1], int(parts[5]), parts[6].rstrip(":")), []).append(float(parts[7]))
+            else:
+                settings["left_out"] = settings.get("left_out", 0) + 1
+        elif len(parts) == 5 and parts[0] == "scale" and parts[3] in ("traced", "untraced"):
+            found[(parts[1], int(parts[2]), parts[3])] = float(parts[4])
+        elif parts[:2] == ["scale", "messages"]:
+            settings = dict(zip(parts[1::2], parts[2::2]))
+        elif parts[:3] == ["scale", "kafka", "filled"]:
+            settings["kafka_fill_rate"] = parts[6]
+    # The medians of the runs that count, as the bench takes them.
+    for key, rates in settings.get("rounds_seen", {}).items():
+        found[key] = sorted(rates)[len(rates) // 2]
+    for key in [key for key in found if key not in settings.get("rounds_seen", {})]:
+        del found[key]
+    return found, settings
+
+
+def soak(name):
+    """A soak's windows [(messages, resident bytes, messages per second)] and its other lines by first word."""
+    windows, facts = [], {}
+    path = out / name
+    for line in path.read_text().splitlines() if path.exists() else []:
+        parts = line.split()
+        if parts[:2] == ["soak", "window"] and len(parts) == 5:
+            windows.append((int(parts[2]), int(parts[3]), float(parts[4])))
+        elif len(parts) > 2 and parts[0] == "soak":
+            facts[parts[1]] = parts[2:]
+    return windows, facts
+
+
+def soak_svg(runs, path):
+    """Throughput and resident memory against messages handled, for each soak in `runs` [(label, windows)], as an
+    SVG drawn by hand (no plotting library is needed)."""
+    width, height, left, right, top, bottom = 760, 400, 70, 70, 30, 90
+    plot_w, plot_h = width - left - right, height - top - bottom
+    x_max = max(messages for _, windows in runs for messages, _, _ in windows) or 1
+    def nice(value):
+        """The smallest of 1, 2, 2.5 and 5 times a power of ten at or above `value`: the axes' tops, so that their
+        five steps are round numbers."""
+        power = 10 ** math.floor(math.log10(value)) if value > 0 else 1
+        return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value)
+    rate_max = nice(max(rate for _, windows in runs for _, _, rate in windows) * 1.05)
+    memory_max = nice(max(resident / 2**20 for _, windows in runs for _, resident, _ in windows) * 1.05)
+    x = lambda messages: left + plot_w * messages / x_max
+    y = lambda value, top_value: top + plot_h * (1 - value / top_value)
+    svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14">One traced consumer on tansu, '
+           f'exporting over OTLP/HTTP</text>']
+    for step in range(6):
+        rate, mib, messages = rate_max * step / 5, memory_max * step / 5, x_max * step / 5
+        svg.append(f'<line x1="{left}" y1="{y(rate, rate_max):.1f}" x2="{left + plot_w}" '
+                   f'y2="{y(rate, rate_max):.1f}" stroke="#e8e8e8"/>')
+        svg.append(f'<text x="{x(messages):.1f}" y="{top + plot_h + 16}" text-anchor="middle">{messages:,.0f}</text>')
+        svg.append(f'<text x="{left - 6}" y="{y(rate, rate_max) + 4:.1f}" text-anchor="end">{rate:,.0f}</text>')
+        svg.append(f'<text x="{left + plot_w + 6}" y="{y(mib, memory_max) + 4:.1f}">{mib:.0f}</text>')
+    svg.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="none" stroke="black"/>')
+    svg.append(f'<text x="{left + plot_w / 2}" y="{top + plot_h + 34}" text-anchor="middle">messages handled</text>')
+    svg.append(f'<text x="16" y="{top + plot_h / 2}" text-anchor="middle" '
+               f'transform="rotate(-90 16 {top + plot_h / 2})">messages/s (solid)</text>')
+    svg.append(f'<text x="{width - 14}" y="{top + plot_h / 2}" text-anchor="middle" '
+               f'transform="rotate(90 {width - 14} {top + plot_h / 2})">resident memory, MiB (dashed)</text>')
+    colours = ["#1f77b4", "#d62728", "#2ca02c"]
+    for index, (label, windows) in enumerate(runs):
+        colour = colours[index % len(colours)]
+        rates = [(messages, rate) for messages, _, rate in windows if messages > 0]
+        memory = [(messages, resident / 2**20) for messages, resident, _ in windows]
+        for points, top_value, dash in [(rates, rate_max, ""), (memory, memory_max, ' stroke-dasharray="6 4"')]:
+            line = " ".join(f"{x(messages):.1f},{y(value, top_value):.1f}" for messages, value in points)
+            svg.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>')
+        legend_y = top + plot_h + 54 + 16 * index
+        svg.append(f'<line x1="{left}" y1="{legend_y - 4}" x2="{left + 30}" y2="{legend_y - 4}" stroke="{colour}" '
+                   f'stroke-width="2"/>')
+        svg.append(f'<text x="{left + 38}" y="{legend_y}">{label}</text>')
+    svg.append("</svg>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(svg) + "\n")
+
+
 def variant_of(case):
     """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed",
     "-level2")."""
@@ -90,7 +196,8 @@ say = lines.append
 say("# Benchmarks")
 say("")
 say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about thirteen")
-say("minutes; `scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
+say("minutes, and about eleven more for the last section, which `scripts/benchmarks --scale` runs alone;")
+say("`scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
 say("")
 say(f"Machine: {machine.get('cpus', '?')} CPUs ({machine.get('cpu', '?')}), {machine.get('rustc', '?')}; "
     f"commit {machine.get('commit', '?')}, {machine.get('date', '?')}. Timings on shared two-core machines drift up "
@@ -106,7 +213,10 @@ say("- the timing matrix: `cargo bench -p tracehop --features kafka,rabbitmq,nat
 say("- throughput through a broker: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (RabbitMQ when "
     "`AMQP_URL` is set; `scripts/rabbitmq cargo bench ...` starts a node for it);")
 say("- a message's cost while the collector is down: `cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench outage`;")
-say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`.")
+say("- hostile headers: `cargo bench -p tracehop --features kafka --bench wire_limits`;")
+say("- cost as the work grows: `scripts/flatness` (the `flat-` cases of `per_message`), and `cargo bench -p tracehop "
+    "--features kafka,rabbitmq,otlp --bench scale -- scaling` and `-- soak` next to tansu (`scripts/tansu`) and a "
+    "RabbitMQ node (`scripts/rabbitmq`); `scripts/benchmarks --scale` runs them all.")
 say("")
 say("The benches are built with the default features a service uses (`kafka`, `rabbitmq`, and `nats` where NATS is "
     "measured; `otlp` for the outage): with `--all-features` the `metrics` feature adds its cost to every path.")
@@ -294,6 +404,244 @@ for broker, label in [("kafka", "Kafka, librdkafka's mock cluster"), ("rabbitmq"
         say(f"| {label} | not measured | | |")
     else:
         say(f"| {label} | {untraced:,.0f} | {traced:,.0f} | {traced / untraced:.2f} |")
+say("")
+
+# Cost as the work grows
+scale_rates, scale_settings = scaling()
+flat = flatness()
+soaks = [("defaults, flat out", soak("soak.txt")),
+         ("queue 65,536, flat out", soak("soak-large-queue.txt")),
+         ("defaults, 50,000/s", soak("soak-paced.txt"))]
+soaks = [(label, found) for label, found in soaks if found[0]]
+FLAT_BOUND = 1.25
+SOAK_WARM_UP = 200_000
+SOAK_RSS_BOUND_MIB = 16
+say("## Cost as the work grows")
+say("")
+say("Measured by `scripts/benchmarks --scale`, which runs only these parts (the sections above come from the last "
+    "full run). On two shared cores the producer, the broker and every consumer process take turns on the same CPUs, "
+    "so the scaling rows show how far two cores let consumption spread over processes, not how far tracehop would.")
+say("")
+run = read_pairs("scale-run.txt")
+if run:
+    say(f"Run {run.get('date', '?')}, commit {run.get('commit', '?')}: flatness {run.get('flatness', '?')} s, "
+        f"consumer processes {run.get('scaling', '?')} s, soaks {run.get('soak', '?')} s; load average at the end "
+        f"{run.get('load', '?')} (other work shared the machine).")
+    say("")
+say("### Consumer processes")
+say("")
+say(f"`cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench scale -- scaling`: one to six consumer "
+    f"processes in one consumer group on a Kafka topic of {scale_settings.get('partitions', '?')} partitions on tansu "
+    f"(tansu 0.6 as `scripts/test` installs it: unoptimised, opt-level 0, memory storage), and one to three competing for one RabbitMQ queue on a local node (prefetch "
+    f"{scale_settings.get('prefetch', '?')}, every delivery acknowledged). {int(scale_settings.get('messages', 0)):,} "
+    f"messages on Kafka (the topic filled once, each run reading it in a group of its own) and "
+    f"{int(scale_settings.get('queued', 0)):,} on RabbitMQ (the queue filled again before each run), each carrying its own producer's `traceparent`; traced processes run `#[traced_consumer]` under "
+    f"always-on sampling with the batch span processor (exporter discarding), untraced ones the same body bare. "
+    f"A run's rate counts the messages handled while every process was handling (joining the group and the last "
+    f"process's tail left out); medians of {scale_settings.get('rounds', '?')} rounds alternating untraced and traced, "
+    f"counting only the runs whose processes were all handling for at least {MIN_SHARE}% of the messages (a process "
+    f"sometimes starts up to a second after the others, which leaves too short a window to measure; "
+    f"{scale_settings.get('left_out', 0)} runs of this table were left out).")
+say("")
+say("| broker | processes | untraced messages/s (rounds' range) | traced messages/s (range) | traced / untraced | "
+    "untraced vs one process | traced vs one process |")
+say("|---|---:|---:|---:|---:|---:|---:|")
+for broker, label in [("kafka", "Kafka (tansu)"), ("rabbitmq", "RabbitMQ")]:
+    for processes in sorted({count for (name, count, _) in scale_rates if name == broker}) or [1]:
+        untraced = scale_rates.get((broker, processes, "untraced"))
+        traced = scale_rates.get((broker, processes, "traced"))
+        if untraced is None:
+            say(f"| {label} | {processes} | not measured | | | | |")
+            continue
+        one_untraced = scale_rates.get((broker, 1, "untraced"))
+        one_traced = scale_rates.get((broker, 1, "traced"))
+        seen = scale_settings.get("rounds_seen", {})
+        spread = lambda kind: (lambda rates: f" ({min(rates):,.0f}–{max(rates):,.0f})" if rates else "")(
+            seen.get((broker, processes, kind), []))
+        say(f"| {label} | {processes} | {untraced:,.0f}{spread('untraced')} | {traced:,.0f}{spread('traced')} | "
+            f"{traced / untraced:.2f} | "
+            f"{ratio(untraced, one_untraced)} | {ratio(traced, one_traced)} |")
+say("")
+kafka_one = scale_rates.get(("kafka", 1, "untraced"))
+kafka_one_traced = scale_rates.get(("kafka", 1, "traced"))
+kafka_counts = sorted({count for (name, count, _) in scale_rates if name == "kafka"})
+rabbit_best = max((rate for (broker, _, _), rate in scale_rates.items() if broker == "rabbitmq"), default=None)
+if kafka_one and kafka_one_traced and len(kafka_counts) > 1:
+    scaled = "; ".join(f"{count}: {scale_rates[('kafka', count, 'traced')] / kafka_one_traced:.1f}× traced, "
+                       f"{scale_rates[('kafka', count, 'untraced')] / kafka_one:.1f}× untraced"
+                       for count in kafka_counts[1:])
+    say(f"On Kafka one process handles about {kafka_one:,.0f} messages a second untraced and "
+        f"{kafka_one_traced:,.0f} traced: a process's handling thread waits on its fetches from the broker, with "
+        f"time to spare for the spans (tracing costs a few microseconds a message, as the tables above show), so "
+        f"traced and untraced run at about one rate and each process adds its own fetches. Against one process: "
+        f"{scaled}.")
+    most = kafka_counts[-1]
+    at_most = scale_rates[("kafka", most, "traced")] / scale_rates[("kafka", most, "untraced")]
+    if at_most < 0.9:
+        say(f"With {most} processes the two cores (shared with tansu and the batch processors' threads) are busy, "
+            f"and the traced rate falls to {at_most:.2f} of the untraced: there the CPU the spans take shows in the "
+            f"rate, which is how far two cores let tracing scale for free here. With fewer processes the cores "
+            f"had time to spare and tracing did not change the rate.")
+    else:
+        say(f"Up to {most} processes the two cores had time to spare: traced runs kept {at_most:.2f} of the "
+            f"untraced rate.")
+    say("")
+if rabbit_best:
+    rabbit_counts = sorted({count for (name, count, _) in scale_rates if name == "rabbitmq"})
+    ratios = ", ".join(f"{scale_rates[('rabbitmq', count, 'traced')] / scale_rates[('rabbitmq', count, 'untraced')]:.2f}"
+                       f" with {count}" for count in rabbit_counts)
+    say(f"On RabbitMQ the node is the limit (the best median {rabbit_best:,.0f} messages a second here): it "
+        f"acknowledges every delivery and shares the two cores with the consumers, so a second process adds what "
+        f"the node can still serve and a third adds nothing. Traced / untraced: {ratios}: once the node and the "
+        f"consumers fill the two cores, the CPU the spans take comes out of what the node can serve.")
+    say("")
+say("### Flat as the work grows")
+say("")
+say("`scripts/flatness`: the `flat-` cases of `per_message`, per message (instructions by callgrind, allocations by a "
+    "counting allocator), sampled. A batch is one span over N messages of N traces, linked to each up to "
+    "`max_links_per_span` (128); the header cases carry N application headers besides `traceparent` and "
+    "`tracestate`; the `tracestate` cases K members of 15 characters (32 make 511 characters, W3C's limit), the "
+    "same on every message or (`varied`) the first member new on every message; the hop cases are hop 1 and hop 10 "
+    "of a chain where each hop consumes and, inside its span, publishes the next message. **vs smallest** is "
+    "against the first row of its dimension.")
+say("")
+say("| case | instructions | allocations | vs smallest |")
+say("|---|---:|---:|---:|")
+smallest = {}
+for case, (count, allocations) in flat.items():
+    dimension = case.split("-")[1] + ("-varied" if case.endswith("-varied") else "")
+    first = smallest.setdefault(dimension, count)
+    say(f"| {case} | {count:,} | {allocations:g} | {ratio(count, first)} |")
+say("")
+flat_value = lambda case: flat.get(case, (None, None))[0]
+flat_targets = [
+    ("a batch's cost per message, 10,000 messages vs 1", "flat-batch-10000", "flat-batch-1"),
+    ("100 other headers vs none", "flat-headers-100", "flat-headers-0"),
+    ("a 32-member `tracestate` vs one member (the same on every message)", "flat-tracestate-32", "flat-tracestate-1"),
+    ("a 32-member `tracestate` vs one member (new every message)", "flat-tracestate-32-varied",
+     "flat-tracestate-1-varied"),
+    ("hop 10 of a chain vs hop 1", "flat-hop-10", "flat-hop-1"),
+]
+say(f"Flat means the largest case's instructions per message within {FLAT_BOUND}× the smallest's:")
+say("")
+say("| dimension | largest / smallest | |")
+say("|---|---:|---|")
+for name, large, small in flat_targets:
+    large, small = flat_value(large), flat_value(small)
+    measured = large / small if large is not None and small else None
+    shown = "–" if measured is None else f"{measured:.2f}"
+    say(f"| {name} | {shown} | {verdict(measured, FLAT_BOUND)} |")
+say("")
+figure = lambda value, digits=0: "–" if value is None else f"{value:,.{digits}f}"
+per_header = (flat_value("flat-headers-100") - flat_value("flat-headers-0")) / 100 \
+    if flat_value("flat-headers-100") is not None and flat_value("flat-headers-0") is not None else None
+member_pair = [flat.get(case) for case in ("flat-tracestate-32", "flat-tracestate-1")]
+per_member = [(a - b) / 31 for a, b in zip(*member_pair)] if all(member_pair) else None
+varied_pair = [flat.get(case) for case in ("flat-tracestate-32-varied", "flat-tracestate-1-varied")]
+per_member_varied = [(a - b) / 31 for a, b in zip(*varied_pair)] if all(varied_pair) else None
+say("Where the cost grows (`callgrind_annotate --inclusive=yes` on `per_message --case flat-headers-100` and "
+    "`--case flat-tracestate-32` against their smallest cases):")
+header_allocations = [flat.get(case, (None, None))[1] for case in ("flat-headers-100", "flat-headers-0")]
+more_allocations = None if None in header_allocations else header_allocations[0] - header_allocations[1]
+say(f"- *Headers*: about {figure(per_header)} instructions per other header, and {figure(more_allocations, 1)} "
+    "allocations more with 100 of them. Each "
+    "message's headers are read once, in one pass (`w3c::TraceHeaders::scan`, through "
+    "`brokers::kafka::carrier::header_at`), which has to see every header to find the trace headers wherever they "
+    "are, a repeated `traceparent`, and the lineage headers of a retry. Per header about 27 instructions are "
+    "librdkafka's `rd_kafka_header_get_all`, about 95 check the name is UTF-8 (`CStr::to_str`: `strlen` and "
+    "`from_utf8`) and the rest compare it with the trace and lineage names. Comparing the names as bytes, "
+    "without the UTF-8 check, would take off about half; the pass stays linear in the headers, as any reader's "
+    "must.")
+say(f"- *`tracestate` members*: about {figure(per_member and per_member[0])} instructions and "
+    f"{figure(per_member and per_member[1])} allocations per member per message when the value repeats "
+    f"({figure(per_member_varied and per_member_varied[0])} and {figure(per_member_varied and per_member_varied[1], 1)} "
+    "when it changes every message, which adds its parse). OpenTelemetry's `TraceState` is a `VecDeque` of owned "
+    "key and value strings, and a consumer span copies it whole five times: the SDK's parent-based sampler "
+    "returns a copy (`Sampler::should_sample`), the context holding the span another "
+    "(`SynchronizedSpan::from`), the exported span data a third (`Span::ensure_ended_and_exported`); tracehop's "
+    "link to the producer copies the parent's span context (`span::describer::describe`), and its `tracestate` "
+    "memory hands out a copy of the value it parsed before (`w3c::tracestate::held`). With 32 members those copies "
+    "(`VecDeque::clone`) and their frees are about nine tenths of the message's instructions. The three SDK "
+    "copies are in every OpenTelemetry consumer; an `Arc`-shared `TraceState` upstream would make all five a "
+    "reference count.")
+say("- *Batches* cost less per message as they grow: a batch span is one span, with a link per message up to 128 "
+    "and past that a `traceparent` check and a count per message. *Hops*: the tenth hop of a chain costs what the "
+    "first does; nothing accumulates on the wire from hop to hop.")
+say("")
+say("### A million messages")
+say("")
+say("`cargo bench -p tracehop --features kafka,rabbitmq,otlp --bench scale -- soak` on tansu: the messages are "
+    "published first (by a process of their own), then one consumer process handles them all with "
+    "`#[traced_consumer]`, its tracer provider made by `tracehop::Telemetry` (always-on sampling, the batch span "
+    "processor with the SDK's defaults, OTLP over HTTP/protobuf) exporting to a collector on loopback in the same "
+    "process, which answers every export with an empty success and counts the spans in it. Resident memory is "
+    "`/proc/self/statm`'s, sampled every 50,000 messages; the rate is over the 50,000 messages before it.")
+say("")
+if soaks:
+    soak_svg([(label, windows) for label, (windows, _) in soaks],
+             pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "soak.svg")
+    say("It runs three times: as fast as the consumer goes, with the batch processor's defaults (queue 2,048, "
+        "batches of 512: *defaults, flat out*) and with a queue and batches sized for the rate "
+        "(`OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=8192`, which the SDK reads: *queue 65,536, "
+        "flat out*); and with the defaults at a steady 50,000 messages a second (`--pace 50000`: *defaults, "
+        "50,000/s*), as a service whose handlers do some work runs. Resident memory includes librdkafka's queue of prefetched messages (up "
+        "to `queued.max.messages.kbytes`, 64 MiB by default), which fills further when the consumer is slower than "
+        "the broker, and the collector's decoding in the same process.")
+    say("")
+    say("![Throughput and resident memory against messages handled](benchmarks/soak.svg)")
+    say("")
+    say("| messages handled | " + " | ".join(f"{label}: resident | messages/s" for label, _ in soaks) + " |")
+    say("|---:|" + "---:|---:|" * len(soaks))
+    rows = {}
+    for index, (_, (windows, _)) in enumerate(soaks):
+        for messages, resident, rate in windows:
+            rows.setdefault(messages, [("", "")] * len(soaks))[index] = (
+                f"{resident / 2**20:.1f} MiB", "–" if messages == 0 else f"{rate:,.0f}")
+    for messages, cells in sorted(rows.items()):
+        say(f"| {messages:,} | " + " | ".join(f"{memory} | {rate}" for memory, rate in cells) + " |")
+    say("")
+    say("| measure | " + " | ".join(label for label, _ in soaks) + " |")
+    say("|---|" + "---:|" * len(soaks))
+    summary = {}
+    for label, (windows, facts) in soaks:
+        warm = [resident for messages, resident, _ in windows if messages >= SOAK_WARM_UP]
+        growth = (max(warm) - warm[0]) / 2**20 if warm else None
+        made, received, dropped = (int(value) for value in facts.get("spans", ["0", "0", "0"]))
+        handled = facts.get("handled")
+        rates_after = [rate for messages, _, rate in windows if messages >= SOAK_WARM_UP]
+        summary.setdefault("handled", []).append(
+            f"{int(handled[0]):,} in {handled[2]} s ({int(handled[4].strip('(')):,}/s)" if handled else "–")
+        summary.setdefault("resident", []).append(
+            f"{windows[0][1] / 2**20:.1f} → {max(resident for _, resident, _ in windows) / 2**20:.1f} MiB")
+        summary.setdefault("growth", []).append(
+            "–" if growth is None else f"{growth:.1f} MiB, {verdict(growth, SOAK_RSS_BOUND_MIB)}")
+        summary.setdefault("rates", []).append(
+            f"{min(rates_after):,.0f} / {max(rates_after):,.0f}" if rates_after else "–")
+        summary.setdefault("spans", []).append(f"{made:,} / {received:,} / **{dropped:,}** "
+                                               f"({100 * dropped / made if made else 0:.1f}%)")
+        summary.setdefault("exports", []).append(f"{int(facts.get('exports', ['0'])[0]):,}")
+        summary.setdefault("export_rate", []).append(
+            f"{received / float(handled[2]):,.0f}" if handled and float(handled[2]) else "–")
+    for key, name in [("handled", "messages handled"),
+                      ("resident", "resident memory, at the start → highest"),
+                      ("growth", f"growth after {SOAK_WARM_UP:,} messages (highest − at {SOAK_WARM_UP:,}), bound "
+                                 f"{SOAK_RSS_BOUND_MIB} MiB"),
+                      ("rates", f"messages/s after {SOAK_WARM_UP:,}, slowest / fastest window"),
+                      ("spans", "spans ended / received by the collector / dropped"),
+                      ("exports", "exports (HTTP requests)"),
+                      ("export_rate", "spans received per second of handling")]:
+        say(f"| {name} | " + " | ".join(summary[key]) + " |")
+    say("")
+    say("The batch processor never blocks a handler: when its queue is full it drops the span, and the SDK says so "
+        "only in a log record at the first drop and one with the count at shutdown (`BatchSpanProcessor."
+        "SpanDroppingStarted`, `BatchSpanProcessor.SpansDropped`, compiled in with the SDK's `internal-logs` "
+        "feature); the drops above are the spans ended less the spans the collector received. Flat out, one "
+        "consumer makes spans faster than one OTLP/HTTP exporter sends them here (one export at a time, the "
+        "collector decoding on the same two cores), so the processor drops whatever its queue's size; a bigger "
+        "queue holds more spans in memory and fewer, bigger exports carry a little more. At a pace the exporter "
+        "keeps up with, nothing is dropped and memory stays flat.")
+else:
+    say("Not measured.")
 say("")
 
 # Targets

@@ -15,6 +15,11 @@
 //!
 //! Every message of a case carries the same `tracestate`, which tracehop recognises from the last message; the
 //! `-varied` cases give every message its own, the `-mixed` ones a realistic mix ([`Tracestates`]).
+//!
+//! The `flat-` cases ([`FLAT_CASES`]) follow the consumer path's cost per message as batches, header counts,
+//! `tracestate` sizes and the depth of a chain of hops grow: `-- --list-flat` names them with the messages an
+//! iteration handles, `-- --flat` prints their allocations per message, and `scripts/flatness` counts their
+//! instructions.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -267,6 +272,149 @@ fn run(case: &str, iterations: usize) {
     }
 }
 
+/// The flatness cases: how the consumer path's cost per message moves as one dimension of the work grows, each
+/// with the messages one iteration handles (`--list-flat` prints both; `scripts/flatness` divides by it). All run
+/// sampled (an always-on, parent-based sampler, sampled parents), each message continuing its producer's trace.
+///
+/// - `flat-batch-N`: one batch span (`MessageSpan::consumer_batch`, a link per message up to
+///   `max_links_per_span`) over N messages of N different traces; an iteration is one batch.
+/// - `flat-headers-N`: the consumer span of a message carrying N application headers before its `traceparent` and
+///   `tracestate`.
+/// - `flat-tracestate-K`: a message whose `tracestate` has K members of 15 characters (32 of them are 511
+///   characters, W3C's 512-character limit); `none` carries none. Constant from message to message, which
+///   tracehop recognises; the `-varied` cases change the first member's value every message (a vendor writing per
+///   span), cycling through 2,048 messages.
+/// - `flat-hop-K`: hop K of a chain where every hop consumes a message and, inside its consumer span, publishes
+///   the next with `#[traced_producer]`'s calls; the chain starts with a publish outside any span. An iteration is
+///   one hop's consume and publish of the message that came through the K − 1 hops before it.
+const FLAT_CASES: &[(&str, usize)] = &[
+    ("flat-batch-1", 1),
+    ("flat-batch-10", 10),
+    ("flat-batch-100", 100),
+    ("flat-batch-1000", 1_000),
+    ("flat-batch-10000", 10_000),
+    ("flat-headers-0", 1),
+    ("flat-headers-10", 1),
+    ("flat-headers-100", 1),
+    ("flat-tracestate-none", 1),
+    ("flat-tracestate-1", 1),
+    ("flat-tracestate-8", 1),
+    ("flat-tracestate-32", 1),
+    ("flat-tracestate-1-varied", 1),
+    ("flat-tracestate-8-varied", 1),
+    ("flat-tracestate-32-varied", 1),
+    ("flat-hop-1", 1),
+    ("flat-hop-10", 1),
+];
+
+/// A `tracestate` of `members` members of 15 characters (`vendorNN=` and six), the first one's value `first`.
+fn tracestate_of(members: usize, first: &str) -> String {
+    (0..members)
+        .map(|member| format!("vendor{member:02}={}", if member == 0 { first } else { "t61rcW" }))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Six characters different for each `index` below 2,048: the varied first member's value.
+fn six_characters(index: usize) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..6).map(|digit| char::from(ALPHABET[(index >> (6 * digit)) & 63])).collect()
+}
+
+/// An order message of trace `trace_id` with `others` application headers, then its `traceparent` and, when
+/// given, `tracestate`.
+fn message_with(trace_id: u128, others: usize, tracestate: Option<&str>) -> OwnedMessage {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut headers = OwnedHeaders::new_with_capacity(others + 2);
+    for index in 0..others {
+        let (key, value) = (format!("x-app-{index}"), format!("value-{index}"));
+        headers = headers.insert(Header { key: &key, value: Some(&value) });
+    }
+    let traceparent = traceparent(trace_id, true);
+    headers = headers.insert(Header { key: "traceparent", value: Some(&traceparent) });
+    if let Some(tracestate) = tracestate {
+        headers = headers.insert(Header { key: "tracestate", value: Some(tracestate) });
+    }
+    order_message(headers)
+}
+
+/// One hop of the chain: consumes `message` and, inside its span, publishes the next message; that message.
+fn hop(message: &OwnedMessage) -> OwnedMessage {
+    let mut next = None;
+    MessageSpan::consumer(&CONSUMER, message).start().run(|| next = Some(publish_next()));
+    next.expect("the hop published")
+}
+
+/// What `#[traced_producer]` does for a function taking its record, then the record as the next consumer gets it.
+fn publish_next() -> OwnedMessage {
+    let mut record: rdkafka::producer::FutureRecord<'_, str, str> =
+        rdkafka::producer::FutureRecord::to("orders").key("order-7").payload("{\"id\":7}");
+    let span = MessageSpan::producer(&PRODUCER).describing(&record).start();
+    span.inject(&mut record);
+    span.run(|| {
+        black_box(&record.headers);
+    });
+    order_message(record.headers.unwrap_or_default())
+}
+
+/// Runs flatness case `case` `iterations` times (an iteration handles the messages [`FLAT_CASES`] gives it).
+fn run_flat(case: &str, iterations: usize) {
+    tracehop::set_links_before_sampling(false);
+    let provider = provider(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)), Processor::Simple);
+    global::set_tracer_provider(provider.clone());
+    tracehop::install_propagator();
+    let (dimension, size) =
+        case.strip_prefix("flat-").and_then(|rest| rest.split_once('-')).expect("flat-DIMENSION-SIZE");
+    match dimension {
+        "batch" => {
+            let size: usize = size.parse().expect("a batch size");
+            let batch: Vec<OwnedMessage> =
+                (0..size).map(|index| message_with(TRACE_ID + index as u128, 2, Some(TRACESTATE))).collect();
+            for _ in 0..iterations {
+                MessageSpan::consumer_batch(&BATCH_CONSUMER, black_box(&batch)).start().run(|| black_box(()));
+            }
+        }
+        "headers" => {
+            let message = message_with(TRACE_ID, size.parse().expect("a header count"), Some(TRACESTATE));
+            for _ in 0..iterations {
+                tracehop_consumer(black_box(&message));
+            }
+        }
+        "tracestate" => {
+            let (members, varied) = match size.strip_suffix("-varied") {
+                Some(members) => (members, true),
+                None => (size, false),
+            };
+            let messages: Vec<OwnedMessage> = match (members, varied) {
+                ("none", _) => vec![message_with(TRACE_ID, 2, None)],
+                (members, false) => {
+                    vec![message_with(TRACE_ID, 2, Some(&tracestate_of(members.parse().expect("members"), "t61rcW")))]
+                }
+                (members, true) => {
+                    let members = members.parse().expect("members");
+                    (0..2048)
+                        .map(|index| message_with(TRACE_ID, 2, Some(&tracestate_of(members, &six_characters(index)))))
+                        .collect()
+                }
+            };
+            for index in 0..iterations {
+                tracehop_consumer(black_box(&messages[index % messages.len()]));
+            }
+        }
+        "hop" => {
+            let hops: usize = size.parse().expect("a hop number");
+            let mut message = publish_next();
+            for _ in 1..hops {
+                message = hop(&message);
+            }
+            for _ in 0..iterations {
+                drop(black_box(hop(black_box(&message))));
+            }
+        }
+        _ => panic!("unknown case {case}; cases: {FLAT_CASES:?}"),
+    }
+}
+
 /// The messages of one `batch-consumer` span.
 const BATCH_SIZE: usize = 8;
 
@@ -296,9 +444,31 @@ fn main() {
         CASES.iter().for_each(|case| println!("{case}"));
         return;
     }
+    if args.iter().any(|arg| arg == "--list-flat") {
+        FLAT_CASES.iter().for_each(|(case, messages)| println!("{case} {messages}"));
+        return;
+    }
     if let Some(case) = value_of("--case") {
         let iterations = value_of("--iterations").and_then(|n| n.parse().ok()).unwrap_or(1000);
-        run(case, iterations);
+        match case.starts_with("flat-") {
+            true => run_flat(case, iterations),
+            false => run(case, iterations),
+        }
+        return;
+    }
+    if args.iter().any(|arg| arg == "--flat") {
+        println!("allocations per message (a counting global allocator; at least 1,000 messages after 100)");
+        for (case, messages) in FLAT_CASES {
+            let iterations = 1000_usize.div_ceil(*messages);
+            run_flat(case, 100_usize.div_ceil(*messages));
+            let before = ALLOCATIONS.load(Ordering::Relaxed);
+            run_flat(case, iterations);
+            let total = ALLOCATIONS.load(Ordering::Relaxed) - before;
+            let before_setup = ALLOCATIONS.load(Ordering::Relaxed);
+            run_flat(case, 0);
+            let setup = ALLOCATIONS.load(Ordering::Relaxed) - before_setup;
+            println!("{case:>36}: {:.2}", (total - setup) as f64 / (iterations * messages) as f64);
+        }
         return;
     }
     println!("allocations per message (a counting global allocator; 1,000 messages after 100 to warm up)");
