@@ -426,7 +426,7 @@ run = read_pairs("scale-run.txt")
 if run:
     say(f"Run {run.get('date', '?')}, commit {run.get('commit', '?')}: flatness {run.get('flatness', '?')} s, "
         f"consumer processes {run.get('scaling', '?')} s, soaks {run.get('soak', '?')} s; load average at the end "
-        f"{run.get('load', '?')} (other work shared the machine).")
+        f"{run.get('load', '?')} (over 1, 5 and 15 minutes; the benchmark's own processes count in it).")
     say("")
 say("### Consumer processes")
 say("")
