@@ -32,7 +32,6 @@
 //! default 3), and `scripts/tansu cargo bench ... --bench scale -- soak`;
 //! `scripts/benchmarks --scale` runs both.
 
-use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -42,7 +41,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
@@ -54,12 +52,12 @@ use opentelemetry_sdk::trace::{Sampler, SpanData, SpanProcessor};
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::Message;
 
 mod support;
-use support::{provider, traceparent, Processor, TRACESTATE};
+use support::rabbitmq::{handle_traced_delivery, handle_untraced_delivery};
+use support::{handle_traced, handle_untraced, provider, traceparent, Processor, TRACESTATE};
 
 /// The partitions of the scaling topic: a multiple of every process count, so that the workers of a run get equal
 /// shares and finish together.
@@ -78,24 +76,6 @@ const SOAK_MESSAGES: usize = 1_000_000;
 const SOAK_WINDOW: usize = 50_000;
 /// A worker stops once no message has come for this long after its first (or for a minute before it).
 const IDLE: Duration = Duration::from_secs(4);
-
-#[tracehop::traced_consumer(group = "scale")]
-fn handle_traced(message: &BorrowedMessage<'_>) {
-    black_box(message.payload());
-}
-
-fn handle_untraced(message: &BorrowedMessage<'_>) {
-    black_box(message.payload());
-}
-
-#[tracehop::traced_consumer(group = "scale")]
-fn handle_traced_delivery(delivery: &Delivery) {
-    black_box(&delivery.data);
-}
-
-fn handle_untraced_delivery(delivery: &Delivery) {
-    black_box(&delivery.data);
-}
 
 /// Message `index`'s own producer `traceparent` (sampled), so every handling continues a trace of its own.
 fn message_traceparent(index: usize) -> String {

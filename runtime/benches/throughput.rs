@@ -10,7 +10,6 @@
 //! Run: `cargo bench -p tracehop --features kafka,rabbitmq --bench throughput` (`-- --messages N --rounds R` to change the
 //! defaults of 20,000 messages and 3 rounds of each).
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -25,28 +24,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rdkafka::Message;
 
 mod support;
-use support::{provider, traceparent, Processor, TRACESTATE};
-
-#[tracehop::traced_consumer(group = "throughput")]
-fn handle_traced(message: &BorrowedMessage<'_>) {
-    black_box(message.payload());
-}
-
-fn handle_untraced(message: &BorrowedMessage<'_>) {
-    black_box(message.payload());
-}
-
-#[tracehop::traced_consumer(group = "throughput")]
-fn handle_traced_delivery(delivery: &Delivery) {
-    black_box(&delivery.data);
-}
-
-fn handle_untraced_delivery(delivery: &Delivery) {
-    black_box(&delivery.data);
-}
+use support::rabbitmq::{handle_traced_delivery, handle_untraced_delivery};
+use support::{handle_traced, handle_untraced, provider, traceparent, Processor, TRACESTATE};
 
 /// A message's trace headers: each message continues its own producer trace, as in production.
 fn trace_headers(index: usize) -> (String, &'static str) {

@@ -546,3 +546,15 @@ pub fn hand_written_producer() {
     drop(attached);
     context.span().end();
 }
+
+/// The handler the broker benches (`throughput`, `scale`) consume with, traced: as little work as a handler can do,
+/// so that what is measured is the broker and tracehop.
+#[tracehop::traced_consumer(group = "bench")]
+pub fn handle_traced(message: &rdkafka::message::BorrowedMessage<'_>) {
+    black_box(message.payload());
+}
+
+/// [`handle_traced`] without tracehop: the untraced side of the same comparison.
+pub fn handle_untraced(message: &rdkafka::message::BorrowedMessage<'_>) {
+    black_box(message.payload());
+}

@@ -54,3 +54,14 @@ pub fn dead_letter_twin(message: &OwnedMessage) -> Delivery {
 pub fn tracehop_rabbitmq_consumer(delivery: &Delivery) {
     MessageSpan::consumer(&RABBITMQ_CONSUMER, delivery).start().run(|| black_box(()))
 }
+
+/// The handler the broker benches consume RabbitMQ deliveries with, traced (the twin of `support::handle_traced`).
+#[tracehop::traced_consumer(group = "bench")]
+pub fn handle_traced_delivery(delivery: &Delivery) {
+    black_box(&delivery.data);
+}
+
+/// [`handle_traced_delivery`] without tracehop.
+pub fn handle_untraced_delivery(delivery: &Delivery) {
+    black_box(&delivery.data);
+}

@@ -189,48 +189,39 @@ pub(crate) fn record_lineage(
     // Each lineage header is read once, at its first occurrence: a producer repeating one (Kafka headers may
     // repeat) adds no second link or attribute, so what a message can make a span carry stays bounded.
     let mut seen = 0_u16;
-    let mut first = |bit: u16| {
-        let is_first = seen & bit == 0;
-        seen |= bit;
-        is_first
-    };
     headers.visit_headers(&mut |name, value| {
         let Some(value) = value else { return };
-        match name {
-            ATTEMPT_HEADER if record_attempt => {
-                if first(1) {
-                    attributes.add(ATTEMPT_ATTRIBUTE, whole_number(value));
-                }
-            }
-            PREVIOUS_ATTEMPT_HEADER => {
-                if first(1 << 1) {
-                    push_link(links, value, PREVIOUS_ATTEMPT);
-                }
-            }
-            FAILED_PROCESS_HEADER => {
-                if first(1 << 2) {
-                    push_link(links, value, FAILED_PROCESS);
-                }
-            }
-            DEAD_LETTER_ORIGIN_HEADER => {
-                if first(1 << 3) {
-                    add_text(attributes, DEAD_LETTER_ORIGIN_ATTRIBUTE, value);
-                }
-            }
-            DEAD_LETTER_ERROR_TYPE_HEADER => {
-                if first(1 << 4) {
-                    add_text(attributes, DEAD_LETTER_ERROR_TYPE_ATTRIBUTE, value);
-                }
-            }
-            _ => {
-                if let Some(coordinate) = Coordinate::of_header(name) {
-                    if first(1 << (5 + coordinate as u16)) {
-                        add_text(attributes, coordinate.attribute(), value);
-                    }
-                }
-            }
+        let (bit, read) = match name {
+            ATTEMPT_HEADER if record_attempt => (0, Read::Attempt),
+            PREVIOUS_ATTEMPT_HEADER => (1, Read::Link(PREVIOUS_ATTEMPT)),
+            FAILED_PROCESS_HEADER => (2, Read::Link(FAILED_PROCESS)),
+            DEAD_LETTER_ORIGIN_HEADER => (3, Read::Text(DEAD_LETTER_ORIGIN_ATTRIBUTE)),
+            DEAD_LETTER_ERROR_TYPE_HEADER => (4, Read::Text(DEAD_LETTER_ERROR_TYPE_ATTRIBUTE)),
+            _ => match Coordinate::of_header(name) {
+                Some(coordinate) => (5 + coordinate as u16, Read::Text(coordinate.attribute())),
+                None => return,
+            },
+        };
+        if seen & (1 << bit) != 0 {
+            return;
+        }
+        seen |= 1 << bit;
+        match read {
+            Read::Attempt => attributes.add(ATTEMPT_ATTRIBUTE, whole_number(value)),
+            Read::Link(relation) => push_link(links, value, relation),
+            Read::Text(key) => add_text(attributes, key, value),
         }
     });
+}
+
+/// What a lineage header becomes on the consumer span.
+enum Read {
+    /// `tracehop.message.attempt`.
+    Attempt,
+    /// A link to the `traceparent` it holds, with this `tracehop.link.relation`.
+    Link(&'static str),
+    /// A text attribute of this name.
+    Text(&'static str),
 }
 
 fn add_text(attributes: &mut SpanAttributes, key: &'static str, value: &[u8]) {
