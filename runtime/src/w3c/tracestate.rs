@@ -2,7 +2,6 @@
 //! cost of the trace.
 
 use std::cell::RefCell;
-use std::str::FromStr;
 
 use opentelemetry::trace::TraceState;
 
@@ -88,7 +87,8 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
             let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
             return Err(TraceState::from_key_value(held).unwrap_or_default());
         }
-        let parsed = TraceState::from_str(trimmed).unwrap_or_default();
+        // Built from the members already found valid: no intermediate list of owned pairs, as `from_str` makes.
+        let parsed = TraceState::from_key_value(entries(trimmed)).unwrap_or_default();
         if repeated {
             recent.parsed = Some(parsed.clone());
         }
