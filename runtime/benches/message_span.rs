@@ -4,15 +4,16 @@
 //! is sampled), and the `tracing` + `tracing-opentelemetry` route. Each under an always-on sampler, an unsampled
 //! parent and a 1% ratio sampler (messages cycle through traces their producers sampled at 1%), with the simple
 //! and the batch span processor on an exporter that discards; every message carrying the same `tracestate`, and
-//! again (simple processor) with a `tracestate` of its own per message and with a realistic mix of repeated and
-//! unique ones ([`Tracestates`]: tracehop remembers the last one). In every cell, `#[traced_consumer]` also
-//! runs on each message's core NATS twin ([`nats_twin`]: same trace, `tracestate` and headers), as
-//! `tracehop-nats`. Then: extraction alone against the upstream propagators (a map and in place) with 0, 3 and
-//! 20 application headers on Kafka, AMQP and NATS, and on Kafka with varied and mixed `tracestate` values; the
+//! again (simple processor) with a `tracestate` of its own per message, with a realistic mix of repeated and
+//! unique ones, and with none ([`Tracestates`]: tracehop remembers the last one). In every cell, the floor also
+//! runs building its parent from each message's headers (`floor-parsing`, [`sdk_floor_parsing`]), and
+//! `#[traced_consumer]` on each message's core NATS twin ([`nats_twin`]: same trace, `tracestate` and headers),
+//! as `tracehop-nats`. Then: extraction alone against the upstream propagators (a map and in place) with 0, 3 and
+//! 20 application headers on Kafka, AMQP and NATS, and on Kafka with varied, mixed and no `tracestate` values; the
 //! producer path (and on NATS, a `HeaderMap`) against a hand-written publish and the SDK floor with a bare header
 //! write; batches of 100 and 10,000; and missing and malformed contexts.
 //!
-//! Run: `cargo bench -p tracehop --features kafka,rabbitmq,nats --bench message_span` (about eight minutes on two
+//! Run: `cargo bench -p tracehop --features kafka,rabbitmq,nats --bench message_span` (about ten minutes on two
 //! cores); `scripts/benchmarks` runs it with the others and writes BENCHMARKS.md.
 
 use std::collections::HashMap;
@@ -49,7 +50,8 @@ fn sampling(tracestates: Tracestates) -> Vec<Sampling> {
 }
 
 /// The criterion group of one cell of the consumer matrix: `consumer/SAMPLER/PROCESSOR`, and
-/// `.../tracestate-varied` or `.../tracestate-mixed` when the messages' `tracestate` is not constant.
+/// `.../tracestate-varied`, `.../tracestate-mixed` or `.../tracestate-none` when the messages' `tracestate` is not
+/// constant.
 fn consumer_group(sampler: &str, processor: Processor, tracestates: Tracestates) -> String {
     let group = format!("consumer/{sampler}/{processor:?}").to_lowercase();
     match tracestates {
@@ -60,8 +62,8 @@ fn consumer_group(sampler: &str, processor: Processor, tracestates: Tracestates)
 
 fn consumer(c: &mut Criterion) {
     for tracestates in Tracestates::ALL {
-        // What a varied `tracestate` changes is the consumer's extraction, not export: the simple processor is
-        // enough to show it, and keeps the run in minutes.
+        // What a varied or missing `tracestate` changes is the consumer's extraction, not export: the simple
+        // processor is enough to show it, and keeps the run in minutes.
         let processors: &[Processor] = if tracestates == Tracestates::Constant {
             &[Processor::Simple, Processor::Batch]
         } else {
@@ -101,6 +103,9 @@ fn consumer_cell(
         b.iter(|| drop(black_box(extract_context(black_box(&cycle.next().unwrap().0)))))
     });
     group.bench_function("floor", |b| b.iter(|| sdk_floor(&floor_tracer, black_box(&cycle.next().unwrap().1))));
+    group.bench_function("floor-parsing", |b| {
+        b.iter(|| sdk_floor_parsing(&floor_tracer, black_box(&cycle.next().unwrap().0)))
+    });
     group.bench_function("tracehop", |b| b.iter(|| tracehop_consumer(black_box(&cycle.next().unwrap().0))));
     let mut nats_cycle = nats_messages.iter().cycle();
     group.bench_function("tracehop-nats", |b| b.iter(|| tracehop_nats_consumer(black_box(nats_cycle.next().unwrap()))));
@@ -115,13 +120,14 @@ fn consumer_cell(
     let _ = provider.shutdown();
 }
 
-/// `count` application headers and the producer's `traceparent` and `tracestate`, as (name, value) pairs.
-fn header_pairs(count: usize, tracestate: &str) -> Vec<(String, String)> {
+/// `count` application headers and the producer's `traceparent` and, when given, `tracestate`, as (name, value)
+/// pairs.
+fn header_pairs(count: usize, tracestate: Option<&str>) -> Vec<(String, String)> {
     let mut pairs: Vec<(String, String)> =
         (0..count).map(|index| (format!("x-app-header-{index}"), format!("value-{index:04}"))).collect();
     // The trace headers come after the application's, as a relay that adds them last would send them.
     pairs.push(("traceparent".to_owned(), traceparent(TRACE_ID, true)));
-    pairs.push(("tracestate".to_owned(), tracestate.to_owned()));
+    pairs.extend(tracestate.map(|tracestate| ("tracestate".to_owned(), tracestate.to_owned())));
     pairs
 }
 
@@ -174,7 +180,7 @@ fn extraction(c: &mut Criterion) {
     tracehop::install_propagator();
     let mut group = c.benchmark_group("extraction");
     for count in [0, 3, 20] {
-        let pairs = header_pairs(count, TRACESTATE);
+        let pairs = header_pairs(count, Some(TRACESTATE));
         let message = kafka_message_with(&pairs);
         let headers = message.headers().expect("the message has headers");
         group.bench_with_input(BenchmarkId::new("kafka/tracehop", count), &message, |b, message| {
@@ -208,9 +214,9 @@ fn extraction(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("nats/upstream-in-place", count), &nats_headers, |b, headers| {
             b.iter(|| drop(black_box(UPSTREAM.extract(&NatsHeaders(black_box(headers))))))
         });
-        for tracestates in [Tracestates::Varied, Tracestates::Mixed] {
+        for tracestates in [Tracestates::Varied, Tracestates::Mixed, Tracestates::None] {
             let messages: Vec<OwnedMessage> = (0..tracestates.pool())
-                .map(|index| kafka_message_with(&header_pairs(count, &tracestates.nth(index))))
+                .map(|index| kafka_message_with(&header_pairs(count, tracestates.nth(index).as_deref())))
                 .collect();
             let name = tracestates.name();
             let mut cycle = messages.iter().cycle();

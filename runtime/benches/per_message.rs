@@ -8,13 +8,15 @@
 //! Cases: tracehop's consumer and producer paths, on Kafka and (`nats-`) on a core NATS message, the Kafka
 //! message's twin, and a `HeaderMap`; the consumer path (`rabbitmq-`) on a lapin delivery, plain or
 //! dead-lettered; the floors they are held to (the OpenTelemetry SDK's own span with a pre-built remote parent,
-//! described with the same ten attributes and one link once the sampler has recorded it; for producers, the SDK's
-//! span and a bare `traceparent` write); the guides' hand-written glue (built up front, and described only once
+//! described with the same ten attributes and one link once the sampler has recorded it, and the same span with
+//! its parent read from the message's headers; for producers, the SDK's span and a bare `traceparent` write); the
+//! guides' hand-written glue (built up front, and described only once
 //! sampled); the `tracing` + `tracing-opentelemetry` route; and extraction alone, tracehop's and OpenTelemetry's
 //! propagators reading the headers in place.
 //!
 //! Every message of a case carries the same `tracestate`, which tracehop recognises from the last message; the
-//! `-varied` cases give every message its own, the `-mixed` ones a realistic mix ([`Tracestates`]).
+//! `-varied` cases give every message its own, the `-mixed` ones a realistic mix, and the `-none` ones carry no
+//! `tracestate` at all ([`Tracestates`]).
 //!
 //! The `flat-` cases ([`FLAT_CASES`]) follow the consumer path's cost per message as batches, header counts,
 //! `tracestate` sizes and the depth of a chain of hops grow: `-- --list-flat` names them with the messages an
@@ -66,11 +68,15 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 /// Every case: its name and what it does per message. `-sampled` cases run under an always-on (parent-based)
 /// sampler with a sampled parent; `-unsampled` ones with an unsampled parent, or, for producers, a sampler that
 /// drops them. Messages carry a constant `tracestate`, but in the `-varied` and `-mixed` cases
-/// ([`Tracestates::Varied`], [`Tracestates::Mixed`]), which cycle through 2,048 messages, and the `-level2` ones
+/// ([`Tracestates::Varied`], [`Tracestates::Mixed`]), which cycle through 2,048 messages, the `-none` ones
+/// ([`Tracestates::None`]: a `traceparent` and no `tracestate`, what most SDKs send) and the `-level2` ones
 /// ([`Tracestates::Level2`]: the random flag and a key OpenTelemetry's `TraceState` refuses).
 ///
-/// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]); `floor-deciding-first-sampled` and
-/// `floor-up-front-unsampled` are the other way of writing it, each dearer for that outcome.
+/// The floor of each outcome is the SDK's cheapest span for it ([`sdk_floor`]), handed its parent built before the
+/// run; `floor-deciding-first-sampled` and `floor-up-front-unsampled` are the other way of writing it, each dearer
+/// for that outcome. `floor-parsing-*` is that floor paying for the message's context as every consumer must: the
+/// parent built per message from the headers, the plainest way by hand ([`sdk_floor_parsing`]), so a per-message
+/// `tracestate`'s parse is in it.
 ///
 /// `rabbitmq-consumer-*` is the consumer path on a lapin delivery, the Kafka message's twin ([`rabbitmq_twin`]);
 /// `rabbitmq-dead-letter-consumer-*` the same delivery as a dead-letter queue receives it ([`dead_letter_twin`]:
@@ -105,6 +111,8 @@ const CASES: &[&str] = &[
     "floor-unsampled",
     "floor-deciding-first-sampled",
     "floor-up-front-unsampled",
+    "floor-parsing-sampled",
+    "floor-parsing-unsampled",
     "glue-sampled",
     "glue-unsampled",
     "glue-after-sampling-sampled",
@@ -135,6 +143,8 @@ const CASES: &[&str] = &[
     "consumer-unsampled-varied",
     "floor-sampled-varied",
     "floor-unsampled-varied",
+    "floor-parsing-sampled-varied",
+    "floor-parsing-unsampled-varied",
     "glue-after-sampling-sampled-varied",
     "glue-after-sampling-unsampled-varied",
     "extraction-sampled-varied",
@@ -143,10 +153,22 @@ const CASES: &[&str] = &[
     "consumer-unsampled-mixed",
     "floor-sampled-mixed",
     "floor-unsampled-mixed",
+    "floor-parsing-sampled-mixed",
+    "floor-parsing-unsampled-mixed",
     "glue-after-sampling-sampled-mixed",
     "glue-after-sampling-unsampled-mixed",
     "extraction-sampled-mixed",
     "upstream-extraction-sampled-mixed",
+    "consumer-sampled-none",
+    "consumer-unsampled-none",
+    "floor-sampled-none",
+    "floor-unsampled-none",
+    "floor-parsing-sampled-none",
+    "floor-parsing-unsampled-none",
+    "glue-after-sampling-sampled-none",
+    "glue-after-sampling-unsampled-none",
+    "extraction-sampled-none",
+    "upstream-extraction-sampled-none",
     "consumer-sampled-level2",
     "consumer-unsampled-level2",
     "floor-sampled-level2",
@@ -180,6 +202,7 @@ fn run(case: &str, iterations: usize) {
     let (path, tracestates) = match case.rsplit_once('-') {
         Some((path, "varied")) => (path, Tracestates::Varied),
         Some((path, "mixed")) => (path, Tracestates::Mixed),
+        Some((path, "none")) => (path, Tracestates::None),
         Some((path, "level2")) => (path, Tracestates::Level2),
         _ => (case, Tracestates::Constant),
     };
@@ -238,6 +261,7 @@ fn run(case: &str, iterations: usize) {
         match path {
             "consumer" => tracehop_consumer(black_box(message)),
             "floor" => sdk_floor(&tracer, black_box(parent)),
+            "floor-parsing" => sdk_floor_parsing(&tracer, black_box(message)),
             "floor-up-front" => sdk_floor_described_up_front(&tracer, black_box(parent)),
             "floor-deciding-first" => sdk_floor_deciding_first(&tracer, black_box(parent)),
             "glue" => hand_written(black_box(message)),

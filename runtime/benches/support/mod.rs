@@ -65,30 +65,34 @@ pub const LEVEL2_TRACESTATE: &str = "congo=t61rcWkgMzE,tenant@vvvvvvvvvvvvvv=1";
 /// An order message with two application headers and the producer's `traceparent` and [`TRACESTATE`]: what the
 /// issue's figures and every per-message case with a constant `tracestate` use.
 pub fn traced_message(trace_id: u128, sampled: bool) -> OwnedMessage {
-    traced_message_with(trace_id, sampled, TRACESTATE)
+    traced_message_with(trace_id, sampled, Some(TRACESTATE))
 }
 
-/// [`traced_message`] carrying `tracestate` instead.
-pub fn traced_message_with(trace_id: u128, sampled: bool, tracestate: &str) -> OwnedMessage {
+/// [`traced_message`] carrying `tracestate` instead, or no `tracestate` header at all.
+pub fn traced_message_with(trace_id: u128, sampled: bool, tracestate: Option<&str>) -> OwnedMessage {
     let traceparent = traceparent(trace_id, sampled);
-    order_message(
-        OwnedHeaders::new()
-            .insert(Header { key: "content-type", value: Some("application/json") })
-            .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
-            .insert(Header { key: "traceparent", value: Some(&traceparent) })
-            .insert(Header { key: "tracestate", value: Some(tracestate) }),
-    )
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: "content-type", value: Some("application/json") })
+        .insert(Header { key: "x-request-id", value: Some("7f3c2a") })
+        .insert(Header { key: "traceparent", value: Some(&traceparent) });
+    order_message(match tracestate {
+        Some(tracestate) => headers.insert(Header { key: "tracestate", value: Some(tracestate) }),
+        None => headers,
+    })
 }
 
 /// The remote parent a message of [`traced_message`] carries, built directly: what the SDK floor starts from.
 pub fn remote_parent(trace_id: u128, sampled: bool) -> Context {
-    remote_parent_with(trace_id, sampled, TRACESTATE)
+    remote_parent_with(trace_id, sampled, Some(TRACESTATE))
 }
 
-/// The remote parent a message of [`traced_message_with`] carries.
-pub fn remote_parent_with(trace_id: u128, sampled: bool, tracestate: &str) -> Context {
+/// The remote parent a message of [`traced_message_with`] carries (an empty `TraceState` for no `tracestate`).
+pub fn remote_parent_with(trace_id: u128, sampled: bool, tracestate: Option<&str>) -> Context {
     let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    let trace_state = TraceState::from_str(tracestate).expect("a valid tracestate");
+    let trace_state = match tracestate {
+        Some(tracestate) => TraceState::from_str(tracestate).expect("a valid tracestate"),
+        None => TraceState::default(),
+    };
     Context::new().with_remote_span_context(SpanContext::new(
         TraceId::from(trace_id),
         SpanId::from(SPAN_ID),
@@ -99,10 +103,14 @@ pub fn remote_parent_with(trace_id: u128, sampled: bool, tracestate: &str) -> Co
 }
 
 /// How the `tracestate` of consecutive messages varies. tracehop remembers the last `tracestate` each thread
-/// read, so a run where every message carries the same one measures its best case; the other two measure
-/// what a consumer pays when the producers' vendor data changes.
+/// read, so a run where every message carries the same one measures its best case; `Varied` and `Mixed` measure
+/// what a consumer pays when the producers' vendor data changes, and `None` what it pays for the `traceparent`
+/// alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tracestates {
+    /// No message carries a `tracestate`, only its `traceparent`: what most OpenTelemetry SDKs send by default
+    /// (a `tracestate` is written only when something put a member in it).
+    None,
     /// Every message carries [`TRACESTATE`].
     Constant,
     /// Every message its own: the vendor member's value changes with each message (as a vendor that writes a
@@ -122,12 +130,14 @@ pub enum Tracestates {
 pub const FEW_TRACESTATES: [&str; 3] = ["congo=ucfJifl5GOE", "congo=lZWRzIHRoZQ", "congo=Qm9keSBvZgo"];
 
 impl Tracestates {
-    /// Every kind, the constant one first.
-    pub const ALL: [Tracestates; 3] = [Tracestates::Constant, Tracestates::Varied, Tracestates::Mixed];
+    /// Every kind but [`Tracestates::Level2`], the constant one first.
+    pub const ALL: [Tracestates; 4] =
+        [Tracestates::Constant, Tracestates::Varied, Tracestates::Mixed, Tracestates::None];
 
     /// How benchmark names call it.
     pub fn name(self) -> &'static str {
         match self {
+            Tracestates::None => "none",
             Tracestates::Constant => "constant",
             Tracestates::Varied => "varied",
             Tracestates::Mixed => "mixed",
@@ -135,9 +145,10 @@ impl Tracestates {
         }
     }
 
-    /// The `tracestate` of message `index` of a run: the same for the same index on every run.
-    pub fn nth(self, index: usize) -> String {
-        match self {
+    /// The `tracestate` of message `index` of a run, if it has one: the same for the same index on every run.
+    pub fn nth(self, index: usize) -> Option<String> {
+        Some(match self {
+            Tracestates::None => return None,
             Tracestates::Constant => TRACESTATE.to_owned(),
             Tracestates::Level2 => LEVEL2_TRACESTATE.to_owned(),
             Tracestates::Varied => unique_tracestate(index),
@@ -146,14 +157,14 @@ impl Tracestates {
                 7 | 8 => FEW_TRACESTATES[(scramble(index as u64 ^ 0x1b873593) % 3) as usize].to_owned(),
                 _ => unique_tracestate(index),
             },
-        }
+        })
     }
 
-    /// How many distinct messages a run cycles through: one for [`Tracestates::Constant`]; otherwise more than
-    /// any per-message case runs (1,100), so no value of [`Tracestates::Varied`] comes back.
+    /// How many distinct messages a run cycles through: one where every message is the same; otherwise more
+    /// than any per-message case runs (1,100), so no value of [`Tracestates::Varied`] comes back.
     pub fn pool(self) -> usize {
         match self {
-            Tracestates::Constant | Tracestates::Level2 => 1,
+            Tracestates::Constant | Tracestates::Level2 | Tracestates::None => 1,
             Tracestates::Varied | Tracestates::Mixed => 2048,
         }
     }
@@ -183,8 +194,8 @@ impl Tracestates {
             .map(|index| {
                 let tracestate = self.nth(index);
                 (
-                    traced_message_with(trace_id, sampled, &tracestate),
-                    remote_parent_with(trace_id, sampled, &tracestate),
+                    traced_message_with(trace_id, sampled, tracestate.as_deref()),
+                    remote_parent_with(trace_id, sampled, tracestate.as_deref()),
                 )
             })
             .collect()
@@ -232,7 +243,10 @@ pub fn ratio_sampled_messages(count: usize, ratio: f64, tracestates: Tracestates
             );
             let sampled = decision.decision == opentelemetry_sdk::trace::SamplingDecision::RecordAndSample;
             let tracestate = tracestates.nth(index);
-            (traced_message_with(trace_id, sampled, &tracestate), remote_parent_with(trace_id, sampled, &tracestate))
+            (
+                traced_message_with(trace_id, sampled, tracestate.as_deref()),
+                remote_parent_with(trace_id, sampled, tracestate.as_deref()),
+            )
         })
         .collect()
 }
@@ -313,6 +327,55 @@ where
     } else {
         sdk_floor_deciding_first(tracer, parent)
     }
+}
+
+/// The remote parent of `message` built from its headers the plainest way a hand-written consumer would: one
+/// pass over the headers for `traceparent` and `tracestate`, the `traceparent` cut at the fixed positions of
+/// version `00` and its ids decoded by OpenTelemetry's own `TraceId::from_hex` and `SpanId::from_hex`, the
+/// `tracestate` parsed by `TraceState::from_str` (an invalid one dropped, as W3C asks), and the span context put in
+/// a new `Context`. No check beyond what those types make, and no propagator: the least that reading the context
+/// of a message costs, which [`sdk_floor_parsing`] adds to the floor.
+pub fn parsed_remote_parent(message: &OwnedMessage) -> Context {
+    let (mut traceparent, mut tracestate) = (None, None);
+    for header in message.headers().into_iter().flat_map(|headers| headers.iter()) {
+        match header.key {
+            "traceparent" => traceparent = header.value.and_then(|value| std::str::from_utf8(value).ok()),
+            "tracestate" => tracestate = header.value.and_then(|value| std::str::from_utf8(value).ok()),
+            _ => {}
+        }
+    }
+    let Some(traceparent) = traceparent.filter(|traceparent| traceparent.len() == 55) else {
+        return Context::new();
+    };
+    let (Some(trace_id), Some(span_id), Some(flags)) =
+        (traceparent.get(3..35), traceparent.get(36..52), traceparent.get(53..55))
+    else {
+        return Context::new();
+    };
+    let (Ok(trace_id), Ok(span_id), Ok(flags)) =
+        (TraceId::from_hex(trace_id), SpanId::from_hex(span_id), u8::from_str_radix(flags, 16))
+    else {
+        return Context::new();
+    };
+    let trace_state = tracestate.and_then(|tracestate| TraceState::from_str(tracestate).ok()).unwrap_or_default();
+    Context::new().with_remote_span_context(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        true,
+        trace_state,
+    ))
+}
+
+/// The SDK floor ([`sdk_floor`]) paying for the message's context: its parent built from the message's headers by
+/// [`parsed_remote_parent`], as every consumer must, where [`sdk_floor`] is handed one built before the run. The
+/// floor a per-message `tracestate` raises (its parse and the parent's `TraceState` dropped with the message).
+pub fn sdk_floor_parsing<T>(tracer: &T, message: &OwnedMessage)
+where
+    T: Tracer,
+    T::Span: Send + Sync + 'static,
+{
+    sdk_floor(tracer, &parsed_remote_parent(message))
 }
 
 /// The SDK floor's span described up front: attributes and link built before the sampler decides, and moved
