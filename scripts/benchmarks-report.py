@@ -158,8 +158,8 @@ def soak_svg(runs, path):
 
 def variant_of(case):
     """A per_message case's name split into its path and its `tracestate` variant ("", "-varied", "-mixed",
-    "-level2")."""
-    for variant in ("-varied", "-mixed", "-level2"):
+    "-none", "-level2")."""
+    for variant in ("-varied", "-mixed", "-none", "-level2"):
         if case.endswith(variant):
             return case.removesuffix(variant), variant
     return case, ""
@@ -179,6 +179,29 @@ def ratio(a, b):
     return "–" if a is None or b in (None, 0) else f"{a / b:.2f}×"
 
 
+def upstream_changes():
+    """target/benchmarks/upstream.txt, if a run measured it: the per_message cases counted with a change upstream
+    (OpenTelemetry patched in a scratch copy), as scripts/instructions prints them. A block of `#` lines names the
+    changes; then each change's section, `[NAME]` followed by its lines. ([comment lines], {NAME: {case: (count,
+    allocations)}}), or None when the file is missing."""
+    path = out / "upstream.txt"
+    if not path.exists():
+        return None
+    notes, sections, section = [], {}, None
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            notes.append(line.lstrip("#").strip())
+        elif line.startswith("[") and line.endswith("]"):
+            section = sections.setdefault(line[1:-1].strip(), {})
+        elif line and section is not None:
+            parts = line.split()
+            if parts[0] == "case" or len(parts) < 2 or not parts[1].isdigit():
+                continue
+            section[parts[0]] = (int(parts[1]), float(parts[2]) if len(parts) > 2 else None)
+    return notes, sections
+
+
 def verdict(value, limit, at_most=True):
     if value is None:
         return "not measured"
@@ -195,7 +218,7 @@ say = lines.append
 
 say("# Benchmarks")
 say("")
-say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about thirteen")
+say("Written by `scripts/benchmarks` from the benchmarks' own output (regenerate: `scripts/benchmarks`, about sixteen")
 say("minutes, and about eleven more for the last section, which `scripts/benchmarks --scale` runs alone;")
 say("`scripts/benchmarks --report` rewrites this page from the last run). Do not edit by hand.")
 say("")
@@ -224,7 +247,11 @@ say("")
 say("The paths: **floor** is OpenTelemetry's own span with a pre-built remote parent, the same ten attributes and one "
     "link, built the cheapest way the SDK allows for the sampler's decision: described up front when sampled, left "
     "to the sampler first (`is_recording`) and given nothing when unsampled (for producers: its span and a bare "
-    "`traceparent` write); **tracehop** is what `#[traced_consumer]` / "
+    "`traceparent` write); **floor-parsing** is the same span with its parent built from the message's headers for "
+    "each message, the plainest way by hand (one pass over the headers, the `traceparent` cut at its fixed "
+    "positions and decoded by `TraceId::from_hex` and `SpanId::from_hex`, the `tracestate` parsed by "
+    "`TraceState::from_str`, no propagator and no check beyond those types'): the floor paying, as every consumer "
+    "must, for reading the message's context; **tracehop** is what `#[traced_consumer]` / "
     "`#[traced_producer]` expand to; **glue** is the usual guides' code (headers copied into a map, "
     "OpenTelemetry's own propagators, everything built before sampling); **glue-after-sampling** reads the headers "
     "in place and describes the span only once sampled; **tracing** is a `tracing` span with the same fields, "
@@ -236,7 +263,8 @@ say("Consumed messages carry the same `tracestate` (`congo=t61rcWkgMzE`), which 
     "repeat the one before). The `level2` cases carry what W3C Trace Context Level 2 allows and OpenTelemetry's "
     "span context cannot hold: the random flag (`-03`, `-02`) and a `tracestate` key with a 14-character system id "
     "(`congo=t61rcWkgMzE,tenant@vvvvvvvvvvvvvv=1`); tracehop keeps both beside the span context, and its floor's "
-    "parent holds what OpenTelemetry can.")
+    "parent holds what OpenTelemetry can. The `none` cases carry a `traceparent` and no `tracestate`, what most "
+    "OpenTelemetry SDKs send by default.")
 say("")
 
 # Instructions
@@ -278,36 +306,135 @@ floors = {"sampled": counts.get("floor-sampled"), "unsampled": counts.get("floor
 producer_floors = {"sampled": counts.get("producer-floor-sampled"), "unsampled": counts.get("producer-floor-unsampled")}
 say("")
 
+# A tracestate per message
+KINDS = [("none", "-none", "no `tracestate`"), ("constant", "", "the same on every message"),
+         ("varied", "-varied", "new on every message"), ("mixed", "-mixed", "the mix")]
+count_of = lambda case: counts.get(case, (None, None))[0]
+allocations_of = lambda case: counts.get(case, (None, None))[1]
+whole = lambda value: "–" if value is None else f"{value:,}"
+allocated = lambda value: "–" if value is None else f"{value:g}"
+less = lambda a, b: None if a is None or b is None else a - b
+say("### A `tracestate` per message")
+say("")
+say("What a consumer pays as the `tracestate` changes: none (a `traceparent` alone), the same value on every message "
+    "(which tracehop recognises from the thread's last message), a new value on every message (a vendor member "
+    "written per span, or OpenTelemetry's probability sampling writing `ot=rv:…`), and the mix. Two floors: the "
+    "SDK's span handed a parent built before the run (**floor**), and the same span building its parent from each "
+    "message's headers by hand (**parsing floor**, `floor-parsing-*`), which pays for the `tracestate`'s parse as "
+    "any consumer does. **hand-read context** is the parsing floor less the floor: what reading a message's context "
+    "by hand costs, beside tracehop's extraction and OpenTelemetry's propagators reading the headers in place.")
+say("")
+say("| tracestate | extraction: tracehop | upstream in place | tracehop / upstream | hand-read context | "
+    "allocations: tracehop / upstream |")
+say("|---|---:|---:|---:|---:|---:|")
+for name, variant, _ in KINDS:
+    ours, theirs = count_of(f"extraction-sampled{variant}"), count_of(f"upstream-extraction-sampled{variant}")
+    by_hand = less(count_of(f"floor-parsing-sampled{variant}"), count_of(f"floor-sampled{variant}"))
+    say(f"| {name} | {whole(ours)} | {whole(theirs)} | {ratio(ours, theirs)} | {whole(by_hand)} | "
+        f"{allocated(allocations_of(f'extraction-sampled{variant}'))} / "
+        f"{allocated(allocations_of(f'upstream-extraction-sampled{variant}'))} |")
+say("")
+say("| tracestate, sampling | `#[traced_consumer]` | floor | parsing floor | vs floor | vs parsing floor | "
+    "allocations: tracehop / floor / parsing floor |")
+say("|---|---:|---:|---:|---:|---:|---:|")
+for name, variant, _ in KINDS:
+    for sampling in ["sampled", "unsampled"]:
+        cases = [f"consumer-{sampling}{variant}", f"floor-{sampling}{variant}", f"floor-parsing-{sampling}{variant}"]
+        ours, floor, parsing = (count_of(case) for case in cases)
+        say(f"| {name}, {sampling} | {whole(ours)} | {whole(floor)} | {whole(parsing)} | {ratio(ours, floor)} | "
+            f"{ratio(ours, parsing)} | " + " / ".join(allocated(allocations_of(case)) for case in cases) + " |")
+say("")
+quotient = lambda a, b: None if a is None or not b else a / b
+tracestate_targets = [
+    ("extraction ≤ 0.5× upstream in place", "extraction-sampled-varied", "upstream-extraction-sampled-varied", 0.5),
+    ("`#[traced_consumer]` ≤ 1.4× the floor, sampled", "consumer-sampled-varied", "floor-sampled-varied", 1.4),
+    ("`#[traced_consumer]` ≤ 1.4× the parsing floor, sampled", "consumer-sampled-varied",
+     "floor-parsing-sampled-varied", 1.4),
+    ("`#[traced_consumer]` ≤ 1.2× the floor, unsampled", "consumer-unsampled-varied", "floor-unsampled-varied", 1.2),
+    ("`#[traced_consumer]` ≤ 1.2× the parsing floor, unsampled", "consumer-unsampled-varied",
+     "floor-parsing-unsampled-varied", 1.2),
+]
+say("The targets for a `tracestate` new on every message (instructions). The issue's own floor rose with a "
+    "per-message `tracestate`, as the parsing floor does; the floor with a pre-built parent does not, so the "
+    "consumer is judged against both.")
+say("")
+say("| target, `tracestate` new on every message | measured | |")
+say("|---|---:|---|")
+for label, case, against, limit in tracestate_targets:
+    measured = quotient(count_of(case), count_of(against))
+    shown = "–" if measured is None else f"{measured:.2f}"
+    say(f"| {label} (`{case}` / `{against}`) | {shown} | {verdict(measured, limit)} |")
+say("| no row with a constant `tracestate` worse | | not judged from one run: compare the constant rows with the "
+    "last run's |")
+say("")
+changes = upstream_changes()
+VARIED_ROWS = ["extraction-sampled-varied", "consumer-sampled-varied", "consumer-unsampled-varied"]
+say("#### With changes upstream")
+say("")
+if changes is None:
+    say("The upstream figures were not measured in this run (no `target/benchmarks/upstream.txt`).")
+else:
+    notes, sections = changes
+    say("The same cases counted with OpenTelemetry patched in a scratch copy (never in the project), from "
+        "`target/benchmarks/upstream.txt`; each change's saving is against this run's figure for the same case, and "
+        "its ratios take the denominators from the same section when it counts them, this run's otherwise.")
+    if any(notes):
+        say("")
+        for note in notes:
+            if note:
+                say(f"- {note}")
+    say("")
+    say("| change | " + " | ".join(f"`{case}` (saving)" for case in VARIED_ROWS) +
+        " | extraction / upstream | sampled vs floor / parsing floor | unsampled vs floor / parsing floor |")
+    say("|---|" + "---:|" * (len(VARIED_ROWS) + 3))
+    for change, measured in sections.items():
+        with_change = lambda case: measured.get(case, (None, None))[0]
+        denominator = lambda case: with_change(case) if with_change(case) is not None else count_of(case)
+        cells = []
+        for case in VARIED_ROWS:
+            figure_with = with_change(case)
+            saving = less(count_of(case), figure_with)
+            cells.append("–" if figure_with is None else f"{figure_with:,} ({'–' if saving is None else f'{saving:,}'})")
+        ratios = [ratio(with_change("extraction-sampled-varied"), denominator("upstream-extraction-sampled-varied"))]
+        for sampling in ["sampled", "unsampled"]:
+            ours = with_change(f"consumer-{sampling}-varied")
+            ratios.append(f"{ratio(ours, denominator(f'floor-{sampling}-varied'))} / "
+                          f"{ratio(ours, denominator(f'floor-parsing-{sampling}-varied'))}")
+        say(f"| {change} | " + " | ".join(cells + ratios) + " |")
+say("")
+
 # Consumer matrix
 say("## One consumed message: medians by sampler and span processor")
 say("")
-say("The `varied` and `mixed` rows (simple processor only) repeat the constant-`tracestate` cells with each "
-    "message's own `tracestate` and with the mix. **vs glue** is against the guides' glue (headers copied to a "
-    "map, everything built before sampling), **vs careful glue** against `glue-after-sampling`.")
+MATRIX_ROWS = [("", ["simple", "batch"]), ("/tracestate-varied", ["simple"]), ("/tracestate-mixed", ["simple"]),
+               ("/tracestate-none", ["simple"])]
+say("The `varied`, `mixed` and `none` rows (simple processor only) repeat the constant-`tracestate` cells with each "
+    "message's own `tracestate`, with the mix and with no `tracestate`. **floor-parsing** is the floor building its "
+    "parent from each message's headers. **vs glue** is against the guides' glue (headers copied to a map, "
+    "everything built before sampling), **vs careful glue** against `glue-after-sampling`.")
 say("")
-say("| sampler / processor / tracestate | untraced | extraction | floor | tracehop | glue | glue-after-sampling | "
-    "tracing | tracehop vs floor | vs glue | vs careful glue | vs tracing |")
-say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for suffix, processors in [("", ["simple", "batch"]), ("/tracestate-varied", ["simple"]),
-                           ("/tracestate-mixed", ["simple"])]:
+say("| sampler / processor / tracestate | untraced | extraction | floor | floor-parsing | tracehop | glue | "
+    "glue-after-sampling | tracing | tracehop vs floor | vs floor-parsing | vs glue | vs careful glue | vs tracing |")
+say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for suffix, processors in MATRIX_ROWS:
     for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
         for processor in processors:
             group = f"consumer/{sampler}/{processor}{suffix}"
             get = lambda name: times.get(f"{group}/{name}")
-            cells = [ns(get(name)) for name in
-                     ["untraced", "extraction", "floor", "tracehop", "glue", "glue-after-sampling", "tracing"]]
+            cells = [ns(get(name)) for name in ["untraced", "extraction", "floor", "floor-parsing", "tracehop",
+                                                "glue", "glue-after-sampling", "tracing"]]
             tracestate = suffix.removeprefix("/tracestate-") or "constant"
             say(f"| {sampler} / {processor} / {tracestate} | " + " | ".join(cells) +
-                f" | {ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('glue'))} | "
-                f"{ratio(get('tracehop'), get('glue-after-sampling'))} | {ratio(get('tracehop'), get('tracing'))} |")
+                f" | {ratio(get('tracehop'), get('floor'))} | {ratio(get('tracehop'), get('floor-parsing'))} | "
+                f"{ratio(get('tracehop'), get('glue'))} | {ratio(get('tracehop'), get('glue-after-sampling'))} | "
+                f"{ratio(get('tracehop'), get('tracing'))} |")
 say("")
 say("The same cells on NATS: `#[traced_consumer]` on each message's core NATS twin (the same trace, `tracestate` and "
     "headers, its key as `Nats-Msg-Id`), beside the Kafka message of the table above.")
 say("")
 say("| sampler / processor / tracestate | tracehop, Kafka | tracehop, NATS | NATS vs Kafka |")
 say("|---|---:|---:|---:|")
-for suffix, processors in [("", ["simple", "batch"]), ("/tracestate-varied", ["simple"]),
-                           ("/tracestate-mixed", ["simple"])]:
+for suffix, processors in MATRIX_ROWS:
     for sampler in ["always-on", "unsampled-parent", "ratio-1%"]:
         for processor in processors:
             group = f"consumer/{sampler}/{processor}{suffix}"
@@ -322,14 +449,15 @@ say("## Extraction alone")
 say("")
 say("The trace context of one message with N application headers besides `traceparent` and `tracestate` "
     "(W3C trace context and baggage propagators in every case; on NATS also its `Nats-Msg-Id`); on Kafka also with "
-    "each message's own `tracestate` (`varied`) and the mix (`mixed`).")
+    "each message's own `tracestate` (`varied`), the mix (`mixed`) and no `tracestate` (`none`).")
 say("")
 say("| broker, headers, tracestate | tracehop | upstream, headers copied to a map | upstream, headers read in place | "
     "tracehop vs in place |")
 say("|---|---:|---:|---:|---:|")
 for broker in ["kafka", "amqp", "nats"]:
     for count in [0, 3, 20]:
-        for suffix in ["", "-tracestate-varied", "-tracestate-mixed"] if broker == "kafka" else [""]:
+        for suffix in (["", "-tracestate-varied", "-tracestate-mixed", "-tracestate-none"] if broker == "kafka"
+                       else [""]):
             get = lambda name: times.get(f"extraction/{broker}/{name}{suffix}/{count}")
             tracestate = suffix.removeprefix("-tracestate-") or "constant"
             say(f"| {broker}, {count}, {tracestate} | {ns(get('tracehop'))} | {ns(get('upstream-map'))} | "
