@@ -362,7 +362,9 @@ say("| target, `tracestate` new on every message | measured | |")
 say("|---|---:|---|")
 for label, case, against, limit in tracestate_targets:
     measured = quotient(count_of(case), count_of(against))
-    shown = "–" if measured is None else f"{measured:.2f}"
+    # Three decimals where two would show the limit itself, so "1.20" never reads as not met.
+    digits = 3 if measured is not None and f"{measured:.2f}" == f"{limit:.2f}" else 2
+    shown = "–" if measured is None else f"{measured:.{digits}f}"
     say(f"| {label} (`{case}` / `{against}`) | {shown} | {verdict(measured, limit)} |")
 say("| no row with a constant `tracestate` worse | | not judged from one run: compare the constant rows with the "
     "last run's |")
