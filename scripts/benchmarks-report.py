@@ -855,6 +855,17 @@ computed = {
                                               instr("upstream-extraction-sampled-varied")),
     "extraction_vs_upstream_mixed": times_of(instr("extraction-sampled-mixed"),
                                              instr("upstream-extraction-sampled-mixed")),
+    **{f"consumer_vs_parsing_floor_{sampling}{variant.replace('-', '_')}":
+       times_of(instr(f"consumer-{sampling}{variant}"), instr(f"floor-parsing-{sampling}{variant}"))
+       for variant in ["", "-varied", "-mixed", "-none"] for sampling in ["sampled", "unsampled"]},
+    **{f"hand_read_context{variant.replace('-', '_')}":
+       number(minus(instr(f"floor-parsing-sampled{variant}"), instr(f"floor-sampled{variant}")))
+       for variant in ["", "-varied", "-none"]},
+    "extraction_vs_upstream_none": times_of(instr("extraction-sampled-none"), instr("upstream-extraction-sampled-none")),
+    "extraction_none": number(instr("extraction-sampled-none")),
+    "floor_sampled_none": number(instr("floor-sampled-none")),
+    "floor_unsampled_none": number(instr("floor-unsampled-none")),
+    "floor_tracestate_copies": number(minus(instr("floor-sampled"), instr("floor-sampled-none"))),
     "extraction_varied": number(instr("extraction-sampled-varied")),
     "memo_saving": number(minus(instr("extraction-sampled-varied"), instr("extraction-sampled"))),
     "floor_unsampled": number(instr("floor-unsampled")),
