@@ -104,6 +104,7 @@ pub(crate) fn recurring(destination: &str) -> StringValue {
 /// The name of a span of `operation` on `destination` (`process orders`, `ack amq.default`; the destination
 /// written as `system` writes it in span names), and `destination` as a shared string, both from one look-up:
 /// the name borrowed from the process's table unless past its cap.
+#[inline]
 pub(crate) fn named(
     operation: &'static str,
     system: Option<MessagingSystem>,
@@ -137,7 +138,7 @@ fn named_in(
             Some(kept) => kept,
             None => {
                 // A span of another operation named for the same destination shares its string.
-                let shared = recent.iter().flatten().find(|kept| *kept.destination == *destination);
+                let shared = recent.iter().find_map(|kept| kept.as_ref().filter(|kept| *kept.destination == *destination));
                 let destination = shared.map_or_else(|| Arc::from(destination), |kept| Arc::clone(&kept.destination));
                 Recent { destination, name: None }
             }
