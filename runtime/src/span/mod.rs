@@ -20,8 +20,8 @@ use crate::w3c::WireOnly;
 
 pub use creation::inject_creation_context;
 pub(crate) use describer::{mark_failed, MessagingSpan};
-pub(crate) use names::recurring;
 pub use life::{Instrumented, MessageSpan};
+pub(crate) use names::recurring;
 pub use outcome::HandlerOutcome;
 pub use start::SpanStart;
 

@@ -138,7 +138,8 @@ fn named_in(
             Some(kept) => kept,
             None => {
                 // A span of another operation named for the same destination shares its string.
-                let shared = recent.iter().find_map(|kept| kept.as_ref().filter(|kept| *kept.destination == *destination));
+                let shared =
+                    recent.iter().find_map(|kept| kept.as_ref().filter(|kept| *kept.destination == *destination));
                 let destination = shared.map_or_else(|| Arc::from(destination), |kept| Arc::clone(&kept.destination));
                 Recent { destination, name: None }
             }
@@ -187,7 +188,7 @@ fn format(operation: &str, system: Option<MessagingSystem>, destination: &str) -
 mod tests {
     use super::*;
 
-    fn borrowed(name: &Cow<'static, str>) -> &'static str {
+    fn borrowed(name: Cow<'static, str>) -> &'static str {
         match name {
             Cow::Borrowed(name) => name,
             Cow::Owned(name) => panic!("`{name}` was not interned"),
@@ -210,14 +211,14 @@ mod tests {
     fn a_repeated_name_is_the_same_string_not_a_copy() {
         let (first_destination, first) = named("process", Some(MessagingSystem::Kafka), "repeated-orders");
         let (again_destination, again) = named("process", Some(MessagingSystem::Kafka), "repeated-orders");
-        assert!(std::ptr::eq(borrowed(&first), borrowed(&again)));
+        assert!(std::ptr::eq(borrowed(first.clone()), borrowed(again.clone())));
         assert!(std::ptr::eq(first_destination.as_str(), again_destination.as_str()), "the destination is shared");
         // Pushed out of this thread's recent destinations, it is found again in the process's table.
         for other in 0..2 * RECENT_DESTINATIONS {
             named("process", Some(MessagingSystem::Kafka), &format!("other-{other}"));
         }
         let (_, later) = named("process", Some(MessagingSystem::Kafka), "repeated-orders");
-        assert!(std::ptr::eq(borrowed(&first), borrowed(&later)));
+        assert!(std::ptr::eq(borrowed(first.clone()), borrowed(later.clone())));
     }
 
     #[test]
@@ -228,8 +229,8 @@ mod tests {
         let (_, process_again) = named("process", Some(MessagingSystem::RabbitMq), "shared-queue");
         let (_, ack_again) = named("ack", Some(MessagingSystem::RabbitMq), "shared-queue");
         assert_eq!((&*process_again, &*ack_again), ("process shared-queue", "ack shared-queue"));
-        assert!(std::ptr::eq(borrowed(&process), borrowed(&process_again)));
-        assert!(std::ptr::eq(borrowed(&ack), borrowed(&ack_again)));
+        assert!(std::ptr::eq(borrowed(process.clone()), borrowed(process_again.clone())));
+        assert!(std::ptr::eq(borrowed(ack.clone()), borrowed(ack_again.clone())));
     }
 
     #[test]
@@ -253,13 +254,16 @@ mod tests {
         let (destination, name) = named("receive", Some(MessagingSystem::Nats), "_INBOX.abc.def");
         assert_eq!((destination.as_str(), &*name), ("_INBOX.abc.def", "receive _INBOX"), "the reply inbox cut off");
         let (_, other_inbox) = named("receive", Some(MessagingSystem::Nats), "_INBOX.ghi.jkl");
-        assert!(std::ptr::eq(borrowed(&name), borrowed(&other_inbox)), "every reply inbox has the one name");
+        assert!(
+            std::ptr::eq(borrowed(name.clone()), borrowed(other_inbox.clone())),
+            "every reply inbox has the one name"
+        );
     }
 
     #[test]
     fn threads_share_the_names() {
-        let here = borrowed(&named("process", Some(MessagingSystem::Kafka), "across-threads").1);
-        let there = std::thread::spawn(|| borrowed(&named("process", Some(MessagingSystem::Kafka), "across-threads").1))
+        let here = borrowed(named("process", Some(MessagingSystem::Kafka), "across-threads").1);
+        let there = std::thread::spawn(|| borrowed(named("process", Some(MessagingSystem::Kafka), "across-threads").1))
             .join()
             .expect("the other thread names its span");
         assert!(std::ptr::eq(here, there));
@@ -273,14 +277,14 @@ mod tests {
             fn name_of(destination: &str) -> (StringValue, Cow<'static, str>) {
                 named_in(&SMALL, "process", Some(MessagingSystem::Kafka), destination)
             }
-            let first = borrowed(&name_of("first").1);
-            let second = borrowed(&name_of("second").1);
+            let first = borrowed(name_of("first").1);
+            let second = borrowed(name_of("second").1);
             assert_eq!((first, second), ("process first", "process second"));
             let (destination, third) = name_of("third");
             assert_eq!((destination.as_str(), &third), ("third", &Cow::<str>::Owned("process third".to_owned())));
             let (_, third_again) = name_of("third");
             assert_eq!(third_again, Cow::<str>::Owned("process third".to_owned()), "still exact when it recurs");
-            assert!(std::ptr::eq(borrowed(&name_of("first").1), first), "the interned ones stay");
+            assert!(std::ptr::eq(borrowed(name_of("first").1), first), "the interned ones stay");
             let full = SMALL.names.lock().unwrap_or_else(PoisonError::into_inner).clone();
             assert_eq!(full, BTreeSet::from(["process first", "process second"]));
             // Pushed out of this thread's recent destinations, a name past the cap is still exact.
@@ -288,7 +292,7 @@ mod tests {
                 name_of(&format!("other-{other}"));
             }
             assert_eq!(name_of("third").1, Cow::<str>::Owned("process third".to_owned()));
-            assert!(std::ptr::eq(borrowed(&name_of("second").1), second));
+            assert!(std::ptr::eq(borrowed(name_of("second").1), second));
         })
         .join()
         .expect("the names are checked");
