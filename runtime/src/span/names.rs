@@ -41,6 +41,7 @@ impl NameTable {
 
     /// `name` borrowed from the table: the one interned before, or `name` itself, interned now while the table
     /// has room. Past the cap, `name` as it is, owned.
+    #[cold]
     fn intern(&self, name: String) -> Cow<'static, str> {
         // Nothing panics while the lock is held, and a set of leaked strings is whole whatever happened.
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
