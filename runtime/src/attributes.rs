@@ -76,29 +76,8 @@ impl SpanAttributes {
     }
 }
 
-/// How many recurring strings each thread keeps: a handler's destinations are few, and a miss costs only the
-/// copy the cache saves.
-const RECURRING_STRINGS: usize = 4;
-
-thread_local! {
-    static RECURRING: std::cell::RefCell<[Option<std::sync::Arc<str>>; RECURRING_STRINGS]> =
-        const { std::cell::RefCell::new([const { None }; RECURRING_STRINGS]) };
-}
-
-/// `value` as a shared string: the one this thread kept when it recurs, otherwise a new one that replaces the
-/// least recently used.
-pub(crate) fn recurring(value: &str) -> StringValue {
-    RECURRING.with_borrow_mut(|kept| {
-        if let Some(at) = kept.iter().position(|string| string.as_deref() == Some(value)) {
-            // Most recent first, so the oldest is the one replaced.
-            kept[..=at].rotate_right(1);
-        } else {
-            kept.rotate_right(1);
-            kept[0] = Some(std::sync::Arc::from(value));
-        }
-        StringValue::from(kept[0].clone().unwrap_or_else(|| std::sync::Arc::from(value)))
-    })
-}
+/// `value` as a shared string, kept by this thread while it recurs (see the span's `names`).
+pub(crate) use crate::span::recurring;
 
 /// A value the `attributes(key = expr)` option of the macros, or [`SpanAttributes::add`], can record.
 ///

@@ -2,12 +2,14 @@
 //! named and given its convention attributes here, from its operation and the broker's facts. Called only for a
 //! span that is, or is expected to be, recorded.
 
+use std::borrow::Cow;
 use std::fmt::Display;
 
 use opentelemetry::global::{self, BoxedSpan};
 use opentelemetry::trace::{Link, Span, SpanKind, SpanRef, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, Value};
 
+use super::names;
 use super::origin::{Batch, BatchFacts, Parent};
 use super::{
     BAGGAGE_TRIMMED_ATTRIBUTE, CONTEXT_REJECTED_ATTRIBUTE, LINKS_DROPPED_ATTRIBUTE, REPLAY_ATTRIBUTE,
@@ -53,16 +55,10 @@ impl<'a> MessagingSpan<'a> {
 
     /// `{operation} {destination}` (`process orders`, `ack amq.default`), with the destination as its broker
     /// writes it in span names; `None` without a destination, when the span keeps [`initial_name`](Self::initial_name).
+    /// A recurring destination's name is made once and borrowed after that (see `names`).
     #[inline]
-    pub(crate) fn name(&self) -> Option<String> {
-        let destination = self.destination?;
-        let destination = self.system.map_or(destination, |system| system.span_name_destination(destination));
-        let operation = self.operation.name();
-        // Sized once: `format!` costs several times as much, on every recorded message.
-        let mut name = String::with_capacity(operation.len() + 1 + destination.len());
-        name.push_str(operation);
-        name.push(' ');
-        name.push_str(destination);
+    pub(crate) fn name(&self) -> Option<Cow<'static, str>> {
+        let (_, name) = names::named(self.operation.name(), self.system, self.destination?);
         Some(name)
     }
 
@@ -77,11 +73,10 @@ impl<'a> MessagingSpan<'a> {
         if !span.is_recording() {
             return (span, None);
         }
-        if let Some(name) = self.name() {
+        let mut attributes = SpanAttributes::with_capacity(12);
+        if let Some(name) = self.describe_named(&mut attributes) {
             span.update_name(name);
         }
-        let mut attributes = SpanAttributes::with_capacity(12);
-        self.describe(&mut attributes);
         (span, Some(attributes))
     }
 
@@ -89,14 +84,30 @@ impl<'a> MessagingSpan<'a> {
     /// `messaging.destination.name`, each when known.
     #[inline]
     pub(crate) fn describe(&self, attributes: &mut SpanAttributes) {
+        self.describe_operation(attributes);
+        if let Some(destination) = self.destination {
+            attributes.add_recurring(semconv::MESSAGING_DESTINATION_NAME, destination);
+        }
+    }
+
+    /// [`describe`](Self::describe), returning [`name`](Self::name) too: the destination's shared string and the
+    /// span's name come from one look-up.
+    #[inline]
+    pub(crate) fn describe_named(&self, attributes: &mut SpanAttributes) -> Option<Cow<'static, str>> {
+        self.describe_operation(attributes);
+        let (destination, name) = names::named(self.operation.name(), self.system, self.destination?);
+        attributes.push(semconv::MESSAGING_DESTINATION_NAME, Value::String(destination));
+        Some(name)
+    }
+
+    /// `messaging.system` when known, `messaging.operation.type` and `messaging.operation.name`.
+    #[inline]
+    fn describe_operation(&self, attributes: &mut SpanAttributes) {
         if let Some(system) = self.system {
             attributes.add_static(semconv::MESSAGING_SYSTEM, system.as_str());
         }
         attributes.add_static(semconv::MESSAGING_OPERATION_TYPE, self.operation.type_name());
         attributes.add_static(semconv::MESSAGING_OPERATION_NAME, self.operation.name());
-        if let Some(destination) = self.destination {
-            attributes.add_recurring(semconv::MESSAGING_DESTINATION_NAME, destination);
-        }
     }
 }
 
@@ -112,8 +123,8 @@ pub(super) struct Described<'a> {
 
 /// What a recorded span says about its message, the user's own attributes still to come.
 pub(super) struct Description {
-    /// The span's name, when it is not the handler's fixed one.
-    pub(super) name: Option<String>,
+    /// The span's name, when it is not the handler's fixed one: borrowed for a recurring destination.
+    pub(super) name: Option<Cow<'static, str>>,
     pub(super) links: Vec<Link>,
     pub(super) attributes: SpanAttributes,
 }
@@ -149,16 +160,23 @@ pub(super) fn describe(
     };
     let operation = role.messaging_operation();
     let messaging = MessagingSpan::new(operation, system, destination);
-    let name = match handler.configured_span_name() {
-        None => MessagingSpan::new(operation, system, named_for).name(),
-        Some(_) => None,
+    let mut attributes = SpanAttributes::with_capacity(16);
+    // Named for its destination, the span's name and `messaging.destination.name` come from one look-up.
+    let name = match (handler.configured_span_name(), template) {
+        (None, None) => messaging.describe_named(&mut attributes),
+        (None, Some(_)) => {
+            messaging.describe(&mut attributes);
+            MessagingSpan::new(operation, system, named_for).name()
+        }
+        (Some(_), _) => {
+            messaging.describe(&mut attributes);
+            None
+        }
     };
     let mut links = Vec::new();
     if let Some(link) = &link {
         links.push(Link::with_context(link.span().span_context().clone()));
     }
-    let mut attributes = SpanAttributes::with_capacity(16);
-    messaging.describe(&mut attributes);
     if let Some(template) = template {
         attributes.add_static(semconv::MESSAGING_DESTINATION_TEMPLATE, template);
     }
@@ -238,6 +256,7 @@ mod tests {
     fn a_span_is_named_from_its_operation_and_its_destination_as_the_broker_writes_it() {
         let process = MessagingSpan::new(Operation::Process, Some(MessagingSystem::Kafka), Some("orders"));
         assert_eq!(process.name().as_deref(), Some("process orders"));
+        assert!(matches!(process.name(), Some(Cow::Borrowed("process orders"))), "made once, then borrowed");
         assert_eq!(process.initial_name(), "process");
         let ack = MessagingSpan::new(Operation::Settle("ack"), Some(MessagingSystem::RabbitMq), Some(""));
         assert_eq!(ack.name().as_deref(), Some("ack amq.default"), "RabbitMQ's default exchange");
@@ -263,8 +282,21 @@ mod tests {
         ]
         .map(|(key, value)| (key.to_owned(), value.to_owned()));
         assert_eq!(described, expected);
+        let mut named = SpanAttributes::default();
+        let name = MessagingSpan::new(Operation::Settle("commit"), Some(MessagingSystem::Kafka), Some("orders"))
+            .describe_named(&mut named);
+        assert_eq!(name.as_deref(), Some("commit orders"));
+        let named: Vec<(String, String)> = named
+            .into_inner()
+            .into_iter()
+            .map(|attribute| (attribute.key.to_string(), attribute.value.to_string()))
+            .collect();
+        assert_eq!(named, described, "the same attributes, named in the same look-up");
         let mut unknown = SpanAttributes::default();
         MessagingSpan::new(Operation::Receive, None, None).describe(&mut unknown);
         assert_eq!(unknown.len(), 2, "only the operation's type and name");
+        let mut unnamed = SpanAttributes::default();
+        assert_eq!(MessagingSpan::new(Operation::Receive, None, None).describe_named(&mut unnamed), None);
+        assert_eq!(unnamed.len(), 2);
     }
 }

@@ -1,11 +1,12 @@
 //! The span of one handled or published message, one idea a file: where its parent and links come from
 //! (`origin`), how it starts ([`SpanStart`], `start`), how it is named and described (`describer`, also for the
-//! receive and settle spans), how it lives and ends ([`MessageSpan`], `life`), how a handler's result becomes its
+//! receive and settle spans; the names of recurring destinations made once, `names`), how it lives and ends ([`MessageSpan`], `life`), how a handler's result becomes its
 //! outcome ([`HandlerOutcome`], `outcome`), and the creation spans of records published together (`creation`).
 
 mod creation;
 mod describer;
 mod life;
+mod names;
 mod origin;
 mod outcome;
 mod start;
@@ -20,6 +21,7 @@ use crate::w3c::WireOnly;
 pub use creation::inject_creation_context;
 pub(crate) use describer::{mark_failed, MessagingSpan};
 pub use life::{Instrumented, MessageSpan};
+pub(crate) use names::recurring;
 pub use outcome::HandlerOutcome;
 pub use start::SpanStart;
 

@@ -230,7 +230,7 @@ impl<'a> SpanStart<'a> {
             let Description { name, links, mut attributes } = describe(described, &parent, link, batch);
             let panic = user_attributes.and_then(|add| catch_unwind(AssertUnwindSafe(|| add(&mut attributes))).err());
             let span = tracer
-                .span_builder(name.map_or(Cow::Borrowed(initial_name), Cow::Owned))
+                .span_builder(name.unwrap_or(Cow::Borrowed(initial_name)))
                 .with_kind(kind)
                 .with_links(links)
                 .with_attributes(attributes.into_inner())
