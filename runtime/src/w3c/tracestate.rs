@@ -147,17 +147,23 @@ pub fn trim_tracestate(value: &[u8]) -> Trimmed<'_> {
     let mut members = 0;
     // The length of the members joined with commas, plus one.
     let mut joined_len = 0;
-    for member in list_members(value) {
+    let mut rest = value;
+    loop {
+        // Empty and white-space-only members go with the separators around them.
+        let start = rest.iter().position(|&byte| !matches!(byte, b' ' | b'\t' | b',')).unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.is_empty() {
+            break;
+        }
         members += 1;
         if members > MAX_TRACESTATE_MEMBERS {
             return Trimmed::dropped(TrimReason::TooManyMembers);
         }
-        if member_text(member).is_none() {
-            return Trimmed::dropped(TrimReason::MalformedMember);
-        }
-        joined_len += member.len() + 1;
+        let Some(member) = valid_member(rest) else { return Trimmed::dropped(TrimReason::MalformedMember) };
+        joined_len += member.len + 1;
+        rest = &rest[member.read..];
     }
-    // Every member is valid, and the separators and white space around them are ASCII: so is the whole header.
+    // Only ASCII bytes have a class, so this cannot fail; it is the one UTF-8 pass.
     let Ok(value) = std::str::from_utf8(value) else { return Trimmed::dropped(TrimReason::MalformedMember) };
     if joined_len <= MAX_TRACESTATE_LEN + 1 {
         return Trimmed::kept(value);
@@ -172,33 +178,78 @@ pub fn trim_tracestate(value: &[u8]) -> Trimmed<'_> {
     Trimmed::rebuilt(kept.join(","), TrimReason::Oversized)
 }
 
-/// The list members of a `tracestate`, white space around them removed, empty ones skipped.
-fn list_members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&byte| byte == b',').map(trim_ows).filter(|member| !member.is_empty())
+/// What a byte may be in a list member, as bits ([`KEY_FIRST`], [`KEY_OTHER`], [`VALUE`]): one load per byte
+/// instead of a chain of range tests. A byte that is not ASCII has no class.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0; 256];
+    let mut index = 0;
+    while index < classes.len() {
+        let byte = index as u8;
+        let alphanumeric = byte.is_ascii_lowercase() || byte.is_ascii_digit();
+        if alphanumeric {
+            classes[index] |= KEY_FIRST;
+        }
+        if alphanumeric || matches!(byte, b'_' | b'-' | b'*' | b'/' | b'@') {
+            classes[index] |= KEY_OTHER;
+        }
+        if matches!(byte, 0x20..=0x7e) && byte != b',' && byte != b'=' {
+            classes[index] |= VALUE;
+        }
+        index += 1;
+    }
+    classes
+};
+
+/// A key's first character. Keys follow Level 2's `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar =
+/// lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`: every Level 1 key (`simple-key`, and `tenant-id "@"
+/// system-id` with a system id of 1 to 14 characters) is one.
+const KEY_FIRST: u8 = 1;
+/// A key's `keychar`, after its first character.
+const KEY_OTHER: u8 = 2;
+/// A value's characters: printable ASCII but `,` and `=`. A value also does not end in a space.
+const VALUE: u8 = 4;
+
+fn has_class(byte: u8, class: u8) -> bool {
+    CLASSES[usize::from(byte)] & class != 0
 }
 
-/// The member as text when it is a valid `key=value` list member.
-fn member_text(member: &[u8]) -> Option<&str> {
-    let separator = member.iter().position(|&byte| byte == b'=')?;
-    let (key, value) = (&member[..separator], &member[separator + 1..]);
-    if !(valid_key(key) && valid_value(value)) {
+/// A valid list member at the start of a `tracestate`'s remaining bytes.
+struct Member {
+    /// Its length: `key=value`, without the white space around it.
+    len: usize,
+    /// The bytes it takes with the white space after it and its comma, if one follows.
+    read: usize,
+}
+
+/// The `key=value` member `list` starts with (its first byte is the key's), when it is valid: its key and value
+/// checked in one pass, one table load per byte.
+fn valid_member(list: &[u8]) -> Option<Member> {
+    let (&first, after_first) = list.split_first()?;
+    if !has_class(first, KEY_FIRST) {
         return None;
     }
-    // Valid keys and values are ASCII.
-    std::str::from_utf8(member).ok()
+    let key_len = 1 + after_first.iter().position(|&byte| !has_class(byte, KEY_OTHER)).unwrap_or(after_first.len());
+    if key_len > MAX_KEY_LEN || list.get(key_len) != Some(&b'=') {
+        return None;
+    }
+    let value = &list[key_len + 1..];
+    // Spaces at the end of the value's characters are the white space after the member.
+    let run = value.iter().position(|&byte| !has_class(byte, VALUE)).unwrap_or(value.len());
+    let value_len = value[..run].iter().rposition(|&byte| byte != b' ').map_or(0, |last| last + 1);
+    if value_len == 0 || value_len > MAX_VALUE_LEN {
+        return None;
+    }
+    let after = &value[run..];
+    let white_space = after.iter().position(|&byte| !matches!(byte, b' ' | b'\t')).unwrap_or(after.len());
+    let comma = match after.get(white_space) {
+        None => 0,
+        Some(b',') => 1,
+        Some(_) => return None,
+    };
+    Some(Member { len: key_len + 1 + value_len, read: key_len + 1 + run + white_space + comma })
 }
 
-/// Level 2's `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" /
-/// "@"`: every Level 1 key (`simple-key`, and `tenant-id "@" system-id` with a system id of 1 to 14 characters)
-/// is one.
-fn valid_key(key: &[u8]) -> bool {
-    let Some((&first, rest)) = key.split_first() else { return false };
-    key.len() <= MAX_KEY_LEN
-        && (first.is_ascii_lowercase() || first.is_ascii_digit())
-        && rest.iter().all(|&byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'))
-}
-
-/// Whether OpenTelemetry's `TraceState` accepts a key that [`valid_key`] accepts. It holds Level 1 keys, and
+/// Whether OpenTelemetry's `TraceState` accepts a key that [`trim_tracestate`] accepts. It holds Level 1 keys, and
 /// of those not a system id of 14 characters (it allows 13); of Level 2's, none with a second `@`. A key it
 /// refuses makes its parser drop the whole header, so tracehop carries such keys itself
 /// ([`super::traceparent`]'s `WireOnly`).
@@ -263,14 +314,6 @@ pub(super) fn entries(value: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// 1 to 256 printable ASCII characters but `,` and `=`, not ending in a space.
-fn valid_value(value: &[u8]) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_VALUE_LEN
-        && value.last() != Some(&b' ')
-        && value.iter().all(|&byte| matches!(byte, 0x20..=0x7e) && byte != b',' && byte != b'=')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +339,28 @@ mod tests {
         let other = trim_remembering(b"a=1,B=2");
         assert_eq!((other.value(), other.reason()), (None, Some(TrimReason::MalformedMember)), "any other value");
         assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "a malformed value is never remembered");
+    }
+
+    #[test]
+    fn every_byte_is_in_exactly_the_classes_the_grammar_gives_it() {
+        for byte in 0..=u8::MAX {
+            let key_first = matches!(byte, b'a'..=b'z' | b'0'..=b'9');
+            let key_other = matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@');
+            let value = matches!(byte, 0x20..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
+            let classes = (has_class(byte, KEY_FIRST), has_class(byte, KEY_OTHER), has_class(byte, VALUE));
+            assert_eq!(classes, (key_first, key_other, value), "byte {byte:#04x}");
+            // And as a list reads it, in each place of a member.
+            let whole = |member: &[u8]| trim_tracestate(member).reason().is_none();
+            assert_eq!(whole(&[byte, b'=', b'1']), key_first, "{byte:#04x} first in a key");
+            assert_eq!(whole(&[b'k', byte, b'=', b'1']), key_other, "{byte:#04x} in a key");
+            assert_eq!(whole(&[b'k', b'=', byte]), value && byte != b' ', "{byte:#04x} a whole value");
+            // A tab or comma after a value is white space or a separator, not part of it.
+            assert_eq!(
+                whole(&[b'k', b'=', b'1', byte]),
+                value || matches!(byte, b'\t' | b','),
+                "{byte:#04x} ending a value"
+            );
+        }
     }
 
     /// `members` members of `member_len` bytes each, comma-separated.
@@ -397,7 +462,8 @@ mod tests {
             "a*b/c-d_e",
         ];
         for key in keys {
-            assert!(valid_key(key.as_bytes()), "{key}");
+            let member = format!("{key}=1");
+            assert_eq!(trimmed(member.as_bytes()), (Some(member.clone()), None), "{key}");
             let opentelemetry_accepts = TraceState::from_key_value([(key, "1")]).is_ok();
             assert_eq!(opentelemetry_holds_key(key), opentelemetry_accepts, "{key}");
         }
