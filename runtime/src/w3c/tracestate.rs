@@ -12,10 +12,10 @@ use super::{trim_ows, TrimReason, Trimmed};
 /// gains nothing: it is checked, copied here and parsed in full (BENCHMARKS.md, the `-varied` rows). Buffers are
 /// reused: no allocation per message.
 struct Recent {
-    /// The last raw value a header scan found whole (nothing to trim).
-    whole: Vec<u8>,
     /// The last value the header scan passed on, already trimmed. The propagator reads the same value right
-    /// after, through OpenTelemetry's `Extractor`, which cannot say it was checked.
+    /// after, through OpenTelemetry's `Extractor`, which cannot say it was checked. It is also the scan's memo:
+    /// a value passed on is one trimming keeps whole, so the same bytes on the next message need no check and no
+    /// copy besides this one.
     passed_on: String,
     /// Whether `passed_on` is also what the scan passed on before it: worth keeping its parse.
     repeated: bool,
@@ -25,28 +25,21 @@ struct Recent {
 }
 
 thread_local! {
-    static RECENT: RefCell<Recent> = const {
-        RefCell::new(Recent { whole: Vec::new(), passed_on: String::new(), repeated: false, parsed: None })
-    };
+    static RECENT: RefCell<Recent> =
+        const { RefCell::new(Recent { passed_on: String::new(), repeated: false, parsed: None }) };
 }
 
 /// [`trim_tracestate`] for the header scan, answered by one comparison when `value` is the one this thread last
-/// found whole.
+/// passed on.
 pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
-    if RECENT.with_borrow(|recent| !recent.whole.is_empty() && recent.whole == value) {
-        // It passed whole before: every byte is ASCII, so this check cannot fail.
+    if RECENT.with_borrow(|recent| recent.passed_on.as_bytes() == value) {
+        // What was passed on is a list of valid members within the limits, joined by commas (trimmed whole, or
+        // rebuilt from the members kept): trimming keeps it whole. Its bytes are ASCII, so this cannot fail.
         if let Ok(value) = std::str::from_utf8(value) {
             return Trimmed::kept(value);
         }
     }
-    let trimmed = trim_tracestate(value);
-    if trimmed.reason().is_none() {
-        RECENT.with_borrow_mut(|recent| {
-            recent.whole.clear();
-            recent.whole.extend_from_slice(value);
-        });
-    }
-    trimmed
+    trim_tracestate(value)
 }
 
 /// Keeps the trimmed tracestate the header scan passes on, so the propagator neither trims nor (when it repeats)
@@ -333,12 +326,28 @@ mod tests {
     }
 
     #[test]
-    fn the_header_scans_memo_answers_only_for_the_value_it_remembers() {
+    fn the_header_scans_memo_answers_only_for_the_value_passed_on_last() {
+        // A value the scan would refuse, remembered only to tell the memo's answers from trimming's.
+        remember("B=1");
+        assert_eq!(trim_remembering(b"B=1"), Trimmed::kept("B=1"), "the value passed on last: the memo's answer");
+        assert_eq!(trim_remembering(b"B=2").reason(), Some(TrimReason::MalformedMember), "any other: trimmed");
+        remember("a=1");
+        assert_eq!(trim_remembering(b"B=1").reason(), Some(TrimReason::MalformedMember), "only the last one");
         assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"));
-        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "the repeat, answered by the memo");
-        let other = trim_remembering(b"a=1,B=2");
-        assert_eq!((other.value(), other.reason()), (None, Some(TrimReason::MalformedMember)), "any other value");
-        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "a malformed value is never remembered");
+    }
+
+    #[test]
+    fn what_the_scan_passes_on_trims_to_itself_so_the_memo_answers_as_trimming_would() {
+        let oversized = format!(" {}v ,\t", tracestate(27, 18));
+        for header in [oversized.as_str(), " a=1 ,\t,b=2\t", "a=1,b=2"] {
+            let first = trim_remembering(header.as_bytes());
+            let passed_on = first.value().expect("members kept").to_owned();
+            remember(&passed_on);
+            // The header itself, when it is not what was passed on, is trimmed again.
+            assert_eq!(trim_remembering(header.as_bytes()), first, "{header:?}");
+            assert_eq!(trim_tracestate(passed_on.as_bytes()), Trimmed::kept(&passed_on), "{header:?}");
+            assert_eq!(trim_remembering(passed_on.as_bytes()), Trimmed::kept(&passed_on), "{header:?}");
+        }
     }
 
     #[test]
