@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use opentelemetry::trace::TraceState;
 
-use super::{trim_ows, TrimReason, Trimmed};
+use super::{TrimReason, Trimmed};
 
 /// What this thread's last messages said in `tracestate`, so repeats are not checked and parsed again.
 /// Consecutive messages of a producer usually carry the same vendor data. A value that changes with every message
