@@ -1,6 +1,7 @@
 //! `tracestate`: vendor data that travels with the `traceparent`, trimmed member by member, never at the
 //! cost of the trace.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use opentelemetry::trace::TraceState;
@@ -30,19 +31,35 @@ thread_local! {
 }
 
 /// [`trim_tracestate`] for the header scan, answered by one comparison when `value` is the one this thread last
-/// passed on.
+/// passed on; what it passes on is remembered ([`remember`]).
 pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
-    if RECENT.with_borrow(|recent| recent.passed_on.as_bytes() == value) {
+    let repeated = RECENT.with_borrow_mut(|recent| {
+        recent.repeated = recent.passed_on.as_bytes() == value;
+        recent.repeated
+    });
+    if repeated {
         // What was passed on is a list of valid members within the limits, joined by commas (trimmed whole, or
         // rebuilt from the members kept): trimming keeps it whole. Its bytes are ASCII, so this cannot fail.
         if let Ok(value) = std::str::from_utf8(value) {
             return Trimmed::kept(value);
         }
     }
-    trim_tracestate(value)
+    let trimmed = trim_tracestate(value);
+    match &trimmed.value {
+        // Kept whole: these bytes, which are not the value passed on before.
+        Some(Cow::Borrowed(whole)) => RECENT.with_borrow_mut(|recent| {
+            recent.passed_on.clear();
+            recent.passed_on.push_str(whole);
+            recent.repeated = false;
+            recent.parsed = None;
+        }),
+        Some(Cow::Owned(rebuilt)) => remember(rebuilt),
+        None => {}
+    }
+    trimmed
 }
 
-/// Keeps the trimmed tracestate the header scan passes on, so the propagator neither trims nor (when it repeats)
+/// Keeps the trimmed tracestate the header scan passes on (from several headers joined), so the propagator neither trims nor (when it repeats)
 /// parses it again.
 pub(super) fn remember(value: &str) {
     RECENT.with_borrow_mut(|recent| {
@@ -74,14 +91,13 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
             // Kept only once every key was found to be one `TraceState` holds.
             return Ok(parsed.clone());
         }
-        // Only a key with an `@` can be one OpenTelemetry refuses.
-        // Vendors' `tenant@system` keys are common and OpenTelemetry holds them: checked without an allocation.
-        if trimmed.bytes().any(|byte| byte == b'@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
+        // Built from the members already found valid: no intermediate list of owned pairs, as `from_str` makes.
+        // It refuses no value tracehop passes on, and only a few keys with an `@` (Level 2's): then, and only
+        // then, it is built again without them.
+        let Ok(parsed) = TraceState::from_key_value(entries(trimmed)) else {
             let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
             return Err(TraceState::from_key_value(held).unwrap_or_default());
-        }
-        // Built from the members already found valid: no intermediate list of owned pairs, as `from_str` makes.
-        let parsed = TraceState::from_key_value(entries(trimmed)).unwrap_or_default();
+        };
         if repeated {
             recent.parsed = Some(parsed.clone());
         }
@@ -334,6 +350,18 @@ mod tests {
         remember("a=1");
         assert_eq!(trim_remembering(b"B=1").reason(), Some(TrimReason::MalformedMember), "only the last one");
         assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"));
+        // What it passes on, it remembers, and says when that repeats.
+        let passed_on = || RECENT.with_borrow(|recent| (recent.passed_on.clone(), recent.repeated));
+        assert_eq!(passed_on(), ("a=1".to_owned(), true));
+        assert_eq!(trim_remembering(b"c=3"), Trimmed::kept("c=3"));
+        assert_eq!(passed_on(), ("c=3".to_owned(), false));
+        assert_eq!(trim_remembering(b"c=3"), Trimmed::kept("c=3"));
+        assert_eq!(passed_on(), ("c=3".to_owned(), true));
+        let oversized = format!("{}v", tracestate(27, 18));
+        for repeated in [false, true] {
+            let trimmed = trim_remembering(oversized.as_bytes());
+            assert_eq!(passed_on(), (trimmed.value().unwrap().to_owned(), repeated), "the members kept, rebuilt");
+        }
     }
 
     #[test]
@@ -477,6 +505,17 @@ mod tests {
             assert_eq!(opentelemetry_holds_key(key), opentelemetry_accepts, "{key}");
         }
         assert!(!opentelemetry_holds_key("t@abcdefghijklmn"), "the 14-character system id it refuses");
+    }
+
+    #[test]
+    fn opentelemetry_holds_every_value_tracehop_passes_on() {
+        // So only a key can make it refuse a list ([`held`]).
+        for byte in (0..=u8::MAX).filter(|&byte| has_class(byte, VALUE)) {
+            let value = format!("a{}b", char::from(byte));
+            assert_eq!(trimmed(format!("k={value}").as_bytes()).1, None, "{value:?}");
+            assert!(TraceState::from_key_value([("k", value.as_str())]).is_ok(), "{value:?}");
+        }
+        assert!(TraceState::from_key_value([("k", "v".repeat(MAX_VALUE_LEN))]).is_ok());
     }
 
     #[test]

@@ -84,6 +84,10 @@ fn trace_headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (
 /// A header name the trace context is read from, as text: the W3C names by one comparison of bytes, with no
 /// UTF-8 pass, the lineage names (`tracehop-*`) when they are UTF-8; `None` for any other, unread.
 fn trace_header_name(name: &[u8]) -> Option<&str> {
+    // Most other names are told apart by their first byte, before any comparison of the whole name.
+    if !matches!(name.first(), Some(b't' | b'b')) {
+        return None;
+    }
     match name {
         b"traceparent" => Some(TRACEPARENT_HEADER),
         b"tracestate" => Some(TRACESTATE_HEADER),
