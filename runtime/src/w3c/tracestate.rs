@@ -315,11 +315,21 @@ pub(super) fn without_white_space(value: &str) -> String {
     text_members(value).collect::<Vec<_>>().join(",")
 }
 
-/// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`.
+/// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`, read in one pass:
+/// each key up to its `=`, each value up to the comma, without the white space after it.
 pub(super) fn entries(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    text_members(value).filter_map(|member| {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        let start = rest.bytes().position(|byte| !matches!(byte, b' ' | b'\t' | b','))?;
+        let member = &rest[start..];
         let separator = member.bytes().position(|byte| byte == b'=')?;
-        Some((&member[..separator], &member[separator + 1..]))
+        let (key, after) = (&member[..separator], &member[separator + 1..]);
+        let end = after.bytes().position(|byte| byte == b',').unwrap_or(after.len());
+        rest = &after[end..];
+        // A value may start with a space, but it does not end in one.
+        let value = &after[..end];
+        let value_len = value.bytes().rposition(|byte| !matches!(byte, b' ' | b'\t')).map_or(0, |last| last + 1);
+        Some((key, &value[..value_len]))
     })
 }
 
@@ -505,6 +515,18 @@ mod tests {
             assert_eq!(opentelemetry_holds_key(key), opentelemetry_accepts, "{key}");
         }
         assert!(!opentelemetry_holds_key("t@abcdefghijklmn"), "the 14-character system id it refuses");
+    }
+
+    #[test]
+    fn entries_are_the_members_keys_and_values_without_the_white_space_around_them() {
+        fn entries_of(value: &str) -> Vec<(&str, &str)> {
+            entries(value).collect()
+        }
+        assert_eq!(entries_of("a=1,b@@c=2"), vec![("a", "1"), ("b@@c", "2")]);
+        assert_eq!(entries_of(" \t a=1 \t, ,,b= x y \t,"), vec![("a", "1"), ("b", " x y")]);
+        assert_eq!(entries_of("k=1"), vec![("k", "1")]);
+        assert_eq!(entries_of(""), vec![]);
+        assert_eq!(entries_of(" ,\t,"), vec![]);
     }
 
     #[test]

@@ -81,20 +81,28 @@ fn trace_headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (
     })
 }
 
-/// A header name the trace context is read from, as text: the W3C names by one comparison of bytes, with no
-/// UTF-8 pass, the lineage names (`tracehop-*`) when they are UTF-8; `None` for any other, unread.
+/// A header name the trace context is read from, as text: the W3C names by comparing bytes, with no UTF-8
+/// pass, the lineage names (`tracehop-*`) when they are UTF-8; `None` for any other, unread.
 fn trace_header_name(name: &[u8]) -> Option<&str> {
     // Most other names are told apart by their first byte, before any comparison of the whole name.
     if !matches!(name.first(), Some(b't' | b'b')) {
         return None;
     }
-    match name {
-        b"traceparent" => Some(TRACEPARENT_HEADER),
-        b"tracestate" => Some(TRACESTATE_HEADER),
-        b"baggage" => Some(BAGGAGE_HEADER),
+    match name.len() {
+        11 if same_name(name, b"traceparent") => Some(TRACEPARENT_HEADER),
+        10 if same_name(name, b"tracestate") => Some(TRACESTATE_HEADER),
+        7 if name == b"baggage" => Some(BAGGAGE_HEADER),
         _ if name.starts_with(HEADER_PREFIX.as_bytes()) => std::str::from_utf8(name).ok(),
         _ => None,
     }
+}
+
+/// Whether `name` is `expected`, a name of 8 to 16 bytes, compared as its first and last eight bytes (which
+/// overlap), two loads each instead of one comparison per byte.
+fn same_name(name: &[u8], expected: &[u8]) -> bool {
+    let word = |bytes: &[u8], at: usize| bytes.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok());
+    let last = expected.len().saturating_sub(8);
+    name.len() == expected.len() && word(name, 0) == word(expected, 0) && word(name, last) == word(expected, last)
 }
 
 /// The header at `index`, its name as the bytes before its first NUL.
@@ -391,6 +399,20 @@ mod tests {
         );
         assert_eq!((&message).trace_headers().count(), 6, "the same through a reference");
         assert_eq!(consumed(None, None).trace_headers().count(), 0);
+    }
+
+    #[test]
+    fn names_are_the_same_only_when_every_byte_is() {
+        for expected in [&b"traceparent"[..], b"tracestate"] {
+            assert!(same_name(expected, expected));
+            for place in 0..expected.len() {
+                let mut other = expected.to_vec();
+                other[place] ^= 0x20;
+                assert!(!same_name(&other, expected), "{other:?}");
+            }
+            assert!(!same_name(&expected[..expected.len() - 1], expected));
+            assert!(!same_name(&[expected, b"x"].concat(), expected));
+        }
     }
 
     #[test]
