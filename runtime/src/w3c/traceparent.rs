@@ -97,7 +97,7 @@ fn hex_word(digits: [u8; 8]) -> Option<u32> {
         return None;
     }
     // A digit is worth its low four bits, a letter nine more. Then neighbours are joined: pairs, fours, eights.
-    let mut number = (word & ONES * 0x0f) + ((letter & HIGH) >> 7) * 9;
+    let mut number = (word & (ONES * 0x0f)) + ((letter & HIGH) >> 7) * 9;
     number = (number | number >> 4) & 0x00ff_00ff_00ff_00ff;
     number = (number | number >> 8) & 0x0000_ffff_0000_ffff;
     number = (number | number >> 16) & 0x0000_0000_ffff_ffff;
