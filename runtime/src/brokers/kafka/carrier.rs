@@ -73,11 +73,11 @@ fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, Option<&[
 /// The headers of `headers` that the trace context is read from ([`ConsumedMessage::trace_headers`]), as
 /// [`headers_of`] yields them.
 fn trace_headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
-    headers.into_iter().flat_map(|headers| {
-        (0..headers.count()).filter_map(move |index| {
-            let (name, value) = raw_header_at(headers, index)?;
-            Some((trace_header_name(name)?, value))
-        })
+    // One range over the indices, not a nested iterator per list: the scan's state stays two numbers.
+    let count = headers.map_or(0, |headers| headers.count());
+    (0..count).filter_map(move |index| {
+        let (name, value) = raw_header_at(headers?, index)?;
+        Some((trace_header_name(name)?, value))
     })
 }
 
