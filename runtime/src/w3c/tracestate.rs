@@ -20,9 +20,9 @@ struct Recent {
     passed_on: String,
     /// Whether `passed_on` is also what the scan passed on before it: worth keeping its parse.
     repeated: bool,
-    /// What OpenTelemetry made of `passed_on`, once it repeated: a clone costs a fraction of the parse, which
-    /// checks every key and value again.
-    parsed: Option<TraceState>,
+    /// What OpenTelemetry made of `passed_on`, once it repeated ([`held`]'s answer, all of it or the members it
+    /// holds): a clone costs a fraction of the parse, which checks every key and value again.
+    parsed: Option<Result<TraceState, TraceState>>,
 }
 
 thread_local! {
@@ -88,20 +88,19 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
     RECENT.with_borrow_mut(|recent| {
         let repeated = recent.repeated && recent.passed_on == trimmed;
         if let (true, Some(parsed)) = (repeated, &recent.parsed) {
-            // Kept only once every key was found to be one `TraceState` holds.
-            return Ok(parsed.clone());
+            return parsed.clone();
         }
         // Built from the members already found valid: no intermediate list of owned pairs, as `from_str` makes.
         // It refuses no value tracehop passes on, and only a few keys with an `@` (Level 2's): then, and only
-        // then, it is built again without them.
-        let Ok(parsed) = TraceState::from_key_value(entries(trimmed)) else {
+        // then, it is built again without them. Looking for those keys first would cost every list a pass.
+        let parsed = TraceState::from_key_value(entries(trimmed)).map_err(|_| {
             let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
-            return Err(TraceState::from_key_value(held).unwrap_or_default());
-        };
+            TraceState::from_key_value(held).unwrap_or_default()
+        });
         if repeated {
             recent.parsed = Some(parsed.clone());
         }
-        Ok(parsed)
+        parsed
     })
 }
 
@@ -569,6 +568,17 @@ mod tests {
         let held_only = held(header).expect_err("two keys OpenTelemetry refuses");
         assert_eq!(held_only.header(), "congo=1,rojo=3");
         assert_eq!(held("congo=1,mail@x=2").map(|state| state.header()), Ok("congo=1,mail@x=2".to_owned()));
+    }
+
+    #[test]
+    fn a_repeated_list_with_keys_opentelemetry_refuses_is_answered_with_the_members_it_holds() {
+        let header = "congo=1,tenant@vvvvvvvvvvvvvv=4";
+        for repeated in [false, true, true] {
+            remember(header);
+            assert_eq!(RECENT.with_borrow(|recent| recent.repeated), repeated);
+            assert_eq!(held(header).map_err(|held| held.header()), Err("congo=1".to_owned()));
+            assert_eq!(RECENT.with_borrow(|recent| recent.parsed.is_some()), repeated, "kept only once repeated");
+        }
     }
 
     #[test]
