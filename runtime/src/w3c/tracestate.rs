@@ -59,8 +59,8 @@ pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
     trimmed
 }
 
-/// Keeps the trimmed tracestate the header scan passes on (from several headers joined), so the propagator neither trims nor (when it repeats)
-/// parses it again.
+/// Keeps the trimmed tracestate the header scan passes on from several headers joined (one header's, the scan's
+/// [`trim_remembering`] keeps), so the propagator neither trims nor (when it repeats) parses it again.
 pub(super) fn remember(value: &str) {
     RECENT.with_borrow_mut(|recent| {
         recent.repeated = recent.passed_on == value;
