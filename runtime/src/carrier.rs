@@ -78,6 +78,14 @@ pub trait ConsumedMessage: MessageFacts {
     /// that is not bytes: a null Kafka value, an AMQP value that is not a string or byte array. A header whose
     /// name cannot be read as UTF-8 is left out: it can be no trace header.
     fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_;
+
+    /// The headers tracehop reads a message's trace context from, once per message: at least every header
+    /// named `traceparent`, `tracestate`, `baggage` or `tracehop-*` that [`headers`](Self::headers) yields, in
+    /// the same order and with the same values; others may be left out. By default, [`headers`](Self::headers).
+    /// A carrier whose header names arrive as bytes (Kafka's) compares them before any UTF-8 check.
+    fn trace_headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        self.headers()
+    }
 }
 }
 
@@ -127,6 +135,9 @@ facts_through_reference!(&M, &mut M);
 impl<M: ConsumedMessage + ?Sized> ConsumedMessage for &M {
     fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
         (**self).headers()
+    }
+    fn trace_headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+        (**self).trace_headers()
     }
 }
 
@@ -188,7 +199,7 @@ pub fn extract_context<M: ConsumedMessage + ?Sized>(message: &M) -> IncomingCont
 /// answers at once (no `Context` is built); without one, the propagator is asked, as [`extract_context`] does,
 /// so other propagators' headers still count. A valid `traceparent` that a user's propagator ignores counts too.
 pub(crate) fn carries_context<M: ConsumedMessage + ?Sized>(message: &M) -> bool {
-    match TraceHeaders::scan(message.headers()).has_valid_traceparent() {
+    match TraceHeaders::scan(message.trace_headers()).has_valid_traceparent() {
         Ok(true) => true,
         Err(_) => false,
         Ok(false) => matches!(extract_context(message), IncomingContext::Continued(..)),
@@ -212,21 +223,21 @@ pub struct HeaderExtractor<'a, M: ?Sized> {
 impl<'a, M: ConsumedMessage + ?Sized> HeaderExtractor<'a, M> {
     /// An extractor reading `message`'s headers. A `traceparent` that breaks the W3C rules is not served.
     pub fn new(message: &'a M) -> Self {
-        let headers = TraceHeaders::scan(message.headers());
+        let headers = TraceHeaders::scan(message.trace_headers());
         let traceparent = headers.traceparent().ok().flatten();
         Self::serving(message, &headers, traceparent)
     }
 
     /// The extractor, or why the message's `traceparent` cannot be continued.
     fn checked(message: &'a M) -> Result<Self, ContextRejection> {
-        let headers = TraceHeaders::scan(message.headers());
+        let headers = TraceHeaders::scan(message.trace_headers());
         let traceparent = headers.traceparent()?;
         Ok(Self::serving(message, &headers, traceparent))
     }
 
     fn serving(message: &'a M, headers: &TraceHeaders<'a>, traceparent: Option<&'a str>) -> Self {
         // W3C: a `tracestate` means nothing without a valid `traceparent`, and is not read.
-        let tracestate = traceparent.and_then(|_| headers.tracestate(|| message.headers()));
+        let tracestate = traceparent.and_then(|_| headers.tracestate(|| message.trace_headers()));
         let baggage = headers.baggage();
         let trims = Trims {
             tracestate: tracestate.as_ref().and_then(Trimmed::reason),

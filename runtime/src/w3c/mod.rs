@@ -272,15 +272,14 @@ impl<'a> TraceHeaders<'a> {
         I: Iterator<Item = (&'a str, Option<&'a [u8]>)>,
     {
         let first = self.tracestate?;
-        let trimmed = if self.repeated_tracestate {
-            joined_tracestate(headers())
-        } else {
-            first.map_or(Trimmed::dropped(TrimReason::Unreadable), tracestate::trim_remembering)
-        };
-        if let Some(value) = trimmed.value() {
+        if !self.repeated_tracestate {
+            return Some(first.map_or(Trimmed::dropped(TrimReason::Unreadable), tracestate::trim_remembering));
+        }
+        let joined = joined_tracestate(headers());
+        if let Some(value) = joined.value() {
             tracestate::remember(value);
         }
-        Some(trimmed)
+        Some(joined)
     }
 
     /// The `baggage` to pass on.

@@ -71,17 +71,45 @@ const HEX_DIGIT: [u8; 256] = {
 };
 const NOT_HEX: u8 = 0xff;
 
-/// The lower-case hex digits of `digits` as a number; `None` for any other byte.
-fn lower_hex(digits: &[u8]) -> Option<u128> {
-    let mut number = 0_u128;
-    let mut seen = 0_u8;
-    for &digit in digits {
-        let value = HEX_DIGIT[usize::from(digit)];
-        seen |= value;
-        number = number << 4 | u128::from(value & 0x0f);
-    }
+/// Two lower-case hex digits (a version, the flags) as a number; `None` for any other byte.
+fn hex_pair(pair: [u8; 2]) -> Option<u8> {
+    let (high, low) = (HEX_DIGIT[usize::from(pair[0])], HEX_DIGIT[usize::from(pair[1])]);
     // Every valid digit is below 16, so one bit above them marks a byte that was not one.
-    (seen & 0xf0 == 0).then_some(number)
+    ((high | low) & 0xf0 == 0).then_some(high << 4 | low)
+}
+
+/// Eight lower-case hex digits as a number, checked and decoded together in one 64-bit word instead of one
+/// digit at a time; `None` when any byte is not one.
+fn hex_word(digits: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    // The first digit in the highest byte.
+    let word = u64::from_be_bytes(digits);
+    let low = word & !HIGH;
+    // Each byte's low seven bits, compared in place: `x + (0x7f - m)` has its top bit set when x > m, and
+    // `(0x7f + n) - x` when x < n. Neither carries into the next byte.
+    let above = |m: u8| low + ONES * u64::from(0x7f - m);
+    let below = |n: u8| ONES * u64::from(0x7f + n) - low;
+    let digit = above(b'0' - 1) & below(b'9' + 1);
+    let letter = above(b'a' - 1) & below(b'f' + 1);
+    // Every byte a digit or a letter, and ASCII (a byte's top bit is not among the seven compared).
+    if (digit | letter) & !word & HIGH != HIGH {
+        return None;
+    }
+    // A digit is worth its low four bits, a letter nine more. Then neighbours are joined: pairs, fours, eights.
+    let mut number = (word & (ONES * 0x0f)) + ((letter & HIGH) >> 7) * 9;
+    number = (number | number >> 4) & 0x00ff_00ff_00ff_00ff;
+    number = (number | number >> 8) & 0x0000_ffff_0000_ffff;
+    number = (number | number >> 16) & 0x0000_0000_ffff_ffff;
+    u32::try_from(number).ok()
+}
+
+/// Lower-case hex digits, eight at a time (a trace id's 32, a span id's 16), as a number; `None` for any other
+/// byte.
+fn hex_words(digits: &[u8]) -> Option<u128> {
+    digits
+        .chunks_exact(8)
+        .try_fold(0_u128, |number, eight| Some(number << 32 | u128::from(hex_word(<[u8; 8]>::try_from(eight).ok()?)?)))
 }
 
 /// The valid `traceparent` in `value`, or `None` when some rule is broken.
@@ -90,10 +118,10 @@ fn decode(value: &[u8]) -> Option<Traceparent<'_>> {
     if fields[2] != b'-' || fields[35] != b'-' || fields[52] != b'-' {
         return None;
     }
-    let version = lower_hex(&fields[0..2])?;
-    let trace_id = lower_hex(&fields[3..35])?;
-    let span_id = u64::try_from(lower_hex(&fields[36..52])?).ok()?;
-    let flags = u8::try_from(lower_hex(&fields[53..55])?).ok()?;
+    let version = hex_pair([fields[0], fields[1]])?;
+    let trace_id = hex_words(&fields[3..35])?;
+    let span_id = u64::try_from(hex_words(&fields[36..52])?).ok()?;
+    let flags = hex_pair([fields[53], fields[54]])?;
     let trailing_ok = match value.get(TRACEPARENT_LEN) {
         None => true,
         Some(&next) => version != 0 && next == b'-',
@@ -358,18 +386,52 @@ mod tests {
     use super::*;
     use opentelemetry::trace::TraceState;
 
+    /// The lower-case hex digits of `digits` as a number, one at a time, as the specification reads them.
+    fn lower_hex(digits: &[u8]) -> Option<u128> {
+        digits.iter().try_fold(0_u128, |number, &digit| match digit {
+            b'0'..=b'9' => Some(number << 4 | u128::from(digit - b'0')),
+            b'a'..=b'f' => Some(number << 4 | u128::from(digit - b'a' + 10)),
+            _ => None,
+        })
+    }
+
     #[test]
     fn only_lower_case_hex_digits_are_digits() {
         for byte in 0..=u8::MAX {
             let expected = match byte {
-                b'0'..=b'9' => Some(u128::from(byte - b'0')),
-                b'a'..=b'f' => Some(u128::from(byte - b'a' + 10)),
+                b'0'..=b'9' => Some(byte - b'0'),
+                b'a'..=b'f' => Some(byte - b'a' + 10),
                 _ => None,
             };
-            assert_eq!(lower_hex(&[byte]), expected, "byte {byte:#04x}");
-            assert_eq!(lower_hex(&[b'a', byte, b'0']).is_some(), expected.is_some(), "byte {byte:#04x} inside");
+            assert_eq!(hex_pair([b'0', byte]), expected, "byte {byte:#04x}");
+            assert_eq!(hex_pair([byte, b'0']), expected.map(|digit| digit << 4), "byte {byte:#04x} first");
         }
-        assert_eq!(lower_hex(b"4bf92f3577b34da6a3ce929d0e0e4736"), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(hex_words(b"4bf92f3577b34da6a3ce929d0e0e4736"), Some(0x4bf92f3577b34da6a3ce929d0e0e4736));
+        assert_eq!(hex_words(b"00f067aa0ba902b7"), Some(0x00f067aa0ba902b7));
+    }
+
+    #[test]
+    fn eight_digits_at_once_read_as_one_digit_at_a_time() {
+        // Every byte in every place of a word, and every pair of bytes in the first and last places and in two
+        // neighbouring ones: a byte's check or value never leaks into its neighbours.
+        let mut words = Vec::new();
+        for byte in 0..=u8::MAX {
+            for place in 0..8 {
+                let mut word = *b"0f9a6e3b";
+                word[place] = byte;
+                words.push(word);
+            }
+            for other in 0..=u8::MAX {
+                for (first, second) in [(0, 7), (3, 4)] {
+                    let mut word = *b"ffffffff";
+                    (word[first], word[second]) = (byte, other);
+                    words.push(word);
+                }
+            }
+        }
+        for word in words {
+            assert_eq!(hex_word(word).map(u128::from), lower_hex(&word), "{word:?}");
+        }
     }
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";

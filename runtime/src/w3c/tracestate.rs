@@ -1,56 +1,66 @@
 //! `tracestate`: vendor data that travels with the `traceparent`, trimmed member by member, never at the
 //! cost of the trace.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use opentelemetry::trace::TraceState;
 
-use super::{trim_ows, TrimReason, Trimmed};
+use super::{TrimReason, Trimmed};
 
 /// What this thread's last messages said in `tracestate`, so repeats are not checked and parsed again.
 /// Consecutive messages of a producer usually carry the same vendor data. A value that changes with every message
 /// gains nothing: it is checked, copied here and parsed in full (BENCHMARKS.md, the `-varied` rows). Buffers are
 /// reused: no allocation per message.
 struct Recent {
-    /// The last raw value a header scan found whole (nothing to trim).
-    whole: Vec<u8>,
     /// The last value the header scan passed on, already trimmed. The propagator reads the same value right
-    /// after, through OpenTelemetry's `Extractor`, which cannot say it was checked.
+    /// after, through OpenTelemetry's `Extractor`, which cannot say it was checked. It is also the scan's memo:
+    /// a value passed on is one trimming keeps whole, so the same bytes on the next message need no check and no
+    /// copy besides this one.
     passed_on: String,
     /// Whether `passed_on` is also what the scan passed on before it: worth keeping its parse.
     repeated: bool,
-    /// What OpenTelemetry made of `passed_on`, once it repeated: a clone costs a fraction of the parse, which
-    /// checks every key and value again.
-    parsed: Option<TraceState>,
+    /// What OpenTelemetry made of `passed_on`, once it repeated ([`held`]'s answer, all of it or the members it
+    /// holds): a clone costs a fraction of the parse, which checks every key and value again.
+    parsed: Option<Result<TraceState, TraceState>>,
 }
 
 thread_local! {
-    static RECENT: RefCell<Recent> = const {
-        RefCell::new(Recent { whole: Vec::new(), passed_on: String::new(), repeated: false, parsed: None })
-    };
+    static RECENT: RefCell<Recent> =
+        const { RefCell::new(Recent { passed_on: String::new(), repeated: false, parsed: None }) };
 }
 
 /// [`trim_tracestate`] for the header scan, answered by one comparison when `value` is the one this thread last
-/// found whole.
+/// passed on; what it passes on is remembered ([`remember`]).
 pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
-    if RECENT.with_borrow(|recent| !recent.whole.is_empty() && recent.whole == value) {
-        // It passed whole before: every byte is ASCII, so this check cannot fail.
+    let repeated = RECENT.with_borrow_mut(|recent| {
+        recent.repeated = recent.passed_on.as_bytes() == value;
+        recent.repeated
+    });
+    if repeated {
+        // What was passed on is a list of valid members within the limits, joined by commas (trimmed whole, or
+        // rebuilt from the members kept): trimming keeps it whole. Its bytes are ASCII, so this cannot fail.
         if let Ok(value) = std::str::from_utf8(value) {
             return Trimmed::kept(value);
         }
     }
     let trimmed = trim_tracestate(value);
-    if trimmed.reason().is_none() {
-        RECENT.with_borrow_mut(|recent| {
-            recent.whole.clear();
-            recent.whole.extend_from_slice(value);
-        });
+    match &trimmed.value {
+        // Kept whole: these bytes, which are not the value passed on before.
+        Some(Cow::Borrowed(whole)) => RECENT.with_borrow_mut(|recent| {
+            recent.passed_on.clear();
+            recent.passed_on.push_str(whole);
+            recent.repeated = false;
+            recent.parsed = None;
+        }),
+        Some(Cow::Owned(rebuilt)) => remember(rebuilt),
+        None => {}
     }
     trimmed
 }
 
-/// Keeps the trimmed tracestate the header scan passes on, so the propagator neither trims nor (when it repeats)
-/// parses it again.
+/// Keeps the trimmed tracestate the header scan passes on from several headers joined (one header's, the scan's
+/// [`trim_remembering`] keeps), so the propagator neither trims nor (when it repeats) parses it again.
 pub(super) fn remember(value: &str) {
     RECENT.with_borrow_mut(|recent| {
         recent.repeated = recent.passed_on == value;
@@ -78,21 +88,19 @@ pub(super) fn held(trimmed: &str) -> Result<TraceState, TraceState> {
     RECENT.with_borrow_mut(|recent| {
         let repeated = recent.repeated && recent.passed_on == trimmed;
         if let (true, Some(parsed)) = (repeated, &recent.parsed) {
-            // Kept only once every key was found to be one `TraceState` holds.
-            return Ok(parsed.clone());
-        }
-        // Only a key with an `@` can be one OpenTelemetry refuses.
-        // Vendors' `tenant@system` keys are common and OpenTelemetry holds them: checked without an allocation.
-        if trimmed.bytes().any(|byte| byte == b'@') && !entries(trimmed).all(|(key, _)| opentelemetry_holds_key(key)) {
-            let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
-            return Err(TraceState::from_key_value(held).unwrap_or_default());
+            return parsed.clone();
         }
         // Built from the members already found valid: no intermediate list of owned pairs, as `from_str` makes.
-        let parsed = TraceState::from_key_value(entries(trimmed)).unwrap_or_default();
+        // It refuses no value tracehop passes on, and only a few keys with an `@` (Level 2's): then, and only
+        // then, it is built again without them. Looking for those keys first would cost every list a pass.
+        let parsed = TraceState::from_key_value(entries(trimmed)).map_err(|_| {
+            let held = entries(trimmed).filter(|(key, _)| opentelemetry_holds_key(key));
+            TraceState::from_key_value(held).unwrap_or_default()
+        });
         if repeated {
             recent.parsed = Some(parsed.clone());
         }
-        Ok(parsed)
+        parsed
     })
 }
 
@@ -147,17 +155,23 @@ pub fn trim_tracestate(value: &[u8]) -> Trimmed<'_> {
     let mut members = 0;
     // The length of the members joined with commas, plus one.
     let mut joined_len = 0;
-    for member in list_members(value) {
+    let mut rest = value;
+    loop {
+        // Empty and white-space-only members go with the separators around them.
+        let start = rest.iter().position(|&byte| !matches!(byte, b' ' | b'\t' | b',')).unwrap_or(rest.len());
+        rest = &rest[start..];
+        if rest.is_empty() {
+            break;
+        }
         members += 1;
         if members > MAX_TRACESTATE_MEMBERS {
             return Trimmed::dropped(TrimReason::TooManyMembers);
         }
-        if member_text(member).is_none() {
-            return Trimmed::dropped(TrimReason::MalformedMember);
-        }
-        joined_len += member.len() + 1;
+        let Some(member) = valid_member(rest) else { return Trimmed::dropped(TrimReason::MalformedMember) };
+        joined_len += member.len + 1;
+        rest = &rest[member.read..];
     }
-    // Every member is valid, and the separators and white space around them are ASCII: so is the whole header.
+    // Only ASCII bytes have a class, so this cannot fail; it is the one UTF-8 pass.
     let Ok(value) = std::str::from_utf8(value) else { return Trimmed::dropped(TrimReason::MalformedMember) };
     if joined_len <= MAX_TRACESTATE_LEN + 1 {
         return Trimmed::kept(value);
@@ -172,33 +186,78 @@ pub fn trim_tracestate(value: &[u8]) -> Trimmed<'_> {
     Trimmed::rebuilt(kept.join(","), TrimReason::Oversized)
 }
 
-/// The list members of a `tracestate`, white space around them removed, empty ones skipped.
-fn list_members(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value.split(|&byte| byte == b',').map(trim_ows).filter(|member| !member.is_empty())
+/// What a byte may be in a list member, as bits ([`KEY_FIRST`], [`KEY_OTHER`], [`VALUE`]): one load per byte
+/// instead of a chain of range tests. A byte that is not ASCII has no class.
+static CLASSES: [u8; 256] = {
+    let mut classes = [0; 256];
+    let mut index = 0;
+    while index < classes.len() {
+        let byte = index as u8;
+        let alphanumeric = byte.is_ascii_lowercase() || byte.is_ascii_digit();
+        if alphanumeric {
+            classes[index] |= KEY_FIRST;
+        }
+        if alphanumeric || matches!(byte, b'_' | b'-' | b'*' | b'/' | b'@') {
+            classes[index] |= KEY_OTHER;
+        }
+        if matches!(byte, 0x20..=0x7e) && byte != b',' && byte != b'=' {
+            classes[index] |= VALUE;
+        }
+        index += 1;
+    }
+    classes
+};
+
+/// A key's first character. Keys follow Level 2's `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar =
+/// lcalpha / DIGIT / "_" / "-" / "*" / "/" / "@"`: every Level 1 key (`simple-key`, and `tenant-id "@"
+/// system-id` with a system id of 1 to 14 characters) is one.
+const KEY_FIRST: u8 = 1;
+/// A key's `keychar`, after its first character.
+const KEY_OTHER: u8 = 2;
+/// A value's characters: printable ASCII but `,` and `=`. A value also does not end in a space.
+const VALUE: u8 = 4;
+
+fn has_class(byte: u8, class: u8) -> bool {
+    CLASSES[usize::from(byte)] & class != 0
 }
 
-/// The member as text when it is a valid `key=value` list member.
-fn member_text(member: &[u8]) -> Option<&str> {
-    let separator = member.iter().position(|&byte| byte == b'=')?;
-    let (key, value) = (&member[..separator], &member[separator + 1..]);
-    if !(valid_key(key) && valid_value(value)) {
+/// A valid list member at the start of a `tracestate`'s remaining bytes.
+struct Member {
+    /// Its length: `key=value`, without the white space around it.
+    len: usize,
+    /// The bytes it takes with the white space after it and its comma, if one follows.
+    read: usize,
+}
+
+/// The `key=value` member `list` starts with (its first byte is the key's), when it is valid: its key and value
+/// checked in one pass, one table load per byte.
+fn valid_member(list: &[u8]) -> Option<Member> {
+    let (&first, after_first) = list.split_first()?;
+    if !has_class(first, KEY_FIRST) {
         return None;
     }
-    // Valid keys and values are ASCII.
-    std::str::from_utf8(member).ok()
+    let key_len = 1 + after_first.iter().position(|&byte| !has_class(byte, KEY_OTHER)).unwrap_or(after_first.len());
+    if key_len > MAX_KEY_LEN || list.get(key_len) != Some(&b'=') {
+        return None;
+    }
+    let value = &list[key_len + 1..];
+    // Spaces at the end of the value's characters are the white space after the member.
+    let run = value.iter().position(|&byte| !has_class(byte, VALUE)).unwrap_or(value.len());
+    let value_len = value[..run].iter().rposition(|&byte| byte != b' ').map_or(0, |last| last + 1);
+    if value_len == 0 || value_len > MAX_VALUE_LEN {
+        return None;
+    }
+    let after = &value[run..];
+    let white_space = after.iter().position(|&byte| !matches!(byte, b' ' | b'\t')).unwrap_or(after.len());
+    let comma = match after.get(white_space) {
+        None => 0,
+        Some(b',') => 1,
+        Some(_) => return None,
+    };
+    Some(Member { len: key_len + 1 + value_len, read: key_len + 1 + run + white_space + comma })
 }
 
-/// Level 2's `key = ( lcalpha / DIGIT ) 0*255 ( keychar )`, `keychar = lcalpha / DIGIT / "_" / "-" / "*" / "/" /
-/// "@"`: every Level 1 key (`simple-key`, and `tenant-id "@" system-id` with a system id of 1 to 14 characters)
-/// is one.
-fn valid_key(key: &[u8]) -> bool {
-    let Some((&first, rest)) = key.split_first() else { return false };
-    key.len() <= MAX_KEY_LEN
-        && (first.is_ascii_lowercase() || first.is_ascii_digit())
-        && rest.iter().all(|&byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@'))
-}
-
-/// Whether OpenTelemetry's `TraceState` accepts a key that [`valid_key`] accepts. It holds Level 1 keys, and
+/// Whether OpenTelemetry's `TraceState` accepts a key that [`trim_tracestate`] accepts. It holds Level 1 keys, and
 /// of those not a system id of 14 characters (it allows 13); of Level 2's, none with a second `@`. A key it
 /// refuses makes its parser drop the whole header, so tracehop carries such keys itself
 /// ([`super::traceparent`]'s `WireOnly`).
@@ -255,20 +314,22 @@ pub(super) fn without_white_space(value: &str) -> String {
     text_members(value).collect::<Vec<_>>().join(",")
 }
 
-/// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`.
+/// The members of a valid `tracestate` (one [`trim_tracestate`] passed on) as `(key, value)`, read in one pass:
+/// each key up to its `=`, each value up to the comma, without the white space after it.
 pub(super) fn entries(value: &str) -> impl Iterator<Item = (&str, &str)> {
-    text_members(value).filter_map(|member| {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        let start = rest.bytes().position(|byte| !matches!(byte, b' ' | b'\t' | b','))?;
+        let member = &rest[start..];
         let separator = member.bytes().position(|byte| byte == b'=')?;
-        Some((&member[..separator], &member[separator + 1..]))
+        let (key, after) = (&member[..separator], &member[separator + 1..]);
+        let end = after.bytes().position(|byte| byte == b',').unwrap_or(after.len());
+        rest = &after[end..];
+        // A value may start with a space, but it does not end in one.
+        let value = &after[..end];
+        let value_len = value.bytes().rposition(|byte| !matches!(byte, b' ' | b'\t')).map_or(0, |last| last + 1);
+        Some((key, &value[..value_len]))
     })
-}
-
-/// 1 to 256 printable ASCII characters but `,` and `=`, not ending in a space.
-fn valid_value(value: &[u8]) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_VALUE_LEN
-        && value.last() != Some(&b' ')
-        && value.iter().all(|&byte| matches!(byte, 0x20..=0x7e) && byte != b',' && byte != b'=')
 }
 
 #[cfg(test)]
@@ -290,12 +351,62 @@ mod tests {
     }
 
     #[test]
-    fn the_header_scans_memo_answers_only_for_the_value_it_remembers() {
+    fn the_header_scans_memo_answers_only_for_the_value_passed_on_last() {
+        // A value the scan would refuse, remembered only to tell the memo's answers from trimming's.
+        remember("B=1");
+        assert_eq!(trim_remembering(b"B=1"), Trimmed::kept("B=1"), "the value passed on last: the memo's answer");
+        assert_eq!(trim_remembering(b"B=2").reason(), Some(TrimReason::MalformedMember), "any other: trimmed");
+        remember("a=1");
+        assert_eq!(trim_remembering(b"B=1").reason(), Some(TrimReason::MalformedMember), "only the last one");
         assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"));
-        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "the repeat, answered by the memo");
-        let other = trim_remembering(b"a=1,B=2");
-        assert_eq!((other.value(), other.reason()), (None, Some(TrimReason::MalformedMember)), "any other value");
-        assert_eq!(trim_remembering(b"a=1"), Trimmed::kept("a=1"), "a malformed value is never remembered");
+        // What it passes on, it remembers, and says when that repeats.
+        let passed_on = || RECENT.with_borrow(|recent| (recent.passed_on.clone(), recent.repeated));
+        assert_eq!(passed_on(), ("a=1".to_owned(), true));
+        assert_eq!(trim_remembering(b"c=3"), Trimmed::kept("c=3"));
+        assert_eq!(passed_on(), ("c=3".to_owned(), false));
+        assert_eq!(trim_remembering(b"c=3"), Trimmed::kept("c=3"));
+        assert_eq!(passed_on(), ("c=3".to_owned(), true));
+        let oversized = format!("{}v", tracestate(27, 18));
+        for repeated in [false, true] {
+            let trimmed = trim_remembering(oversized.as_bytes());
+            assert_eq!(passed_on(), (trimmed.value().unwrap().to_owned(), repeated), "the members kept, rebuilt");
+        }
+    }
+
+    #[test]
+    fn what_the_scan_passes_on_trims_to_itself_so_the_memo_answers_as_trimming_would() {
+        let oversized = format!(" {}v ,\t", tracestate(27, 18));
+        for header in [oversized.as_str(), " a=1 ,\t,b=2\t", "a=1,b=2"] {
+            let first = trim_remembering(header.as_bytes());
+            let passed_on = first.value().expect("members kept").to_owned();
+            remember(&passed_on);
+            // The header itself, when it is not what was passed on, is trimmed again.
+            assert_eq!(trim_remembering(header.as_bytes()), first, "{header:?}");
+            assert_eq!(trim_tracestate(passed_on.as_bytes()), Trimmed::kept(&passed_on), "{header:?}");
+            assert_eq!(trim_remembering(passed_on.as_bytes()), Trimmed::kept(&passed_on), "{header:?}");
+        }
+    }
+
+    #[test]
+    fn every_byte_is_in_exactly_the_classes_the_grammar_gives_it() {
+        for byte in 0..=u8::MAX {
+            let key_first = matches!(byte, b'a'..=b'z' | b'0'..=b'9');
+            let key_other = matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/' | b'@');
+            let value = matches!(byte, 0x20..=0x2b | 0x2d..=0x3c | 0x3e..=0x7e);
+            let classes = (has_class(byte, KEY_FIRST), has_class(byte, KEY_OTHER), has_class(byte, VALUE));
+            assert_eq!(classes, (key_first, key_other, value), "byte {byte:#04x}");
+            // And as a list reads it, in each place of a member.
+            let whole = |member: &[u8]| trim_tracestate(member).reason().is_none();
+            assert_eq!(whole(&[byte, b'=', b'1']), key_first, "{byte:#04x} first in a key");
+            assert_eq!(whole(&[b'k', byte, b'=', b'1']), key_other, "{byte:#04x} in a key");
+            assert_eq!(whole(&[b'k', b'=', byte]), value && byte != b' ', "{byte:#04x} a whole value");
+            // A tab or comma after a value is white space or a separator, not part of it.
+            assert_eq!(
+                whole(&[b'k', b'=', b'1', byte]),
+                value || matches!(byte, b'\t' | b','),
+                "{byte:#04x} ending a value"
+            );
+        }
     }
 
     /// `members` members of `member_len` bytes each, comma-separated.
@@ -397,11 +508,35 @@ mod tests {
             "a*b/c-d_e",
         ];
         for key in keys {
-            assert!(valid_key(key.as_bytes()), "{key}");
+            let member = format!("{key}=1");
+            assert_eq!(trimmed(member.as_bytes()), (Some(member.clone()), None), "{key}");
             let opentelemetry_accepts = TraceState::from_key_value([(key, "1")]).is_ok();
             assert_eq!(opentelemetry_holds_key(key), opentelemetry_accepts, "{key}");
         }
         assert!(!opentelemetry_holds_key("t@abcdefghijklmn"), "the 14-character system id it refuses");
+    }
+
+    #[test]
+    fn entries_are_the_members_keys_and_values_without_the_white_space_around_them() {
+        fn entries_of(value: &str) -> Vec<(&str, &str)> {
+            entries(value).collect()
+        }
+        assert_eq!(entries_of("a=1,b@@c=2"), vec![("a", "1"), ("b@@c", "2")]);
+        assert_eq!(entries_of(" \t a=1 \t, ,,b= x y \t,"), vec![("a", "1"), ("b", " x y")]);
+        assert_eq!(entries_of("k=1"), vec![("k", "1")]);
+        assert_eq!(entries_of(""), vec![]);
+        assert_eq!(entries_of(" ,\t,"), vec![]);
+    }
+
+    #[test]
+    fn opentelemetry_holds_every_value_tracehop_passes_on() {
+        // So only a key can make it refuse a list ([`held`]).
+        for byte in (0..=u8::MAX).filter(|&byte| has_class(byte, VALUE)) {
+            let value = format!("a{}b", char::from(byte));
+            assert_eq!(trimmed(format!("k={value}").as_bytes()).1, None, "{value:?}");
+            assert!(TraceState::from_key_value([("k", value.as_str())]).is_ok(), "{value:?}");
+        }
+        assert!(TraceState::from_key_value([("k", "v".repeat(MAX_VALUE_LEN))]).is_ok());
     }
 
     #[test]
@@ -433,6 +568,17 @@ mod tests {
         let held_only = held(header).expect_err("two keys OpenTelemetry refuses");
         assert_eq!(held_only.header(), "congo=1,rojo=3");
         assert_eq!(held("congo=1,mail@x=2").map(|state| state.header()), Ok("congo=1,mail@x=2".to_owned()));
+    }
+
+    #[test]
+    fn a_repeated_list_with_keys_opentelemetry_refuses_is_answered_with_the_members_it_holds() {
+        let header = "congo=1,tenant@vvvvvvvvvvvvvv=4";
+        for repeated in [false, true, true] {
+            remember(header);
+            assert_eq!(RECENT.with_borrow(|recent| recent.repeated), repeated);
+            assert_eq!(held(header).map_err(|held| held.header()), Err("congo=1".to_owned()));
+            assert_eq!(RECENT.with_borrow(|recent| recent.parsed.is_some()), repeated, "kept only once repeated");
+        }
     }
 
     #[test]

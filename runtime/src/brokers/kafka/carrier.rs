@@ -20,6 +20,8 @@ use rdkafka::util::IntoOpaque;
 use crate::attributes::SpanAttributes;
 use crate::brokers::MessagingSystem;
 use crate::carrier::{inject_context, ConsumedMessage, MessageFacts, PublishedMessage};
+use crate::lineage::HEADER_PREFIX;
+use crate::w3c::{BAGGAGE_HEADER, TRACEPARENT_HEADER, TRACESTATE_HEADER};
 
 fn record_consumed<M: Message>(message: &M, attributes: &mut SpanAttributes) {
     record_partition(message.partition(), attributes);
@@ -64,6 +66,47 @@ fn headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, 
 }
 
 fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, Option<&[u8]>)> {
+    let (name, value) = raw_header_at(headers, index)?;
+    Some((std::str::from_utf8(name).ok()?, value))
+}
+
+/// The headers of `headers` that the trace context is read from ([`ConsumedMessage::trace_headers`]), as
+/// [`headers_of`] yields them.
+fn trace_headers_of(headers: Option<&BorrowedHeaders>) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+    // One range over the indices, not a nested iterator per list: the scan's state stays two numbers.
+    let count = headers.map_or(0, |headers| headers.count());
+    (0..count).filter_map(move |index| {
+        let (name, value) = raw_header_at(headers?, index)?;
+        Some((trace_header_name(name)?, value))
+    })
+}
+
+/// A header name the trace context is read from, as text: the W3C names by comparing bytes, with no UTF-8
+/// pass, the lineage names (`tracehop-*`) when they are UTF-8; `None` for any other, unread.
+fn trace_header_name(name: &[u8]) -> Option<&str> {
+    // Most other names are told apart by their first byte, before any comparison of the whole name.
+    if !matches!(name.first(), Some(b't' | b'b')) {
+        return None;
+    }
+    match name.len() {
+        11 if same_name(name, b"traceparent") => Some(TRACEPARENT_HEADER),
+        10 if same_name(name, b"tracestate") => Some(TRACESTATE_HEADER),
+        7 if name == b"baggage" => Some(BAGGAGE_HEADER),
+        _ if name.starts_with(HEADER_PREFIX.as_bytes()) => std::str::from_utf8(name).ok(),
+        _ => None,
+    }
+}
+
+/// Whether `name` is `expected`, a name of 8 to 16 bytes, compared as its first and last eight bytes (which
+/// overlap), two loads each instead of one comparison per byte.
+fn same_name(name: &[u8], expected: &[u8]) -> bool {
+    let word = |bytes: &[u8], at: usize| bytes.get(at..at + 8).and_then(|word| <[u8; 8]>::try_from(word).ok());
+    let last = expected.len().saturating_sub(8);
+    name.len() == expected.len() && word(name, 0) == word(expected, 0) && word(name, last) == word(expected, last)
+}
+
+/// The header at `index`, its name as the bytes before its first NUL.
+fn raw_header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&[u8], Option<&[u8]>)> {
     // rdkafka hands out `&BorrowedHeaders` as the address of librdkafka's `rd_kafka_headers_t` itself (it is a
     // zero-sized handle type); this is the pointer its own `Headers` methods pass to the C API.
     let native = headers as *const BorrowedHeaders as *const bindings::rd_kafka_headers_t;
@@ -78,7 +121,7 @@ fn header_at(headers: &BorrowedHeaders, index: usize) -> Option<(&str, Option<&[
     }
     // SAFETY: on success `name` points to a NUL-terminated string owned by the header list, which outlives
     // the returned borrow.
-    let name = unsafe { CStr::from_ptr(name) }.to_str().ok()?;
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
     let value = if value.is_null() {
         None
     } else {
@@ -113,6 +156,9 @@ macro_rules! consumed_kafka_message {
         impl ConsumedMessage for $message {
             fn headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
                 headers_of($headers(self))
+            }
+            fn trace_headers(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> + '_ {
+                trace_headers_of($headers(self))
             }
         }
     };
@@ -319,6 +365,55 @@ mod tests {
         );
         let with_context = with_trace_context(forwarded);
         assert_eq!(raw_pairs(&with_context)[0], (b"caf\xe9".to_vec(), Some(b"au lait".to_vec())));
+    }
+
+    #[test]
+    fn the_trace_headers_are_the_ones_named_for_the_trace_in_order_and_no_other() {
+        let headers = with_raw_header(OwnedHeaders::new(), b"caf\xe9", b"au lait");
+        let headers = with_raw_header(headers, b"tracehop-\xff", b"1");
+        let headers = with_raw_header(headers, b"traceparent\0junk", b"tp");
+        let headers = headers
+            .insert(Header { key: "tracehop-attempt", value: Some("2") })
+            .insert(Header { key: "content-type", value: Some("application/json") })
+            .insert(Header { key: "tracestate", value: Some("a=1") })
+            .insert(Header { key: "TraceParent", value: Some("upper") })
+            .insert(Header { key: "tracestate", value: None::<&str> })
+            .insert(Header { key: "baggage", value: Some("k=v") })
+            .insert(Header { key: "traceparent", value: Some("second") });
+        let message = consumed(Some(headers), Some(b"{}"));
+        let trace: Vec<_> = message.trace_headers().collect();
+        let named_for_the_trace = |&(name, _): &(&str, _)| {
+            matches!(name, "traceparent" | "tracestate" | "baggage") || name.starts_with("tracehop-")
+        };
+        assert_eq!(trace, ConsumedMessage::headers(&message).filter(named_for_the_trace).collect::<Vec<_>>());
+        assert_eq!(
+            trace,
+            vec![
+                ("traceparent", Some(&b"tp"[..])),
+                ("tracehop-attempt", Some(&b"2"[..])),
+                ("tracestate", Some(&b"a=1"[..])),
+                ("tracestate", None),
+                ("baggage", Some(&b"k=v"[..])),
+                ("traceparent", Some(&b"second"[..])),
+            ]
+        );
+        let by_reference = &message;
+        assert_eq!(ConsumedMessage::trace_headers(&by_reference).collect::<Vec<_>>(), trace, "through a reference");
+        assert_eq!(consumed(None, None).trace_headers().count(), 0);
+    }
+
+    #[test]
+    fn names_are_the_same_only_when_every_byte_is() {
+        for expected in [&b"traceparent"[..], b"tracestate"] {
+            assert!(same_name(expected, expected));
+            for place in 0..expected.len() {
+                let mut other = expected.to_vec();
+                other[place] ^= 0x20;
+                assert!(!same_name(&other, expected), "{other:?}");
+            }
+            assert!(!same_name(&expected[..expected.len() - 1], expected));
+            assert!(!same_name(&[expected, b"x"].concat(), expected));
+        }
     }
 
     #[test]
