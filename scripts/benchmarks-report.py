@@ -378,8 +378,9 @@ if changes is None:
 else:
     notes, sections = changes
     say("The same cases counted with OpenTelemetry patched in a scratch copy (never in the project), from "
-        "`target/benchmarks/upstream.txt`; each change's saving is against this run's figure for the same case, and "
-        "its ratios take the denominators from the same section when it counts them, this run's otherwise.")
+        "`target/benchmarks/upstream.txt`; the changes add up in the order listed, and each one's saving is against "
+        "the unchanged tree counted in the same run (`baseline`); and its ratios take the denominators from the same section when it counts them, the "
+        "tables above otherwise.")
     if any(notes):
         say("")
         for note in notes:
@@ -389,13 +390,15 @@ else:
     say("| change | " + " | ".join(f"`{case}` (saving)" for case in VARIED_ROWS) +
         " | extraction / upstream | sampled vs floor / parsing floor | unsampled vs floor / parsing floor |")
     say("|---|" + "---:|" * (len(VARIED_ROWS) + 3))
+    baseline = sections.get("baseline", {})
     for change, measured in sections.items():
         with_change = lambda case: measured.get(case, (None, None))[0]
         denominator = lambda case: with_change(case) if with_change(case) is not None else count_of(case)
         cells = []
         for case in VARIED_ROWS:
             figure_with = with_change(case)
-            saving = less(count_of(case), figure_with)
+            unchanged = baseline.get(case, (None, None))[0] if baseline else count_of(case)
+            saving = None if change == "baseline" else less(unchanged, figure_with)
             cells.append("–" if figure_with is None else f"{figure_with:,} ({'–' if saving is None else f'{saving:,}'})")
         ratios = [ratio(with_change("extraction-sampled-varied"), denominator("upstream-extraction-sampled-varied"))]
         for sampling in ["sampled", "unsampled"]:
