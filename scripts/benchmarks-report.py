@@ -366,8 +366,25 @@ for label, case, against, limit in tracestate_targets:
     digits = 3 if measured is not None and f"{measured:.2f}" == f"{limit:.2f}" else 2
     shown = "–" if measured is None else f"{measured:.{digits}f}"
     say(f"| {label} (`{case}` / `{against}`) | {shown} | {verdict(measured, limit)} |")
-say("| no row with a constant `tracestate` worse | | not judged from one run: compare the constant rows with the "
-    "last run's |")
+previous_path = out / "instructions-previous.txt"
+if previous_path.exists():
+    previous_lines = previous_path.read_text().splitlines()
+    previous_commit = previous_lines[0].removeprefix("commit ").strip() if previous_lines else "?"
+    previous = {parts[0]: int(parts[1]) for parts in (line.split() for line in previous_lines[1:])
+                if len(parts) >= 2 and parts[1].isdigit()}
+    # tracehop's own paths with the constant `tracestate`; the floors, glue and peers are not tracehop's to worsen.
+    constant_rows = [case for case in counts if case in previous
+                     and not case.startswith(("floor", "producer-floor", "glue", "tracing", "upstream"))
+                     and not case.endswith(("-varied", "-mixed", "-none", "-level2"))]
+    # Rebuilding moves a count by a few dozen instructions (code layout): worse means by more than that.
+    worse = [case for case in constant_rows if counts[case][0] - previous[case] > max(30, previous[case] // 100)]
+    listed = ", ".join(f"`{case}` {previous[case]:,} → {counts[case][0]:,}" for case in worse)
+    say(f"| no row with a constant `tracestate` worse than at {previous_commit} ({len(constant_rows)} rows, "
+        f"by more than 1% or 30 instructions) | {len(worse)} worse{': ' + listed if worse else ''} | "
+        f"{'**met**' if not worse else '**not met**'} |")
+else:
+    say("| no row with a constant `tracestate` worse | | not measured: no earlier run's counts "
+        "(`target/benchmarks/instructions-previous.txt`) |")
 say("")
 changes = upstream_changes()
 VARIED_ROWS = ["extraction-sampled-varied", "consumer-sampled-varied", "consumer-unsampled-varied"]
