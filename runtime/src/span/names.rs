@@ -90,6 +90,14 @@ thread_local! {
 /// `destination` as a shared string: the one this thread kept when it recurs, otherwise a new one that replaces
 /// the least recently used.
 pub(crate) fn recurring(destination: &str) -> StringValue {
+    // The common case first, with nothing moved: the thread's last destination again.
+    let last = RECENT.with_borrow(|recent| {
+        let kept = recent[0].as_ref().filter(|kept| *kept.destination == *destination)?;
+        Some(StringValue::from(Arc::clone(&kept.destination)))
+    });
+    if let Some(value) = last {
+        return value;
+    }
     RECENT.with_borrow_mut(|recent| {
         let at = recent.iter().position(|kept| kept.as_ref().is_some_and(|kept| *kept.destination == *destination));
         let kept = match at.and_then(|at| recent[at].take()) {
