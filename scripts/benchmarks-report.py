@@ -696,12 +696,11 @@ more_allocations = None if None in header_allocations else header_allocations[0]
 say(f"- *Headers*: about {figure(per_header)} instructions per other header, and {figure(more_allocations, 1)} "
     "allocations more with 100 of them. Each "
     "message's headers are read once, in one pass (`w3c::TraceHeaders::scan`, through "
-    "`brokers::kafka::carrier::header_at`), which has to see every header to find the trace headers wherever they "
-    "are, a repeated `traceparent`, and the lineage headers of a retry. Per header about 27 instructions are "
-    "librdkafka's `rd_kafka_header_get_all`, about 95 check the name is UTF-8 (`CStr::to_str`: `strlen` and "
-    "`from_utf8`) and the rest compare it with the trace and lineage names. Comparing the names as bytes, "
-    "without the UTF-8 check, would take off about half; the pass stays linear in the headers, as any reader's "
-    "must.")
+    "`brokers::kafka::carrier::trace_headers_of`), which has to see every header to find the trace headers "
+    "wherever they are, a repeated `traceparent`, and the lineage headers of a retry. Per header about 27 "
+    "instructions are librdkafka's `rd_kafka_header_get_all`; the rest find the end of the name (`strlen`) and "
+    "tell it from the trace and lineage names by its first byte and length, as bytes: a name that is not one of "
+    "them is not checked for UTF-8 or read further. The pass stays linear in the headers, as any reader's must.")
 say(f"- *`tracestate` members*: about {figure(per_member and per_member[0])} instructions and "
     f"{figure(per_member and per_member[1])} allocations per member per message when the value repeats "
     f"({figure(per_member_varied and per_member_varied[0])} and {figure(per_member_varied and per_member_varied[1], 1)} "
@@ -713,7 +712,8 @@ say(f"- *`tracestate` members*: about {figure(per_member and per_member[0])} ins
     "memory hands out a copy of the value it parsed before (`w3c::tracestate::held`). With 32 members those copies "
     "(`VecDeque::clone`) and their frees are about nine tenths of the message's instructions. The three SDK "
     "copies are in every OpenTelemetry consumer; an `Arc`-shared `TraceState` upstream would make all five a "
-    "reference count.")
+    "reference count (`arc-tracestate` under \"With changes upstream\"). The link's copy is kept on purpose: a link "
+    "without the producer's `tracestate` would save it, but export less than the producer sent.")
 say("- *Batches* cost less per message as they grow: a batch span is one span, with a link per message up to 128 "
     "and past that a `traceparent` check and a count per message. *Hops*: the tenth hop of a chain costs what the "
     "first does; nothing accumulates on the wire from hop to hop.")
