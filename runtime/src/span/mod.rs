@@ -1,7 +1,8 @@
 //! The span of one handled or published message, one idea a file: where its parent and links come from
 //! (`origin`), how it starts ([`SpanStart`], `start`), how it is named and described (`describer`, also for the
-//! receive and settle spans; the names of recurring destinations made once, `names`), how it lives and ends ([`MessageSpan`], `life`), how a handler's result becomes its
-//! outcome ([`HandlerOutcome`], `outcome`), and the creation spans of records published together (`creation`).
+//! receive and settle spans; the names of recurring destinations made once, `names`), how it lives and ends
+//! ([`MessageSpan`], `life`), how a handler's result becomes its outcome ([`HandlerOutcome`], `outcome`), and
+//! the creation spans of records published together (`creation`).
 
 mod creation;
 mod describer;

@@ -46,17 +46,22 @@ pub(super) fn trim_remembering(value: &[u8]) -> Trimmed<'_> {
     }
     let trimmed = trim_tracestate(value);
     match &trimmed.value {
-        // Kept whole: these bytes, which are not the value passed on before.
-        Some(Cow::Borrowed(whole)) => RECENT.with_borrow_mut(|recent| {
-            recent.passed_on.clear();
-            recent.passed_on.push_str(whole);
-            recent.repeated = false;
-            recent.parsed = None;
-        }),
+        // Kept whole: these bytes, which were just found not to be the value passed on before.
+        Some(Cow::Borrowed(whole)) => RECENT.with_borrow_mut(|recent| recent.pass_on(whole)),
         Some(Cow::Owned(rebuilt)) => remember(rebuilt),
         None => {}
     }
     trimmed
+}
+
+impl Recent {
+    /// `value` is what the scan passes on now, and not what it passed on before.
+    fn pass_on(&mut self, value: &str) {
+        self.passed_on.clear();
+        self.passed_on.push_str(value);
+        self.repeated = false;
+        self.parsed = None;
+    }
 }
 
 /// Keeps the trimmed tracestate the header scan passes on from several headers joined (one header's, the scan's
@@ -65,9 +70,7 @@ pub(super) fn remember(value: &str) {
     RECENT.with_borrow_mut(|recent| {
         recent.repeated = recent.passed_on == value;
         if !recent.repeated {
-            recent.passed_on.clear();
-            recent.passed_on.push_str(value);
-            recent.parsed = None;
+            recent.pass_on(value);
         }
     });
 }
